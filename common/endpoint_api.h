@@ -1,0 +1,40 @@
+// Messages on the endpoint socket between the CNI plugin and sluice-policyd (DESIGN.md §4):
+// newline-delimited JSON, one request and one reply per line.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace sluice::endpoint_api {
+
+enum class Op { Add, Del, Check };
+
+struct Request {
+  Op op = Op::Add;
+  std::string containerId;
+  std::string ifname;       // CNI_IFNAME, inside the pod
+  std::string netns;        // CNI_NETNS path (may be empty on DEL)
+  std::string hostVeth;     // host-side interface name
+  int hostIfindex = 0;
+  std::vector<std::string> ips;  // pod addresses, no prefix length
+  std::string podNamespace;      // K8S_POD_NAMESPACE
+  std::string podName;           // K8S_POD_NAME
+};
+
+struct Reply {
+  bool ok = false;
+  std::string error;
+};
+
+std::string encode(const Request& r);  // one line, no trailing newline
+Result<Request> decodeRequest(std::string_view line);
+std::string encode(const Reply& r);
+Result<Reply> decodeReply(std::string_view line);
+
+// Client side: connect to `socketPath`, send one request, wait up to `timeoutMs` for the reply.
+// Connection failures carry code 11 (try again later); an {"ok":false} reply carries code 0.
+Result<Reply> call(const std::string& socketPath, const Request& r, int timeoutMs);
+
+}  // namespace sluice::endpoint_api

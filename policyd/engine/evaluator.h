@@ -1,0 +1,101 @@
+// The reference semantics of networking.k8s.io/v1 NetworkPolicy (DESIGN.md §5). This evaluator
+// is the specification: the compiler and both datapaths are tested for equivalence against it,
+// and `sluicectl explain` prints its explanation, so the dry-run and the enforced answer agree.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/ip.h"
+#include "common/result.h"
+#include "policyd/model/types.h"
+
+namespace sluice::engine {
+
+enum class Direction : uint8_t { Ingress, Egress };
+const char* directionName(Direction d);
+
+// One side of a flow: a pod (with the address it uses), or a bare address.
+struct FlowEnd {
+  const model::Pod* pod = nullptr;
+  std::optional<IpAddr> ip;  // a pod without status.podIPs has none
+};
+
+struct Flow {
+  FlowEnd src;
+  FlowEnd dst;
+  model::Protocol protocol = model::Protocol::TCP;
+  uint16_t port = 0;
+};
+
+// Which rule allowed a side: policy "ns/name", index into its ingress/egress list, and the
+// index of the matching peer and port within the rule (-1 when the list was empty = all).
+struct RuleRef {
+  std::string policy;
+  int rule = 0;
+  int peer = -1;
+  int port = -1;
+};
+
+struct SideExplanation {
+  bool applies = false;    // false when this end is not a pod (bare IP): no policy applies
+  bool isolated = false;   // the pod is isolated for this direction
+  bool allowed = false;
+  std::vector<std::string> selectingPolicies;  // "ns/name" of policies selecting the pod here
+  std::optional<RuleRef> allowedBy;
+};
+
+struct Verdict {
+  bool allowed = false;
+  SideExplanation egress;   // the source's egress
+  SideExplanation ingress;  // the destination's ingress
+};
+
+class Evaluator {
+ public:
+  // The cluster must outlive the evaluator. Construction indexes pods and policies by
+  // namespace and address so explain on large dumps stays fast.
+  explicit Evaluator(const model::Cluster& cluster);
+
+  Verdict evaluate(const Flow& flow) const;
+
+  const model::Cluster& cluster() const { return cluster_; }
+  const model::Pod* findPod(std::string_view ns, std::string_view name) const;
+  // The non-hostNetwork pod owning an address, if any.
+  const model::Pod* podByIp(const IpAddr& ip) const;
+  const model::Namespace* findNamespace(std::string_view name) const;
+  // Labels of a namespace; an unknown namespace has none (kubernetes.io/metadata.name is
+  // always present, as the API server sets it).
+  const model::Labels& namespaceLabels(std::string_view name) const;
+
+  // Named port resolution against a destination pod's container ports (name and protocol).
+  static std::optional<uint16_t> resolveNamedPort(const model::Pod& pod, std::string_view name,
+                                                  model::Protocol protocol);
+
+  // Policies in a pod's namespace that select it and affect the direction.
+  std::vector<const model::NetworkPolicy*> selectingPolicies(const model::Pod& pod,
+                                                             Direction dir) const;
+
+  // Does `peer` of policy `pol` match the other end of a flow?
+  bool peerMatches(const model::NetworkPolicy& pol, const model::Peer& peer,
+                   const FlowEnd& other) const;
+  // Does a port spec match (protocol, port) towards destination `dst` (for named ports)?
+  static bool portMatches(const model::PortSpec& spec, model::Protocol protocol, uint16_t port,
+                          const model::Pod* dst);
+
+ private:
+  SideExplanation evaluateSide(const model::Pod& pod, Direction dir, const Flow& flow) const;
+
+  const model::Cluster& cluster_;
+  std::unordered_map<std::string, const model::Namespace*> namespaces_;
+  std::unordered_map<std::string, const model::Pod*> podsByKey_;
+  std::unordered_map<IpAddr, const model::Pod*> podsByIp_;
+  std::unordered_map<std::string, std::vector<const model::NetworkPolicy*>> policiesByNs_;
+  model::Labels emptyLabels_;
+  std::unordered_map<std::string, model::Labels> implicitNsLabels_;
+};
+
+}  // namespace sluice::engine
