@@ -2,10 +2,14 @@
 //
 //   sluice-probe serve --tcp 80,81 --udp 80,81
 //       Echo servers on every address (dual-stack). TCP connections may carry many messages; each
-//       line gets "ok\n" back. Runs until killed.
+//       line gets "ok\n" back. Runs until killed. With --log, prints one line per accepted
+//       connection or datagram ("tcp from ADDR" / "udp from ADDR").
 //   sluice-probe probe [--timeout-ms N] tcp:ADDR:PORT udp:[V6ADDR]:PORT ...
 //       Probes all targets concurrently; prints "<target> ok|timeout|refused|error" per target.
 //       ok means a request went out and its reply came back, so both directions passed.
+//   sluice-probe spray --cidr 10.244.0.0/24 --port 80 --duration-ms N
+//       Sends a UDP datagram and a TCP SYN to every address of an IPv4 /24 (or smaller) every
+//       millisecond or so, for the duration: traffic aimed at a pod that does not exist yet.
 //   sluice-probe hold [--interval-ms N] [--count N] [--timeout-ms N] tcp:ADDR:PORT
 //       One TCP connection, one message every interval; prints "<i> ok|fail" for each, so a test
 //       can see an open connection being cut.
@@ -27,6 +31,11 @@
 #include <vector>
 
 namespace {
+
+int usage_error(const char* msg) {
+  std::fprintf(stderr, "sluice-probe: %s\n", msg);
+  return 2;
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -115,7 +124,17 @@ int listenOn(int type, int port) {
   return fd;
 }
 
-int serve(const std::vector<int>& tcpPorts, const std::vector<int>& udpPorts) {
+std::string peerName(const sockaddr_storage& a) {
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (a.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&a)->sin6_addr, buf, sizeof(buf));
+  } else if (a.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&a)->sin_addr, buf, sizeof(buf));
+  }
+  return buf;
+}
+
+int serve(const std::vector<int>& tcpPorts, const std::vector<int>& udpPorts, bool log) {
   struct Entry {
     int fd;
     enum { kListen, kConn, kUdp } kind;
@@ -146,13 +165,23 @@ int serve(const std::vector<int>& tcpPorts, const std::vector<int>& udpPorts) {
       Entry& e = entries[i];
       char buf[512];
       if (e.kind == Entry::kListen) {
-        int c = accept4(e.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        sockaddr_storage from{};
+        socklen_t len = sizeof(from);
+        int c = accept4(e.fd, reinterpret_cast<sockaddr*>(&from), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c >= 0) added.push_back({c, Entry::kConn});
+        if (c >= 0 && log) {
+          std::printf("tcp from %s\n", peerName(from).c_str());
+          std::fflush(stdout);
+        }
       } else if (e.kind == Entry::kUdp) {
         sockaddr_storage from{};
         socklen_t len = sizeof(from);
         ssize_t n = recvfrom(e.fd, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &len);
         if (n > 0) sendto(e.fd, "ok\n", 3, 0, reinterpret_cast<sockaddr*>(&from), len);
+        if (n > 0 && log) {
+          std::printf("udp from %s\n", peerName(from).c_str());
+          std::fflush(stdout);
+        }
       } else {
         ssize_t n = read(e.fd, buf, sizeof(buf));
         if (n <= 0) {
@@ -300,10 +329,50 @@ int hold(const Target& t, int intervalMs, int count, int timeoutMs) {
   return 0;
 }
 
+int spray(const std::string& cidr, int port, int durationMs) {
+  auto slash = cidr.find('/');
+  in_addr base{};
+  if (slash == std::string::npos || inet_pton(AF_INET, cidr.substr(0, slash).c_str(), &base) != 1) {
+    return usage_error("spray: --cidr must be an IPv4 CIDR");
+  }
+  int len = std::atoi(cidr.c_str() + slash + 1);
+  if (len < 24 || len > 32 || port <= 0 || port > 65535) return usage_error("spray: need a /24../32 and a port");
+  uint32_t first = ntohl(base.s_addr) & (len == 32 ? 0xffffffffu : ~((1u << (32 - len)) - 1));
+  uint32_t count = 1u << (32 - len);
+  int udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (udp < 0) return 1;
+  auto end = Clock::now() + std::chrono::milliseconds(durationMs);
+  long sent = 0;
+  std::vector<int> pending;  // non-blocking connects in flight, closed every round
+  while (Clock::now() < end) {
+    for (uint32_t i = 1; i + 1 < count || (count == 1 && i == 1); ++i) {
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(static_cast<uint16_t>(port));
+      a.sin_addr.s_addr = htonl(count == 1 ? first : first + i);
+      sendto(udp, "spray\n", 6, 0, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+      int t = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (t >= 0) {
+        connect(t, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+        pending.push_back(t);
+      }
+      ++sent;
+      if (count == 1) break;
+    }
+    usleep(2000);
+    for (int fd : pending) close(fd);
+    pending.clear();
+  }
+  close(udp);
+  std::printf("sent %ld\n", sent);
+  return 0;
+}
+
 int usage() {
   std::fprintf(stderr,
-               "usage: sluice-probe serve [--tcp P,P] [--udp P,P]\n"
+               "usage: sluice-probe serve [--tcp P,P] [--udp P,P] [--log]\n"
                "       sluice-probe probe [--timeout-ms N] tcp:ADDR:PORT|udp:ADDR:PORT ...\n"
+               "       sluice-probe spray --cidr A.B.C.D/24 --port N --duration-ms N\n"
                "       sluice-probe hold [--interval-ms N] [--count N] [--timeout-ms N] "
                "tcp:ADDR:PORT\n");
   return 2;
@@ -315,7 +384,9 @@ int main(int argc, char** argv) {
   if (argc < 2) return usage();
   std::string cmd = argv[1];
   std::vector<int> tcpPorts, udpPorts;
-  int timeoutMs = 800, intervalMs = 100, count = 10;
+  int timeoutMs = 800, intervalMs = 100, count = 10, port = 0, durationMs = 1000;
+  bool log = false;
+  std::string cidr;
   std::vector<Target> targets;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -330,6 +401,14 @@ int main(int argc, char** argv) {
       intervalMs = std::atoi(next());
     } else if (a == "--count") {
       count = std::atoi(next());
+    } else if (a == "--log") {
+      log = true;
+    } else if (a == "--cidr") {
+      cidr = next();
+    } else if (a == "--port") {
+      port = std::atoi(next());
+    } else if (a == "--duration-ms") {
+      durationMs = std::atoi(next());
     } else {
       Target t;
       if (!parseTarget(a, &t)) {
@@ -340,7 +419,8 @@ int main(int argc, char** argv) {
     }
   }
   if (timeoutMs <= 0 || timeoutMs > 60000 || count < 0 || count > 100000) return usage();
-  if (cmd == "serve") return serve(tcpPorts, udpPorts);
+  if (cmd == "serve") return serve(tcpPorts, udpPorts, log);
+  if (cmd == "spray" && durationMs > 0 && durationMs <= 60000) return spray(cidr, port, durationMs);
   if (cmd == "probe") return probe(targets, timeoutMs);
   if (cmd == "hold" && targets.size() == 1 && targets[0].tcp) {
     return hold(targets[0], intervalMs, count, timeoutMs);

@@ -1,0 +1,125 @@
+// A simulated Kubernetes cluster in network namespaces (DESIGN.md §8): "nodes" are namespaces
+// joined by a bridge in a fabric namespace, each running its own sluice-policyd (own socket,
+// state dir and bpffs pin dir); "pods" are namespaces wired by the real `sluice` CNI binary and
+// running sluice-probe echo servers. Every resource carries a per-run prefix; the destructor
+// tears everything down, and create() first removes what interrupted runs of dead processes left.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ip.h"
+#include "common/result.h"
+#include "e2e/harness/process.h"
+
+namespace sluice::e2e {
+
+struct ClusterOptions {
+  int nodes = 2;
+  std::string established = "recheck";  // --established
+  std::filesystem::path binaryDir;      // the CMake build directory
+  bool keepLogs = false;                // leave the run directory behind for inspection
+};
+
+struct PodSpec {
+  std::string ns;
+  std::string name;
+  int node = 0;
+  std::map<std::string, std::string> labels;
+  // Container ports: name, port, protocol. The pod's echo servers listen on every port here
+  // plus the probe ports the suite uses.
+  struct Port {
+    std::string name;
+    uint16_t port;
+    std::string protocol;
+  };
+  std::vector<Port> ports;
+};
+
+struct PodInfo {
+  PodSpec spec;
+  std::string netnsName;
+  std::string containerId;
+  std::vector<IpAddr> ips;
+  std::string hostVeth;
+};
+
+// allowed[i][j]: pods[i] may open a connection to pods[j].
+struct Matrix {
+  std::vector<std::string> pods;  // "ns/name", sorted
+  std::vector<std::vector<bool>> allowed;
+  std::string render(const Matrix* other = nullptr) const;  // marks cells that differ
+};
+
+class SimCluster {
+ public:
+  static Result<std::unique_ptr<SimCluster>> create(const ClusterOptions& opts);
+  ~SimCluster();
+  SimCluster(const SimCluster&) = delete;
+  SimCluster& operator=(const SimCluster&) = delete;
+
+  const std::string& prefix() const { return prefix_; }
+  const std::filesystem::path& manifestsDir() const { return manifests_; }
+  std::string nodeNetns(int node) const;
+
+  // Writes (or removes) a file in the manifests directory both daemons watch.
+  Status writeManifest(const std::string& file, const std::string& yamlOrJson);
+  Status removeManifest(const std::string& file);
+  // Namespace objects with labels (kubernetes.io/metadata.name is added by the decoder).
+  Status setNamespaces(const std::map<std::string, std::map<std::string, std::string>>& ns);
+
+  // Writes the Pod object, wires the pod with CNI ADD on its node, records status.podIPs, and
+  // starts its echo servers. Returns once ADD returned (policy is then enforced).
+  Result<PodInfo> addPod(const PodSpec& spec, const std::vector<uint16_t>& tcpPorts,
+                         const std::vector<uint16_t>& udpPorts);
+  // CNI ADD only (no Pod object rewrite, no servers): for first-packet tests.
+  Status deletePod(const std::string& ns, const std::string& name);
+  // Rewrites a pod's labels in its Pod object.
+  Status relabelPod(const std::string& ns, const std::string& name,
+                    const std::map<std::string, std::string>& labels);
+  const std::map<std::string, PodInfo>& pods() const { return pods_; }
+  const PodInfo* pod(const std::string& key) const;
+
+  // Waits until every daemon has applied the manifests as they are now on disk.
+  Status waitSynced(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+  // Real packets: probes every ordered pair concurrently (per source), v4 unless v6.
+  Result<Matrix> measure(uint16_t port, const std::string& protocol, bool v6 = false,
+                         int timeoutMs = 700);
+  // One probe from a pod (by key) or from a node's own namespace (nodeNetns(i)).
+  Result<std::string> probeFromNetns(const std::string& netnsPath, const IpAddr& target,
+                                     uint16_t port, const std::string& protocol, int timeoutMs);
+  // The dry-run prediction: `sluicectl matrix -o json` on the manifests directory.
+  Result<Matrix> predict(const std::string& port, const std::string& protocol);
+
+  // Daemon lifecycle (restart tests).
+  Status stopDaemon(int node);
+  Status startDaemon(int node);
+  std::filesystem::path daemonLog(int node) const;
+  std::filesystem::path binary(const std::string& rel) const { return opts_.binaryDir / rel; }
+  // Runs sluice (CNI) with `command` for a pod on its node; returns stdout/exit code.
+  Result<RunResult> cni(const std::string& command, const PodInfo& pod);
+
+ private:
+  explicit SimCluster(ClusterOptions opts);
+  Status setUp();
+  void tearDown();
+  Status writePodObject(const PodInfo& pod);
+  std::string pluginConfig(int node) const;
+
+  ClusterOptions opts_;
+  std::string prefix_;
+  std::filesystem::path runDir_;
+  std::filesystem::path manifests_;
+  std::vector<Child> daemons_;
+  std::map<std::string, Child> servers_;  // pod key -> echo server
+  std::map<std::string, PodInfo> pods_;
+  int nextPod_ = 0;
+  bool fabricUp_ = false;
+};
+
+}  // namespace sluice::e2e
