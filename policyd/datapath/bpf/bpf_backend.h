@@ -1,0 +1,80 @@
+// The eBPF datapath: tc programs on each endpoint's host veth, maps pinned under a bpffs
+// directory, written from the lowered IR (lowering.h). libbpf stays behind this header.
+//
+// Lifetime: the programs stay attached and the maps stay pinned when this object is destroyed
+// or the process exits, so enforcement never lapses while the daemon is down. A new instance on
+// the same pin directory reuses the pinned maps, reads their contents back, and attach()
+// replaces the programs atomically (tc filter replace) where they are already there.
+//
+// After opening on reused maps, call sync() with the compiler's full State first (or apply()
+// the compiler's first diff, which is a diff from empty): apply() computes each touched
+// endpoint from the IR it has seen, so a partial diff on an unknown base would lose entries.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "policyd/datapath/backend.h"
+#include "policyd/datapath/bpf/drop_event.h"
+
+namespace sluice::datapath::bpf {
+
+struct BpfOptions {
+  std::string pinDir = "/sys/fs/bpf/sluice";  // --bpf-pin-dir; created if missing, on a bpffs
+  EstablishedMode established = EstablishedMode::Recheck;  // --established
+};
+
+struct DropCounter {
+  DropReason reason = DropReason::None;
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
+
+// What the last apply() or sync() wrote; sync() on an unchanged kernel writes nothing.
+struct WriteStats {
+  size_t classWrites = 0;    // upserts + deletes
+  size_t policyWrites = 0;   // upserts + deletes
+  size_t endpointWrites = 0;
+  bool revisionBumped = false;
+};
+
+class BpfBackend final : public Backend {
+ public:
+  static Result<std::unique_ptr<BpfBackend>> open(const BpfOptions& options);
+  ~BpfBackend() override;
+  BpfBackend(const BpfBackend&) = delete;
+  BpfBackend& operator=(const BpfBackend&) = delete;
+
+  Status attach(const EndpointAttachment& ep) override;
+  Status detach(const EndpointAttachment& ep) override;
+  Result<bool> attached(const EndpointAttachment& ep) override;
+  Status apply(const compiler::Diff& diff) override;
+  Status sync(const compiler::State& desired) override;
+  // One counter per RuleId of the applied State (packets and bytes of the flows each rule
+  // admitted, replies included).
+  Result<std::vector<RuleCounter>> counters() override;
+
+  Result<std::vector<DropCounter>> dropCounters();
+  const WriteStats& lastWrite() const;
+  // True when the maps were already pinned (a restart) rather than created.
+  bool reusedPinnedMaps() const;
+  // The revision established flows are re-checked against (bumped on every change).
+  uint64_t revision() const;
+  const std::string& pinDir() const;
+  // Program fds (owned by this object), for BPF_PROG_TEST_RUN in tests and benchmarks.
+  int fromPodProgramFd() const;
+  int toPodProgramFd() const;
+
+ private:
+  struct Impl;
+  explicit BpfBackend(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The daemon's entry point (--datapath=bpf).
+Result<std::unique_ptr<Backend>> makeBpfBackend(const BpfOptions& options);
+
+}  // namespace sluice::datapath::bpf
