@@ -1,0 +1,429 @@
+// File level of the decoder: reading paths, telling JSON from YAML, multi-document files and
+// List kinds, dispatch by kind, and assembling the cluster with duplicate detection. The
+// per-object validation is object_decoder.h, shared by both formats.
+#include "policyd/model/decode.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <unordered_map>
+#include <utility>
+
+#include "policyd/model/object_decoder.h"
+#include "policyd/model/tree_node.h"
+
+namespace sluice::model {
+
+namespace detail {
+
+std::string FieldPath::render() const {
+  std::string out;
+  for (const auto& s : segs_) {
+    if (s.key) {
+      if (!out.empty()) out += '.';
+      out += s.key;
+    } else {
+      out += '[' + std::to_string(s.index) + ']';
+    }
+  }
+  return out;
+}
+
+void Problems::add(const std::string& what) {
+  ++count_;
+  if (list_.size() >= kMaxProblems) return;
+  std::string where = path_.render();
+  list_.push_back(where.empty() ? what : where + ": " + what);
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::JsonNode;
+using detail::NodeType;
+using detail::YamlNode;
+
+// Lists nest only through `kind: List` of Lists, which no tool emits deeper than this.
+constexpr int kMaxListDepth = 4;
+
+enum class Kind { Namespace, Pod, NetworkPolicy };
+
+// Adds objects to a Decoded, rejecting a second object with the same kind and name: the first
+// one wins, the way a later `kubectl create` of the same object would fail.
+class Collector {
+ public:
+  explicit Collector(Decoded& out) : out_(out) {
+    for (const auto& n : out_.cluster.namespaces) namespaces_.emplace(n.name, n.origin.file);
+    for (const auto& p : out_.cluster.pods) pods_.emplace(p.key(), p.origin.file);
+    for (const auto& p : out_.cluster.policies) policies_.emplace(p.key(), p.origin.file);
+  }
+
+  void add(Namespace&& n) {
+    if (claim(namespaces_, n.name, n.origin.file, "Namespace " + n.name))
+      out_.cluster.namespaces.push_back(std::move(n));
+  }
+  void add(Pod&& p) {
+    if (claim(pods_, p.key(), p.origin.file, "Pod " + p.key()))
+      out_.cluster.pods.push_back(std::move(p));
+  }
+  void add(NetworkPolicy&& p) {
+    if (claim(policies_, p.key(), p.origin.file, "NetworkPolicy " + p.key()))
+      out_.cluster.policies.push_back(std::move(p));
+  }
+
+ private:
+  using Index = std::unordered_map<std::string, std::string>;  // key -> file of the first
+
+  bool claim(Index& index, const std::string& key, const std::string& file,
+             const std::string& label) {
+    auto [it, inserted] = index.try_emplace(key, file);
+    if (inserted) return true;
+    out_.errors.push_back(makeError(file + ": " + label + ": duplicate: already defined in " +
+                                    it->second + "; keeping the first definition"));
+    return false;
+  }
+
+  Decoded& out_;
+  Index namespaces_;
+  Index pods_;
+  Index policies_;
+};
+
+// Decodes the documents of one file into a Collector.
+class FileDecoder {
+ public:
+  FileDecoder(const std::string& file, Decoded& out, Collector& collector)
+      : file_(file), out_(out), collector_(collector) {}
+
+  void run(std::string_view text);
+
+ private:
+  void runJson(std::string_view text);
+  void runYaml(std::string_view text);
+  void fileError(const std::string& what) { out_.errors.push_back(makeError(file_ + ": " + what)); }
+
+  template <class N>
+  void document(const N& doc, int depth, const std::string& inheritKind,
+                const std::string& inheritApiVersion);
+  template <class N>
+  void object(const N& obj, Kind kind, int ordinal);
+
+  const std::string& file_;
+  Decoded& out_;
+  Collector& collector_;
+  int ordinal_ = 0;  // objects seen in this file, Lists flattened
+  detail::Problems problems_;
+  std::vector<std::string> notes_;
+};
+
+template <class N>
+std::string scalarOrEmpty(const std::optional<N>& n) {
+  return n && n->type() == NodeType::String ? n->str() : std::string();
+}
+
+template <class N>
+std::string bestEffortName(const N& obj) {
+  auto md = obj.get("metadata");
+  if (!md || md->type() != NodeType::Map) return "";
+  std::string name = scalarOrEmpty(md->get("name"));
+  std::string ns = scalarOrEmpty(md->get("namespace"));
+  return ns.empty() ? name : ns + "/" + name;
+}
+
+template <class N>
+void FileDecoder::document(const N& doc, int depth, const std::string& inheritKind,
+                           const std::string& inheritApiVersion) {
+  if (doc.type() == NodeType::Null) return;  // empty document, e.g. a trailing "---"
+  int ordinal = ordinal_++;
+  std::string where = "object " + std::to_string(ordinal + 1);
+  if (doc.type() != NodeType::Map) {
+    fileError(where + ": expected a Kubernetes object (a map), got " +
+              detail::nodeTypeName(doc.type()));
+    return;
+  }
+  // Items of a typed list (PodList from the API) carry no kind or apiVersion of their own.
+  std::string kind = inheritKind;
+  std::string apiVersion = inheritApiVersion;
+  if (auto k = doc.get("kind")) {
+    if (k->type() != NodeType::String) {
+      fileError(where + ": kind: " + detail::typeMismatch(*k, NodeType::String));
+      return;
+    }
+    kind = k->str();
+  }
+  if (auto a = doc.get("apiVersion")) {
+    if (a->type() != NodeType::String) {
+      fileError(where + ": apiVersion: " + detail::typeMismatch(*a, NodeType::String));
+      return;
+    }
+    apiVersion = a->str();
+  }
+  if (kind.empty()) {
+    fileError(where + ": kind: required");
+    return;
+  }
+
+  bool isList = kind == "List" || (kind.size() > 4 && kind.ends_with("List") && doc.get("items"));
+  if (isList) {
+    --ordinal_;  // a List is a container, not an object
+    auto items = doc.get("items");
+    if (!items) return;  // an empty List
+    if (items->type() != NodeType::Seq) {
+      fileError(kind + ": items: " + detail::typeMismatch(*items, NodeType::Seq));
+      return;
+    }
+    if (depth >= kMaxListDepth) {
+      fileError(kind + ": Lists nested too deeply");
+      return;
+    }
+    std::string itemKind = kind == "List" ? "" : kind.substr(0, kind.size() - 4);
+    std::string itemApiVersion = kind == "List" ? "" : apiVersion;
+    items->forEachItem([&](size_t, const N& item) {
+      document(item, depth + 1, itemKind, itemApiVersion);
+    });
+    return;
+  }
+
+  bool known = kind == "Namespace" || kind == "Pod" || kind == "NetworkPolicy";
+  const char* wantApi = kind == "NetworkPolicy" ? "networking.k8s.io/v1" : "v1";
+  if (known && apiVersion.empty()) {
+    std::string name = bestEffortName(doc);
+    fileError(kind + " " + (name.empty() ? "(" + where + ")" : name) +
+              ": apiVersion: required (" + wantApi + ")");
+    return;
+  }
+  if (!known || apiVersion != wantApi) {
+    std::string name = bestEffortName(doc);
+    out_.notes.push_back(file_ + ": skipped " + kind + (name.empty() ? "" : " " + name) + " (" +
+                         apiVersion + "): only v1 Namespace, v1 Pod and networking.k8s.io/v1 "
+                         "NetworkPolicy are used");
+    return;
+  }
+  object(doc, kind == "Namespace" ? Kind::Namespace
+              : kind == "Pod"     ? Kind::Pod
+                                  : Kind::NetworkPolicy,
+         ordinal);
+}
+
+template <class N>
+void FileDecoder::object(const N& obj, Kind kind, int ordinal) {
+  problems_ = detail::Problems();
+  notes_.clear();
+  detail::ObjectDecoder<N> d(problems_, notes_);
+  Origin origin{file_, ordinal};
+
+  auto label = [&](const char* kindName, const std::string& ns, const std::string& name) {
+    std::string out = std::string(kindName) + " ";
+    if (name.empty()) return out + "(object " + std::to_string(ordinal + 1) + ")";
+    return ns.empty() ? out + name : out + ns + "/" + name;
+  };
+  auto finish = [&](auto&& value, const std::string& what) {
+    for (const auto& n : notes_) out_.notes.push_back(file_ + ": " + what + ": " + n);
+    if (!problems_.any()) {
+      value.origin = std::move(origin);
+      collector_.add(std::move(value));
+      return;
+    }
+    std::string msg = file_ + ": " + what + ": ";
+    const auto& list = problems_.list();
+    for (size_t i = 0; i < list.size(); ++i) msg += (i ? "; " : "") + list[i];
+    if (problems_.count() > list.size())
+      msg += "; and " + std::to_string(problems_.count() - list.size()) + " more";
+    out_.errors.push_back(makeError(std::move(msg)));
+  };
+
+  switch (kind) {
+    case Kind::Namespace: {
+      Namespace ns;
+      std::string unused;
+      d.metadata(obj, /*namespaced=*/false, /*nameIsDnsLabel=*/true, unused, ns.name, ns.labels);
+      d.namespaceBody(obj, ns);
+      std::string what = label("Namespace", "", ns.name);
+      finish(std::move(ns), what);
+      break;
+    }
+    case Kind::Pod: {
+      Pod pod;
+      d.metadata(obj, true, false, pod.namespace_, pod.name, pod.labels);
+      d.podBody(obj, pod);
+      std::string what = label("Pod", pod.namespace_, pod.name);
+      finish(std::move(pod), what);
+      break;
+    }
+    case Kind::NetworkPolicy: {
+      NetworkPolicy pol;
+      d.metadata(obj, true, false, pol.namespace_, pol.name, pol.podSelector.matchLabels);
+      // Policy labels are not used; metadata() filled podSelector only to validate them.
+      pol.podSelector.matchLabels.clear();
+      d.policyBody(obj, pol);
+      std::string what = label("NetworkPolicy", pol.namespace_, pol.name);
+      finish(std::move(pol), what);
+      break;
+    }
+  }
+}
+
+void FileDecoder::runJson(std::string_view text) {
+  nlohmann::json root;
+  try {
+    root = nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::exception& e) {
+    // what() is "[json.exception.parse_error.101] parse error at line 3, column 5: ...".
+    std::string msg = e.what();
+    if (auto close = msg.find("] "); msg.starts_with("[json.") && close != std::string::npos)
+      msg.erase(0, close + 2);
+    fileError("invalid JSON: " + msg);
+    return;
+  }
+  if (root.is_array()) {
+    for (const auto& item : root) document(JsonNode(item), 0, "", "");
+  } else {
+    document(JsonNode(root), 0, "", "");
+  }
+}
+
+void FileDecoder::runYaml(std::string_view text) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(text));
+  } catch (const YAML::Exception& e) {
+    // A syntax error makes the whole file suspect, so none of its documents is used.
+    std::string where = e.mark.is_null() ? "" : "line " + std::to_string(e.mark.line + 1) +
+                                                    ", column " +
+                                                    std::to_string(e.mark.column + 1) + ": ";
+    fileError(where + "invalid YAML: " + e.msg);
+    return;
+  }
+  for (const auto& doc : docs) document(YamlNode(doc), 0, "", "");
+}
+
+void FileDecoder::run(std::string_view text) {
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // UTF-8 BOM
+  size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return;  // empty file
+  // JSON is valid YAML too, but nlohmann is an order of magnitude faster on large dumps.
+  try {
+    if (text[first] == '{' || text[first] == '[') {
+      runJson(text);
+    } else {
+      runYaml(text);
+    }
+  } catch (const std::exception& e) {
+    // The walk never throws by design; this keeps a bug from escaping the decode boundary.
+    fileError(std::string("internal error while decoding: ") + e.what());
+  }
+}
+
+Status readFile(const std::string& path, std::string& out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return makeError(path + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
+  char buf[1 << 16];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return makeError(path + ": cannot read: " + std::strerror(err));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return Status::Ok();
+}
+
+bool hasManifestExtension(const std::filesystem::path& p) {
+  auto ext = p.extension().string();
+  return ext == ".yaml" || ext == ".yml" || ext == ".json";
+}
+
+// Files under a directory, recursively, sorted. Entries whose name starts with '.' are
+// skipped: a mounted ConfigMap holds every file twice (the `..data` symlinks and the hidden
+// timestamped directory they point into), and editors leave hidden swap files behind.
+void collectDirectory(const std::filesystem::path& dir, std::vector<std::string>& files,
+                      Decoded& out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec);
+  std::vector<std::string> found;
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const fs::path& p = it->path();
+    if (p.filename().string().starts_with(".")) {
+      if (it->is_directory(ec)) it.disable_recursion_pending();
+      continue;
+    }
+    std::error_code fec;
+    if (it->is_regular_file(fec) && hasManifestExtension(p)) found.push_back(p.string());
+  }
+  if (ec) out.errors.push_back(makeError(dir.string() + ": cannot list: " + ec.message()));
+  std::sort(found.begin(), found.end());
+  files.insert(files.end(), found.begin(), found.end());
+}
+
+}  // namespace
+
+void Decoded::merge(Decoded&& other) {
+  errors.insert(errors.end(), std::make_move_iterator(other.errors.begin()),
+                std::make_move_iterator(other.errors.end()));
+  notes.insert(notes.end(), std::make_move_iterator(other.notes.begin()),
+               std::make_move_iterator(other.notes.end()));
+  Collector collector(*this);
+  for (auto& n : other.cluster.namespaces) collector.add(std::move(n));
+  for (auto& p : other.cluster.pods) collector.add(std::move(p));
+  for (auto& p : other.cluster.policies) collector.add(std::move(p));
+  other = Decoded();
+}
+
+Decoded decodeText(std::string_view text, const std::string& file) {
+  Decoded out;
+  Collector collector(out);
+  FileDecoder(file, out, collector).run(text);
+  return out;
+}
+
+Decoded loadPaths(const std::vector<std::string>& paths) {
+  namespace fs = std::filesystem;
+  Decoded out;
+  std::vector<std::string> files;
+  for (const auto& path : paths) {
+    std::error_code ec;
+    auto st = fs::status(path, ec);
+    if (ec || !fs::exists(st)) {
+      out.errors.push_back(makeError(path + ": cannot read: " +
+                                     (ec ? ec.message() : std::string("no such file or directory"))));
+    } else if (fs::is_directory(st)) {
+      collectDirectory(path, files, out);
+    } else {
+      files.push_back(path);  // named explicitly: read whatever its extension
+    }
+  }
+  // The same file reached twice (a directory and a file inside it) is read once, not reported
+  // as duplicate objects.
+  std::set<std::string> seen;
+  Collector collector(out);
+  std::string text;
+  for (const auto& file : files) {
+    std::error_code ec;
+    auto canon = fs::weakly_canonical(file, ec);
+    if (!seen.insert(ec ? file : canon.string()).second) continue;
+    text.clear();
+    if (auto st = readFile(file, text); !st.ok()) {
+      out.errors.push_back(st.error());
+      continue;
+    }
+    FileDecoder(file, out, collector).run(text);
+  }
+  return out;
+}
+
+}  // namespace sluice::model
