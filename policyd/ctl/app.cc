@@ -1,0 +1,120 @@
+#include "policyd/ctl/app.h"
+
+#include <exception>
+#include <optional>
+
+#include "policyd/ctl/args.h"
+#include "policyd/ctl/diff.h"
+#include "policyd/ctl/explain.h"
+#include "policyd/ctl/lint.h"
+#include "policyd/ctl/matrix.h"
+#include "policyd/engine/evaluator.h"
+#include "policyd/model/decode.h"
+
+namespace sluice::ctl {
+
+namespace {
+
+// Loads manifests. Any rejected object or unreadable file makes the whole input bad: a dry run
+// that silently dropped a policy would answer a different question than the one asked.
+std::optional<model::Cluster> load(const std::vector<std::string>& paths, const Options& opt,
+                                   std::ostream& err) {
+  model::Decoded d = model::loadPaths(paths);
+  if (opt.verbose) {
+    for (const auto& n : d.notes) err << "sluicectl: note: " << n << "\n";
+  }
+  if (!d.errors.empty()) {
+    for (const auto& e : d.errors) err << "sluicectl: error: " << e.message << "\n";
+    return std::nullopt;
+  }
+  return std::move(d.cluster);
+}
+
+int runExplain(const Options& opt, const engine::Evaluator& ev, std::ostream& out,
+               std::ostream& err) {
+  auto report = explain(ev, opt.from, opt.to, opt.query);
+  if (!report) {
+    err << "sluicectl: error: " << report.error().message << "\n";
+    return kExitBadInput;
+  }
+  if (opt.output == OutputFormat::Json) {
+    renderExplainJson(out, *report);
+  } else {
+    renderExplainText(out, *report);
+  }
+  return kExitOk;
+}
+
+int runMatrix(const Options& opt, const engine::Evaluator& ev, std::ostream& out) {
+  Matrix m = computeMatrix(ev, opt.query);
+  if (opt.output == OutputFormat::Json) {
+    renderMatrixJson(out, m);
+  } else {
+    renderMatrixText(out, m);
+  }
+  return kExitOk;
+}
+
+int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out,
+            std::ostream& err) {
+  auto findings = lint(ev);
+  if (opt.output == OutputFormat::Json) {
+    renderLintJson(out, findings);
+  } else {
+    renderLintText(out, findings);
+    const auto& c = ev.cluster();
+    err << "sluicectl lint: " << findings.size() << " finding(s) in " << c.policies.size()
+        << " policies, " << c.pods.size() << " pods, " << c.namespaces.size()
+        << " namespaces\n";
+  }
+  return findings.empty() ? kExitOk : kExitFindings;
+}
+
+int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  auto parsed = parseArgs(args);
+  if (!parsed) {
+    err << "sluicectl: " << parsed.error().message << "\n\n" << usage();
+    return kExitBadInput;
+  }
+  const Options& opt = *parsed;
+  if (opt.command == Command::Help) {
+    out << usage();
+    return kExitOk;
+  }
+  auto cluster = load(opt.files, opt, err);
+  if (!cluster) return kExitBadInput;
+  engine::Evaluator ev(*cluster);
+  switch (opt.command) {
+    case Command::Explain: return runExplain(opt, ev, out, err);
+    case Command::Matrix: return runMatrix(opt, ev, out);
+    case Command::Lint: return runLint(opt, ev, out, err);
+    case Command::Diff: {
+      auto after = load(opt.with, opt, err);
+      if (!after) return kExitBadInput;
+      engine::Evaluator evAfter(*after);
+      auto d = diffMatrices(computeMatrix(ev, opt.query), computeMatrix(evAfter, opt.query));
+      if (opt.output == OutputFormat::Json) {
+        renderDiffJson(out, d);
+      } else {
+        renderDiffText(out, d);
+      }
+      return kExitOk;
+    }
+    case Command::Help: break;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  try {
+    return dispatch(args, out, err);
+  } catch (const std::exception& e) {
+    // Decoding validates input, so this is a bug; still, answer with a message, not a crash.
+    err << "sluicectl: internal error: " << e.what() << "\n";
+    return kExitBadInput;
+  }
+}
+
+}  // namespace sluice::ctl

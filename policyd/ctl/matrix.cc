@@ -1,0 +1,239 @@
+#include "policyd/ctl/matrix.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "policyd/ctl/endpoint.h"
+
+namespace sluice::ctl {
+
+using engine::Direction;
+using engine::Evaluator;
+
+namespace {
+
+struct CompiledPeer {
+  const model::IPBlock* block = nullptr;  // an ipBlock peer, matched on the pair's address
+  std::vector<uint64_t> members;          // a selector peer: one bit per matrix pod
+};
+
+struct CompiledRule {
+  const model::Rule* rule = nullptr;
+  std::vector<CompiledPeer> peers;  // empty = every peer
+};
+
+using CompiledSide = std::vector<CompiledRule>;
+
+class PairEvaluator {
+ public:
+  PairEvaluator(const Evaluator& ev, const std::vector<const model::Pod*>& pods,
+                const PortQuery& query)
+      : ev_(ev), pods_(pods), query_(query) {
+    const size_t n = pods_.size();
+    words_ = (n + 63) / 64;
+    addrs_.reserve(n);
+    ports_.reserve(n);
+    egress_.resize(n);
+    ingress_.resize(n);
+    egressIsolated_.resize(n);
+    ingressIsolated_.resize(n);
+    for (size_t k = 0; k < n; ++k) {
+      const auto& pod = *pods_[k];
+      addrs_.push_back(AddressSet::of(pod.ips));
+      ports_.push_back(resolveQueryPort(query_, &pod));
+      collect(pod, Direction::Egress, egress_[k], egressIsolated_[k]);
+      collect(pod, Direction::Ingress, ingress_[k], ingressIsolated_[k]);
+    }
+  }
+
+  bool allowed(size_t i, size_t j) const {
+    if (!ports_[j]) return false;
+    const uint16_t port = *ports_[j];
+    auto [srcIp, dstIp] = pairAddresses(addrs_[i], addrs_[j]);
+    if (egressIsolated_[i] &&
+        !sideAllows(egress_[i], Direction::Egress, j, dstIp, pods_[j], port)) {
+      return false;
+    }
+    return !ingressIsolated_[j] ||
+           sideAllows(ingress_[j], Direction::Ingress, i, srcIp, pods_[j], port);
+  }
+
+ private:
+  void collect(const model::Pod& pod, Direction dir, std::vector<const CompiledRule*>& rules,
+               uint8_t& isolated) {
+    auto policies = ev_.selectingPolicies(pod, dir);
+    isolated = policies.empty() ? 0 : 1;
+    for (const auto* pol : policies) {
+      for (const auto& rule : compiled(*pol, dir)) rules.push_back(&rule);
+    }
+  }
+
+  const CompiledSide& compiled(const model::NetworkPolicy& pol, Direction dir) {
+    auto& cache = dir == Direction::Ingress ? ingressCache_ : egressCache_;
+    auto [it, inserted] = cache.try_emplace(&pol);
+    if (!inserted) return it->second;
+    const auto& rules = dir == Direction::Ingress ? pol.ingress : pol.egress;
+    for (const auto& rule : rules) {
+      CompiledRule cr;
+      cr.rule = &rule;
+      for (const auto& peer : rule.peers) {
+        CompiledPeer cp;
+        if (peer.ipBlock) {
+          cp.block = &*peer.ipBlock;
+        } else {
+          cp.members.assign(words_, 0);
+          for (size_t k = 0; k < pods_.size(); ++k) {
+            if (ev_.peerMatches(pol, peer, engine::FlowEnd{pods_[k], std::nullopt})) {
+              cp.members[k / 64] |= uint64_t{1} << (k % 64);
+            }
+          }
+        }
+        cr.peers.push_back(std::move(cp));
+      }
+      it->second.push_back(std::move(cr));
+    }
+    return it->second;
+  }
+
+  // Mirrors Evaluator::evaluateSide: the union over the selecting policies' rules; a rule
+  // allows when a peer matches and a port matches. Named ports resolve against the destination
+  // pod, and never match when the egress peer that matched is an ipBlock.
+  bool sideAllows(const std::vector<const CompiledRule*>& rules, Direction dir, size_t other,
+                  const std::optional<IpAddr>& otherIp, const model::Pod* dst,
+                  uint16_t port) const {
+    for (const auto* cr : rules) {
+      if (cr->peers.empty()) {
+        if (portsMatch(*cr->rule, dst, port)) return true;
+        continue;
+      }
+      for (const auto& peer : cr->peers) {
+        bool match = peer.block ? (otherIp && peer.block->contains(*otherIp))
+                                : ((peer.members[other / 64] >> (other % 64)) & 1) != 0;
+        if (!match) continue;
+        const model::Pod* named = (dir == Direction::Egress && peer.block) ? nullptr : dst;
+        if (portsMatch(*cr->rule, named, port)) return true;
+      }
+    }
+    return false;
+  }
+
+  bool portsMatch(const model::Rule& rule, const model::Pod* named, uint16_t port) const {
+    if (rule.ports.empty()) return true;
+    for (const auto& spec : rule.ports) {
+      if (Evaluator::portMatches(spec, query_.protocol, port, named)) return true;
+    }
+    return false;
+  }
+
+  const Evaluator& ev_;
+  const std::vector<const model::Pod*>& pods_;
+  const PortQuery& query_;
+  size_t words_ = 0;
+  std::vector<AddressSet> addrs_;
+  std::vector<std::optional<uint16_t>> ports_;
+  std::vector<std::vector<const CompiledRule*>> egress_, ingress_;
+  std::vector<uint8_t> egressIsolated_, ingressIsolated_;
+  std::unordered_map<const model::NetworkPolicy*, CompiledSide> ingressCache_, egressCache_;
+};
+
+}  // namespace
+
+std::vector<std::string> Matrix::podsWithoutPort() const {
+  std::vector<std::string> out;
+  if (!query.isNamed()) return out;
+  for (const auto* pod : pods) {
+    if (!resolveQueryPort(query, pod)) out.push_back(pod->key());
+  }
+  return out;
+}
+
+Matrix computeMatrix(const Evaluator& ev, const PortQuery& query) {
+  Matrix m;
+  m.query = query;
+  for (const auto& pod : ev.cluster().pods) {
+    if (!pod.hostNetwork) m.pods.push_back(&pod);
+  }
+  std::sort(m.pods.begin(), m.pods.end(), [](const model::Pod* a, const model::Pod* b) {
+    return a->namespace_ != b->namespace_ ? a->namespace_ < b->namespace_ : a->name < b->name;
+  });
+  m.keys.reserve(m.pods.size());
+  for (const auto* pod : m.pods) m.keys.push_back(pod->key());
+  const size_t n = m.pods.size();
+  m.allowed.assign(n * n, 0);
+  PairEvaluator pe(ev, m.pods, query);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < n; ++j) m.allowed[i * n + j] = pe.allowed(i, j) ? 1 : 0;
+  }
+  return m;
+}
+
+std::string portJson(const PortQuery& query) {
+  if (query.isNamed()) return nlohmann::json(std::get<std::string>(query.port)).dump();
+  return std::to_string(std::get<uint16_t>(query.port));
+}
+
+void renderMatrixJson(std::ostream& out, const Matrix& m) {
+  // Written by hand rather than through a json value: a 1,000-pod matrix is a million booleans.
+  std::string s;
+  const size_t n = m.size();
+  s.reserve(64 + n * 32 + n * n * 6);
+  s += "{\"port\":" + portJson(m.query) + ",\"protocol\":\"" +
+       model::protocolName(m.query.protocol) + "\",\"pods\":[";
+  for (size_t i = 0; i < n; ++i) {
+    if (i) s += ',';
+    s += nlohmann::json(m.keys[i]).dump();
+  }
+  s += "],\"allowed\":[";
+  for (size_t i = 0; i < n; ++i) {
+    s += i ? ",[" : "[";
+    for (size_t j = 0; j < n; ++j) {
+      if (j) s += ',';
+      s += m.at(i, j) ? "true" : "false";
+    }
+    s += ']';
+  }
+  s += "]}\n";
+  out << s;
+}
+
+void renderMatrixText(std::ostream& out, const Matrix& m) {
+  const size_t n = m.size();
+  out << "Reachability for " << m.query.label() << ": row = from (source), column = to "
+      << "(destination); + allowed, . denied\n";
+  if (n == 0) {
+    out << "(no pods)\n";
+    return;
+  }
+  const size_t width = std::to_string(n - 1).size();
+  auto pad = [](const std::string& s, size_t w) {
+    return std::string(w > s.size() ? w - s.size() : 0, ' ') + s;
+  };
+  out << "\nPods:\n";
+  for (size_t i = 0; i < n; ++i) out << "  " << pad(std::to_string(i), width) << "  " << m.keys[i] << "\n";
+  out << "\n";
+  std::string line = std::string(width + 2, ' ');
+  for (size_t j = 0; j < n; ++j) line += pad(std::to_string(j), width) + " ";
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  out << line << "\n";
+  size_t allowedCount = 0;
+  for (size_t i = 0; i < n; ++i) {
+    line = pad(std::to_string(i), width) + "  ";
+    for (size_t j = 0; j < n; ++j) {
+      allowedCount += m.at(i, j);
+      line += pad(m.at(i, j) ? "+" : ".", width) + " ";
+    }
+    line.pop_back();
+    out << line << "\n";
+  }
+  out << "\n" << allowedCount << " of " << n * n << " pairs allowed.\n";
+  auto missing = m.podsWithoutPort();
+  if (!missing.empty()) {
+    out << "No " << model::protocolName(m.query.protocol) << " container port named "
+        << m.query.portText() << " (connections to them are denied):";
+    for (const auto& k : missing) out << " " << k;
+    out << "\n";
+  }
+}
+
+}  // namespace sluice::ctl
