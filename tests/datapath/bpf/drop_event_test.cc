@@ -1,0 +1,51 @@
+#include "policyd/datapath/bpf/drop_event.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace sluice::datapath::bpf {
+namespace {
+
+TEST(DropEventTest, DecodesAnIpv4PolicyDrop) {
+  sluice_drop_event raw{};
+  raw.timestamp_ns = 42;
+  raw.endpoint = 3;
+  raw.ifindex = 9;
+  const uint8_t src[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 0, 5};
+  const uint8_t dst[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 0, 9};
+  std::memcpy(raw.src, src, 16);
+  std::memcpy(raw.dst, dst, 16);
+  raw.sport = htons(40000);
+  raw.dport = htons(80);
+  raw.protocol = 6;
+  raw.direction = SLUICE_DIR_EGRESS;
+  raw.reason = SLUICE_DROP_POLICY;
+  raw.family = 4;
+  raw.peer_class = 17;
+  const DropEvent e = decodeDropEvent(raw);
+  EXPECT_EQ(e.src.toString(), "10.1.0.5");
+  EXPECT_EQ(e.dst.toString(), "10.1.0.9");
+  EXPECT_EQ(e.dstPort, 80);
+  EXPECT_EQ(e.direction, compiler::Direction::Egress);
+  EXPECT_EQ(e.reason, DropReason::Policy);
+  EXPECT_EQ(toString(e),
+            "drop endpoint=3 ifindex=9 direction=egress 10.1.0.5:40000 -> 10.1.0.9:80 proto=6 "
+            "class=17 reason=policy");
+}
+
+TEST(DropEventTest, DecodesIpv6AndUnknownReasons) {
+  sluice_drop_event raw{};
+  raw.family = 6;
+  raw.src[0] = 0xfd;
+  raw.src[15] = 1;
+  raw.reason = 200;
+  const DropEvent e = decodeDropEvent(raw);
+  EXPECT_EQ(e.src.toString(), "fd00::1");
+  EXPECT_EQ(e.reason, DropReason::None);
+  EXPECT_EQ(dropReasonName(DropReason::FragmentWithoutFirst), "fragment-without-first");
+}
+
+}  // namespace
+}  // namespace sluice::datapath::bpf
