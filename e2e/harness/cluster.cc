@@ -37,7 +37,6 @@ Status sysctlIn(const std::string& ns, const std::string& key, const std::string
 
 std::string nodeV4(int i) { return "192.0.2." + std::to_string(10 + i); }
 std::string nodeV6(int i) { return "2001:db8::" + std::to_string(10 + i); }
-std::string podCidrV4(int i) { return "10.244." + std::to_string(i) + ".0/24"; }
 std::string podCidrV6(int i) { return "fd00:244:0:" + std::to_string(i) + "::/64"; }
 std::string nodeName(int i) { return "n" + std::to_string(i); }
 
@@ -83,6 +82,22 @@ void removeLeftovers() {
 }
 
 }  // namespace
+
+std::string SimCluster::podCidrV4(int node) {
+  return "10.244." + std::to_string(node) + ".0/24";
+}
+
+Result<Child> SimCluster::spawnProbe(const std::string& podKey,
+                                     const std::vector<std::string>& args,
+                                     const std::string& outputFile) {
+  const PodInfo* p = pod(podKey);
+  if (!p) return makeError("no pod " + podKey);
+  Command cmd{{binary("e2e/tools/sluice-probe").string()}};
+  cmd.argv.insert(cmd.argv.end(), args.begin(), args.end());
+  cmd.netns = netnsPath(p->netnsName);
+  cmd.outputFile = outputFile;
+  return spawn(cmd);
+}
 
 std::string Matrix::render(const Matrix* other) const {
   std::ostringstream out;
@@ -309,6 +324,18 @@ Result<PodInfo> SimCluster::addPod(const PodSpec& spec, const std::vector<uint16
   SLUICE_RETURN_IF_ERROR(ip({"netns", "add", pod.netnsName}));
   pods_[key] = pod;
   SLUICE_RETURN_IF_ERROR(ip({"-n", pod.netnsName, "link", "set", "lo", "up"}));
+
+  std::string tcpList, udpList;
+  for (auto p : tcpPorts) tcpList += (tcpList.empty() ? "" : ",") + std::to_string(p);
+  for (auto p : udpPorts) udpList += (udpList.empty() ? "" : ",") + std::to_string(p);
+  Command serve{{binary("e2e/tools/sluice-probe").string(), "serve", "--tcp", tcpList, "--udp", udpList}};
+  serve.netns = netnsPath(pod.netnsName);
+  if (!spec.serverLog.empty()) {
+    serve.argv.push_back("--log");
+    serve.outputFile = spec.serverLog;
+    SLUICE_ASSIGN_OR_RETURN(servers_[key], spawn(serve));
+  }
+
   SLUICE_ASSIGN_OR_RETURN(RunResult r, cni("ADD", pod));
   if (r.exitCode != 0) return makeError("CNI ADD " + key + " failed: " + r.out + r.err);
   json result = json::parse(r.out, nullptr, false);
@@ -326,13 +353,9 @@ Result<PodInfo> SimCluster::addPod(const PodSpec& spec, const std::vector<uint16
             [](const IpAddr& a, const IpAddr& b) { return a.isV4() > b.isV4(); });
   pods_[key] = pod;
   SLUICE_RETURN_IF_ERROR(writePodObject(pod));
-
-  std::string tcpList, udpList;
-  for (auto p : tcpPorts) tcpList += (tcpList.empty() ? "" : ",") + std::to_string(p);
-  for (auto p : udpPorts) udpList += (udpList.empty() ? "" : ",") + std::to_string(p);
-  Command serve{{binary("e2e/tools/sluice-probe").string(), "serve", "--tcp", tcpList, "--udp", udpList}};
-  serve.netns = netnsPath(pod.netnsName);
-  SLUICE_ASSIGN_OR_RETURN(servers_[key], spawn(serve));
+  if (spec.serverLog.empty()) {
+    SLUICE_ASSIGN_OR_RETURN(servers_[key], spawn(serve));
+  }
   // Wait for the listener over the pod's own loopback (never crosses the veth).
   if (!tcpPorts.empty()) {
     for (int i = 0; i < 100; ++i) {

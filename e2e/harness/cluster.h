@@ -38,6 +38,9 @@ struct PodSpec {
     std::string protocol;
   };
   std::vector<Port> ports;
+  // When set, the echo server starts before CNI ADD (so it sees any packet that reaches the pod
+  // from the instant its interface exists) and logs every connection/datagram to this file.
+  std::string serverLog;
 };
 
 struct PodInfo {
@@ -95,6 +98,12 @@ class SimCluster {
                                      uint16_t port, const std::string& protocol, int timeoutMs);
   // The dry-run prediction: `sluicectl matrix -o json` on the manifests directory.
   Result<Matrix> predict(const std::string& port, const std::string& protocol);
+
+  // Runs sluice-probe with `args` inside a pod's namespace, in the background, output to a file.
+  Result<Child> spawnProbe(const std::string& podKey, const std::vector<std::string>& args,
+                           const std::string& outputFile);
+  static std::string podCidrV4(int node);
+  std::filesystem::path runDir() const { return runDir_; }
 
   // Daemon lifecycle (restart tests).
   Status stopDaemon(int node);
