@@ -43,6 +43,12 @@ int libbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
   int n = std::vsnprintf(buf, sizeof(buf), fmt, args);
   std::string_view line(buf, n < 0 ? 0 : std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1));
   while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+  // Netlink extended acks ("Exclusivity flag on", "Cannot find specified filter chain") come
+  // from probes whose errors we expect and handle (qdisc exists, filter not attached yet); a
+  // real failure is reported by the caller with its context.
+  if (level == LIBBPF_WARN && line.find("Kernel error message") != std::string_view::npos) {
+    level = LIBBPF_DEBUG;
+  }
   switch (level) {
     case LIBBPF_WARN: spdlog::warn("libbpf {}", line); break;
     case LIBBPF_INFO: spdlog::debug("libbpf {}", line); break;
