@@ -1,7 +1,7 @@
 #include "policyd/ctl/app.h"
 
 #include <exception>
-#include <optional>
+#include <memory>
 
 #include "policyd/ctl/args.h"
 #include "policyd/ctl/diff.h"
@@ -17,17 +17,17 @@ namespace {
 
 // Loads manifests. Any rejected object or unreadable file makes the whole input bad: a dry run
 // that silently dropped a policy would answer a different question than the one asked.
-std::optional<model::Cluster> load(const std::vector<std::string>& paths, const Options& opt,
-                                   std::ostream& err) {
+std::unique_ptr<model::Cluster> load(const std::vector<std::string>& paths, const Options& opt,
+                                     std::ostream& err) {
   model::Decoded d = model::loadPaths(paths);
   if (opt.verbose) {
     for (const auto& n : d.notes) err << "sluicectl: note: " << n << "\n";
   }
   if (!d.errors.empty()) {
     for (const auto& e : d.errors) err << "sluicectl: error: " << e.message << "\n";
-    return std::nullopt;
+    return nullptr;
   }
-  return std::move(d.cluster);
+  return std::make_unique<model::Cluster>(std::move(d.cluster));
 }
 
 int runExplain(const Options& opt, const engine::Evaluator& ev, std::ostream& out,
@@ -70,7 +70,26 @@ int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out,
   return findings.empty() ? kExitOk : kExitFindings;
 }
 
-int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+// Holds what a command loaded; optionally never frees it (RunOptions::leakAtExit).
+struct Loaded {
+  std::vector<std::unique_ptr<model::Cluster>> clusters;
+  std::vector<std::unique_ptr<engine::Evaluator>> evaluators;
+  bool leak = false;
+
+  ~Loaded() {
+    if (!leak) return;
+    for (auto& c : clusters) (void)c.release();
+    for (auto& e : evaluators) (void)e.release();
+  }
+  const engine::Evaluator& add(std::unique_ptr<model::Cluster> c) {
+    clusters.push_back(std::move(c));
+    evaluators.push_back(std::make_unique<engine::Evaluator>(*clusters.back()));
+    return *evaluators.back();
+  }
+};
+
+int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+             Loaded& loaded) {
   auto parsed = parseArgs(args);
   if (!parsed) {
     err << "sluicectl: " << parsed.error().message << "\n\n" << usage();
@@ -83,7 +102,7 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
   }
   auto cluster = load(opt.files, opt, err);
   if (!cluster) return kExitBadInput;
-  engine::Evaluator ev(*cluster);
+  const engine::Evaluator& ev = loaded.add(std::move(cluster));
   switch (opt.command) {
     case Command::Explain: return runExplain(opt, ev, out, err);
     case Command::Matrix: return runMatrix(opt, ev, out);
@@ -91,7 +110,7 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
     case Command::Diff: {
       auto after = load(opt.with, opt, err);
       if (!after) return kExitBadInput;
-      engine::Evaluator evAfter(*after);
+      const engine::Evaluator& evAfter = loaded.add(std::move(after));
       auto d = diffMatrices(computeMatrix(ev, opt.query), computeMatrix(evAfter, opt.query));
       if (opt.output == OutputFormat::Json) {
         renderDiffJson(out, d);
@@ -107,9 +126,12 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
 
 }  // namespace
 
-int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+        const RunOptions& runOptions) {
   try {
-    return dispatch(args, out, err);
+    Loaded loaded;
+    loaded.leak = runOptions.leakAtExit;
+    return dispatch(args, out, err, loaded);
   } catch (const std::exception& e) {
     // Decoding validates input, so this is a bug; still, answer with a message, not a crash.
     err << "sluicectl: internal error: " << e.what() << "\n";

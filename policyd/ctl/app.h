@@ -12,7 +12,14 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFindings = 1;  // lint found something
 inline constexpr int kExitBadInput = 2;  // usage errors, unreadable or invalid manifests
 
+struct RunOptions {
+  // The binary sets this: the loaded manifests are not freed on return, because the process
+  // exits right after and tearing down 100,000 pods' labels costs more than answering.
+  bool leakAtExit = false;
+};
+
 // `args` excludes the program name.
-int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+        const RunOptions& runOptions = {});
 
 }  // namespace sluice::ctl
