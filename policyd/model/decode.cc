@@ -12,9 +12,12 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 
+#include "policyd/model/json_filter.h"
 #include "policyd/model/object_decoder.h"
 #include "policyd/model/tree_node.h"
 
@@ -105,9 +108,37 @@ class FileDecoder {
   void run(std::string_view text);
 
  private:
+  // While staging, results are held back (in order) instead of going to the output: items
+  // streamed out of a JSON file count only once the whole file has parsed, and only if the
+  // top-level object really is a List.
+  using Staged = std::variant<Namespace, Pod, NetworkPolicy, Error, std::string>;
+
   void runJson(std::string_view text);
   void runYaml(std::string_view text);
-  void fileError(const std::string& what) { out_.errors.push_back(makeError(file_ + ": " + what)); }
+  void fileError(const std::string& what) { emitError(makeError(file_ + ": " + what)); }
+  void emitError(Error&& e) {
+    if (staging_) {
+      staged_.emplace_back(std::move(e));
+    } else {
+      out_.errors.push_back(std::move(e));
+    }
+  }
+  void emitNote(std::string&& n) {
+    if (staging_) {
+      staged_.emplace_back(std::move(n));
+    } else {
+      out_.notes.push_back(std::move(n));
+    }
+  }
+  template <class T>
+  void emitObject(T&& value) {
+    if (staging_) {
+      staged_.emplace_back(std::forward<T>(value));
+    } else {
+      collector_.add(std::forward<T>(value));
+    }
+  }
+  void commitStaged();
 
   template <class N>
   void document(const N& doc, int depth, const std::string& inheritKind,
@@ -119,9 +150,29 @@ class FileDecoder {
   Decoded& out_;
   Collector& collector_;
   int ordinal_ = 0;  // objects seen in this file, Lists flattened
+  bool staging_ = false;
+  std::vector<Staged> staged_;
   detail::Problems problems_;
   std::vector<std::string> notes_;
 };
+
+void FileDecoder::commitStaged() {
+  for (auto& s : staged_) {
+    std::visit(
+        [&](auto&& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, Error>) {
+            out_.errors.push_back(std::move(v));
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            out_.notes.push_back(std::move(v));
+          } else {
+            collector_.add(std::move(v));
+          }
+        },
+        s);
+  }
+  staged_.clear();
+}
 
 template <class N>
 std::string scalarOrEmpty(const std::optional<N>& n) {
@@ -201,9 +252,8 @@ void FileDecoder::document(const N& doc, int depth, const std::string& inheritKi
   }
   if (!known || apiVersion != wantApi) {
     std::string name = bestEffortName(doc);
-    out_.notes.push_back(file_ + ": skipped " + kind + (name.empty() ? "" : " " + name) + " (" +
-                         apiVersion + "): only v1 Namespace, v1 Pod and networking.k8s.io/v1 "
-                         "NetworkPolicy are used");
+    emitNote(file_ + ": skipped " + kind + (name.empty() ? "" : " " + name) + " (" + apiVersion +
+             "): only v1 Namespace, v1 Pod and networking.k8s.io/v1 NetworkPolicy are used");
     return;
   }
   object(doc, kind == "Namespace" ? Kind::Namespace
@@ -225,10 +275,10 @@ void FileDecoder::object(const N& obj, Kind kind, int ordinal) {
     return ns.empty() ? out + name : out + ns + "/" + name;
   };
   auto finish = [&](auto&& value, const std::string& what) {
-    for (const auto& n : notes_) out_.notes.push_back(file_ + ": " + what + ": " + n);
+    for (const auto& n : notes_) emitNote(file_ + ": " + what + ": " + n);
     if (!problems_.any()) {
       value.origin = std::move(origin);
-      collector_.add(std::move(value));
+      emitObject(std::move(value));
       return;
     }
     std::string msg = file_ + ": " + what + ": ";
@@ -236,7 +286,7 @@ void FileDecoder::object(const N& obj, Kind kind, int ordinal) {
     for (size_t i = 0; i < list.size(); ++i) msg += (i ? "; " : "") + list[i];
     if (problems_.count() > list.size())
       msg += "; and " + std::to_string(problems_.count() - list.size()) + " more";
-    out_.errors.push_back(makeError(std::move(msg)));
+    emitError(makeError(std::move(msg)));
   };
 
   switch (kind) {
@@ -271,22 +321,43 @@ void FileDecoder::object(const N& obj, Kind kind, int ordinal) {
 }
 
 void FileDecoder::runJson(std::string_view text) {
-  nlohmann::json root;
-  try {
-    root = nlohmann::json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::exception& e) {
-    // what() is "[json.exception.parse_error.101] parse error at line 3, column 5: ...".
-    std::string msg = e.what();
-    if (auto close = msg.find("] "); msg.starts_with("[json.") && close != std::string::npos)
-      msg.erase(0, close + 2);
-    fileError("invalid JSON: " + msg);
+  // Self-describing items (with their own kind and apiVersion) are decoded as soon as the
+  // parser completes them; items of a typed list (PodList) need the list's kind, which may come
+  // after `items` in the text, so they stay in the tree for the walk below.
+  staging_ = true;
+  auto onItem = [&](const nlohmann::json& item, bool inRootArray) {
+    if (!inRootArray) {
+      auto k = item.find("kind");
+      auto a = item.find("apiVersion");
+      if (k == item.end() || !k->is_string() || a == item.end() || !a->is_string()) return false;
+    }
+    document(JsonNode(item), inRootArray ? 0 : 1, "", "");
+    return true;
+  };
+  auto parsed = detail::parseJsonFiltered(text, onItem);
+  staging_ = false;
+  if (!parsed.ok()) {
+    staged_.clear();  // a syntax error makes the whole file suspect
+    fileError("invalid JSON: " + parsed.error().message);
     return;
   }
+  const nlohmann::json& root = *parsed;
   if (root.is_array()) {
+    commitStaged();
     for (const auto& item : root) document(JsonNode(item), 0, "", "");
-  } else {
-    document(JsonNode(root), 0, "", "");
+    return;
   }
+  if (!staged_.empty()) {
+    auto k = root.is_object() ? root.find("kind") : root.end();
+    std::string kind = k != root.end() && k->is_string() ? k->get<std::string>() : "";
+    bool isList = kind == "List" || (kind.size() > 4 && kind.ends_with("List"));
+    if (isList) {
+      commitStaged();
+    } else {
+      staged_.clear();  // not a List after all: its items are not objects of their own
+    }
+  }
+  document(JsonNode(root), 0, "", "");
 }
 
 void FileDecoder::runYaml(std::string_view text) {

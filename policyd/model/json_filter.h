@@ -1,0 +1,31 @@
+// Internal to the decoder: the JSON fast path. Large JSON inputs are `kubectl get pods -A -o
+// json` dumps where almost every byte (managedFields, annotations, container images, env,
+// probes, status.conditions) is irrelevant to policy. Building nlohmann's full DOM for them
+// costs more than lexing; this parser builds a DOM that keeps only the fields the object
+// decoder reads, moving strings instead of copying them.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace sluice::model::detail {
+
+// What is dropped (see json_filter.cc): under metadata everything but name, namespace, labels;
+// under status everything but podIP, podIPs; under spec.containers[*] and
+// spec.initContainers[*] everything but name, ports, restartPolicy; the values (not the keys)
+// of other spec fields that only Pods have. Everything else, including every NetworkPolicy
+// field and unknown fields, is kept, so validation sees what it would in the full document.
+// On malformed input: an error "parse error at line L, column C: ...".
+//
+// Streaming: `onItem(item, inRootArray)` is called for each complete object that is an element
+// of a top-level array or of the top-level object's "items" array (a List). When it returns
+// true the item has been consumed and is freed at once instead of being kept in the returned
+// tree, so a 100,000-pod List never exists as one DOM.
+using ItemSink = std::function<bool(const nlohmann::json& item, bool inRootArray)>;
+Result<nlohmann::json> parseJsonFiltered(std::string_view text, const ItemSink& onItem = {});
+
+}  // namespace sluice::model::detail
