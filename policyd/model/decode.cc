@@ -236,9 +236,8 @@ void FileDecoder::document(const N& doc, int depth, const std::string& inheritKi
     }
     std::string itemKind = kind == "List" ? "" : kind.substr(0, kind.size() - 4);
     std::string itemApiVersion = kind == "List" ? "" : apiVersion;
-    items->forEachItem([&](size_t, const N& item) {
-      document(item, depth + 1, itemKind, itemApiVersion);
-    });
+    items->forEachItem(
+        [&](size_t, const N& item) { document(item, depth + 1, itemKind, itemApiVersion); });
     return;
   }
 
@@ -246,8 +245,8 @@ void FileDecoder::document(const N& doc, int depth, const std::string& inheritKi
   const char* wantApi = kind == "NetworkPolicy" ? "networking.k8s.io/v1" : "v1";
   if (known && apiVersion.empty()) {
     std::string name = bestEffortName(doc);
-    fileError(kind + " " + (name.empty() ? "(" + where + ")" : name) +
-              ": apiVersion: required (" + wantApi + ")");
+    fileError(kind + " " + (name.empty() ? "(" + where + ")" : name) + ": apiVersion: required (" +
+              wantApi + ")");
     return;
   }
   if (!known || apiVersion != wantApi) {
@@ -256,9 +255,10 @@ void FileDecoder::document(const N& doc, int depth, const std::string& inheritKi
              "): only v1 Namespace, v1 Pod and networking.k8s.io/v1 NetworkPolicy are used");
     return;
   }
-  object(doc, kind == "Namespace" ? Kind::Namespace
-              : kind == "Pod"     ? Kind::Pod
-                                  : Kind::NetworkPolicy,
+  object(doc,
+         kind == "Namespace" ? Kind::Namespace
+         : kind == "Pod"     ? Kind::Pod
+                             : Kind::NetworkPolicy,
          ordinal);
 }
 
@@ -366,9 +366,9 @@ void FileDecoder::runYaml(std::string_view text) {
     docs = YAML::LoadAll(std::string(text));
   } catch (const YAML::Exception& e) {
     // A syntax error makes the whole file suspect, so none of its documents is used.
-    std::string where = e.mark.is_null() ? "" : "line " + std::to_string(e.mark.line + 1) +
-                                                    ", column " +
-                                                    std::to_string(e.mark.column + 1) + ": ";
+    std::string where = e.mark.is_null() ? ""
+                                         : "line " + std::to_string(e.mark.line + 1) + ", column " +
+                                               std::to_string(e.mark.column + 1) + ": ";
     fileError(where + "invalid YAML: " + e.msg);
     return;
   }
@@ -388,6 +388,8 @@ void FileDecoder::run(std::string_view text) {
     }
   } catch (const std::exception& e) {
     // The walk never throws by design; this keeps a bug from escaping the decode boundary.
+    staging_ = false;
+    staged_.clear();
     fileError(std::string("internal error while decoding: ") + e.what());
   }
 }
@@ -470,8 +472,9 @@ Decoded loadPaths(const std::vector<std::string>& paths) {
     std::error_code ec;
     auto st = fs::status(path, ec);
     if (ec || !fs::exists(st)) {
-      out.errors.push_back(makeError(path + ": cannot read: " +
-                                     (ec ? ec.message() : std::string("no such file or directory"))));
+      out.errors.push_back(makeError(
+          path +
+          ": cannot read: " + (ec ? ec.message() : std::string("no such file or directory"))));
     } else if (fs::is_directory(st)) {
       collectDirectory(path, files, out);
     } else {

@@ -33,22 +33,35 @@ constexpr std::array<std::string_view, 2> kStatusKeep = {"podIP", "podIPs"};
 constexpr std::array<std::string_view, 3> kContainerKeep = {"name", "ports", "restartPolicy"};
 // Pod spec fields with large values. Their keys stay so that, were they to appear in a
 // NetworkPolicy spec, the unknown-field check still reports them.
-constexpr std::array<std::string_view, 14> kSpecBulk = {
-    "volumes",         "affinity",         "tolerations",          "securityContext",
-    "hostAliases",     "dnsConfig",        "readinessGates",       "ephemeralContainers",
-    "imagePullSecrets", "resourceClaims",  "schedulingGates",      "overhead",
-    "topologySpreadConstraints",           "os"};
+constexpr std::array<std::string_view, 14> kSpecBulk = {"volumes",
+                                                        "affinity",
+                                                        "tolerations",
+                                                        "securityContext",
+                                                        "hostAliases",
+                                                        "dnsConfig",
+                                                        "readinessGates",
+                                                        "ephemeralContainers",
+                                                        "imagePullSecrets",
+                                                        "resourceClaims",
+                                                        "schedulingGates",
+                                                        "overhead",
+                                                        "topologySpreadConstraints",
+                                                        "os"};
 
 Role childRole(Role parent, bool inArray, std::string_view key) {
   if (inArray) return parent == Role::ContainerList ? Role::Container : Role::Generic;
   switch (parent) {
-    case Role::Metadata: return in(kMetadataKeep, key) ? Role::Generic : Role::Drop;
-    case Role::Status: return in(kStatusKeep, key) ? Role::Generic : Role::Drop;
-    case Role::Container: return in(kContainerKeep, key) ? Role::Generic : Role::Drop;
+    case Role::Metadata:
+      return in(kMetadataKeep, key) ? Role::Generic : Role::Drop;
+    case Role::Status:
+      return in(kStatusKeep, key) ? Role::Generic : Role::Drop;
+    case Role::Container:
+      return in(kContainerKeep, key) ? Role::Generic : Role::Drop;
     case Role::Spec:
       if (key == "containers" || key == "initContainers") return Role::ContainerList;
       return in(kSpecBulk, key) ? Role::NullValue : Role::Generic;
-    default: break;
+    default:
+      break;
   }
   if (key == "metadata") return Role::Metadata;
   if (key == "spec") return Role::Spec;
@@ -118,9 +131,14 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
   bool scalar(Json&& v) {
     if (skipDepth_ > 0) return true;
     switch (roleHere()) {
-      case Role::Drop: return true;
-      case Role::NullValue: place(Json()); return true;
-      default: place(std::move(v)); return true;
+      case Role::Drop:
+        return true;
+      case Role::NullValue:
+        place(Json());
+        return true;
+      default:
+        place(std::move(v));
+        return true;
     }
   }
 
@@ -137,8 +155,8 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
     }
     bool streamed = false;
     if (type == Json::value_t::array && onItem_) {
-      streamed = stack_.empty() ||
-                 (stack_.size() == 1 && stack_[0].value->is_object() && key_ == "items");
+      streamed =
+          stack_.empty() || (stack_.size() == 1 && stack_[0].value->is_object() && key_ == "items");
     }
     stack_.push_back({place(Json(type)), role, streamed});
     return true;
@@ -152,7 +170,8 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
     Json* done = stack_.back().value;
     stack_.pop_back();
     if (!stack_.empty() && stack_.back().streamed && done->is_object()) {
-      if (onItem_(*done, stack_.size() == 1)) stack_.back().value->get_ref<Json::array_t&>().pop_back();
+      if (onItem_(*done, stack_.size() == 1))
+        stack_.back().value->get_ref<Json::array_t&>().pop_back();
     }
     return true;
   }

@@ -5,9 +5,8 @@
 // decoder reads, moving strings instead of copying them.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string_view>
 
 #include "common/result.h"

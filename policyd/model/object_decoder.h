@@ -104,7 +104,8 @@ class ObjectDecoder {
 
 template <class N>
 std::string typeMismatch(const N& n, NodeType want) {
-  std::string msg = std::string("expected ") + nodeTypeName(want) + ", got " + nodeTypeName(n.type());
+  std::string msg =
+      std::string("expected ") + nodeTypeName(want) + ", got " + nodeTypeName(n.type());
   if constexpr (std::is_same_v<N, YamlNode>) {
     // A plain YAML scalar that resolved to a number or boolean: the usual fix is quoting.
     if (want == NodeType::String &&
@@ -262,11 +263,13 @@ void ObjectDecoder<N>::peer(const N& n, Peer& out) {
   }
   bool anySelector = out.podSelector || out.namespaceSelector;
   if (!anySelector && !out.ipBlock)
-    p_.add("a peer must set podSelector, namespaceSelector or ipBlock ({} is not a valid peer; "
-           "to allow all peers, omit from/to)");
+    p_.add(
+        "a peer must set podSelector, namespaceSelector or ipBlock ({} is not a valid peer; "
+        "to allow all peers, omit from/to)");
   if (anySelector && out.ipBlock)
-    p_.add("ipBlock cannot be combined with podSelector or namespaceSelector in one peer; "
-           "use separate peers");
+    p_.add(
+        "ipBlock cannot be combined with podSelector or namespaceSelector in one peer; "
+        "use separate peers");
 }
 
 template <class N>
@@ -312,7 +315,8 @@ void ObjectDecoder<N>::ipBlock(const N& n, IPBlock& out) {
       p_.add(where);
     } else if (parsed->len() == out.cidr.len()) {
       // The API requires a strict subset: an except equal to the cidr leaves nothing.
-      p_.add("\"" + *text + "\" must be strictly inside cidr \"" + cidrText + "\", not equal to it");
+      p_.add("\"" + *text + "\" must be strictly inside cidr \"" + cidrText +
+             "\", not equal to it");
     } else {
       out.except.push_back(*parsed);
     }
@@ -431,8 +435,8 @@ void ObjectDecoder<N>::rules(const N& n, const char* peersKey, std::vector<Rule>
 }
 
 template <class N>
-void ObjectDecoder<N>::metadata(const N& obj, bool namespaced, bool nameIsDnsLabel,
-                                std::string& ns, std::string& name, Labels& lbls) {
+void ObjectDecoder<N>::metadata(const N& obj, bool namespaced, bool nameIsDnsLabel, std::string& ns,
+                                std::string& name, Labels& lbls) {
   PathScope s(p_, "metadata");
   auto md = obj.get("metadata");
   if (!md) {

@@ -7,24 +7,30 @@ namespace sluice::model::detail {
 
 const char* nodeTypeName(NodeType t) {
   switch (t) {
-    case NodeType::Null: return "null";
-    case NodeType::Bool: return "a boolean";
-    case NodeType::Int: return "an integer";
-    case NodeType::Float: return "a number";
-    case NodeType::String: return "a string";
-    case NodeType::Map: return "a map";
-    case NodeType::Seq: return "a list";
+    case NodeType::Null:
+      return "null";
+    case NodeType::Bool:
+      return "a boolean";
+    case NodeType::Int:
+      return "an integer";
+    case NodeType::Float:
+      return "a number";
+    case NodeType::String:
+      return "a string";
+    case NodeType::Map:
+      return "a map";
+    case NodeType::Seq:
+      return "a list";
   }
   return "?";
 }
 
 namespace {
 
-constexpr std::array<std::string_view, 11> kTrueWords = {"y",    "Y",    "yes", "Yes", "YES", "on",
-                                                         "On",   "ON",   "true", "True", "TRUE"};
-constexpr std::array<std::string_view, 11> kFalseWords = {"n",     "N",     "no",  "No",
-                                                          "NO",    "off",   "Off", "OFF",
-                                                          "false", "False", "FALSE"};
+constexpr std::array<std::string_view, 11> kTrueWords = {"y",  "Y",  "yes",  "Yes",  "YES", "on",
+                                                         "On", "ON", "true", "True", "TRUE"};
+constexpr std::array<std::string_view, 11> kFalseWords = {
+    "n", "N", "no", "No", "NO", "off", "Off", "OFF", "false", "False", "FALSE"};
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 
@@ -83,10 +89,17 @@ bool looksLikeNumber(std::string_view s) {
 
 YamlNode::YamlNode(const YAML::Node& n) : n_(n) {
   switch (n_.Type()) {
-    case YAML::NodeType::Map: type_ = NodeType::Map; return;
-    case YAML::NodeType::Sequence: type_ = NodeType::Seq; return;
-    case YAML::NodeType::Scalar: break;
-    default: type_ = NodeType::Null; return;  // Null, Undefined
+    case YAML::NodeType::Map:
+      type_ = NodeType::Map;
+      return;
+    case YAML::NodeType::Sequence:
+      type_ = NodeType::Seq;
+      return;
+    case YAML::NodeType::Scalar:
+      break;
+    default:
+      type_ = NodeType::Null;
+      return;  // Null, Undefined
   }
   const std::string& tag = n_.Tag();
   const std::string& s = n_.Scalar();

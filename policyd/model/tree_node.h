@@ -14,10 +14,10 @@
 //   int line() const;                      // 1-based source line, 0 when unknown
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -37,19 +37,27 @@ class JsonNode {
   NodeType type() const {
     using V = nlohmann::json::value_t;
     switch (j_->type()) {
-      case V::null: return NodeType::Null;
-      case V::boolean: return NodeType::Bool;
-      case V::number_integer: return NodeType::Int;
+      case V::null:
+        return NodeType::Null;
+      case V::boolean:
+        return NodeType::Bool;
+      case V::number_integer:
+        return NodeType::Int;
       case V::number_unsigned:
         // Beyond int64 cannot be a valid port or anything else we read as an integer.
         return j_->get_ref<const nlohmann::json::number_unsigned_t&>() <= INT64_MAX
                    ? NodeType::Int
                    : NodeType::Float;
-      case V::number_float: return NodeType::Float;
-      case V::string: return NodeType::String;
-      case V::object: return NodeType::Map;
-      case V::array: return NodeType::Seq;
-      default: return NodeType::Null;  // binary / discarded never come out of parse()
+      case V::number_float:
+        return NodeType::Float;
+      case V::string:
+        return NodeType::String;
+      case V::object:
+        return NodeType::Map;
+      case V::array:
+        return NodeType::Seq;
+      default:
+        return NodeType::Null;  // binary / discarded never come out of parse()
     }
   }
   const std::string& str() const { return j_->get_ref<const std::string&>(); }

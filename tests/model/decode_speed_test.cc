@@ -38,21 +38,22 @@ std::string podListJson(int n) {
   out.reserve(static_cast<size_t>(n) * 1200);
   for (int i = 0; i < n; ++i) {
     std::string idx = std::to_string(i);
-    std::string v4 = "10." + std::to_string((i >> 16) & 255) + "." + std::to_string((i >> 8) & 255) +
-                     "." + std::to_string(i & 255);
+    std::string v4 = "10." + std::to_string((i >> 16) & 255) + "." +
+                     std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255);
     char v6[40];
     std::snprintf(v6, sizeof v6, "fd00::%x:%x", (i >> 16) & 0xffff, i & 0xffff);
     if (i) out += ',';
-    out += R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-)" + idx +
-           R"(","namespace":"ns)" + std::to_string(i % 50) +
-           R"(","uid":"0b1c2d3e-4a5b-8c9d-0e1f2a3b4c5d","resourceVersion":")" + idx +
-           R"(","creationTimestamp":"2024-05-01T10:00:00Z","labels":{"app":"app)" +
-           std::to_string(i % 100) +
-           R"(","tier":"web","pod-template-hash":"7d4b9c8f6"},"annotations":{"kubectl.kubernetes.io/restartedAt":"2024-05-01T10:00:00Z"},"ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-7d4b9c8f6","uid":"x","controller":true}]},"spec":{"nodeName":"node-)" +
-           std::to_string(i % 500) +
-           R"(","restartPolicy":"Always","serviceAccountName":"default","containers":[{"name":"app","image":"registry.example.com/app:1.2.3","ports":[{"name":"http","containerPort":8080,"protocol":"TCP"},{"name":"metrics","containerPort":9090,"protocol":"TCP"}],"resources":{"requests":{"cpu":"100m","memory":"128Mi"},"limits":{"memory":"256Mi"}},"env":[{"name":"MODE","value":"prod"}]}]},"status":{"phase":"Running","hostIP":"192.168.0.1","podIP":")" +
-           v4 + R"(","podIPs":[{"ip":")" + v4 + R"("},{"ip":")" + v6 +
-           R"("}],"conditions":[{"type":"Ready","status":"True","lastTransitionTime":"2024-05-01T10:00:05Z"}]}})";
+    out +=
+        R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-)" + idx +
+        R"(","namespace":"ns)" + std::to_string(i % 50) +
+        R"(","uid":"0b1c2d3e-4a5b-8c9d-0e1f2a3b4c5d","resourceVersion":")" + idx +
+        R"(","creationTimestamp":"2024-05-01T10:00:00Z","labels":{"app":"app)" +
+        std::to_string(i % 100) +
+        R"(","tier":"web","pod-template-hash":"7d4b9c8f6"},"annotations":{"kubectl.kubernetes.io/restartedAt":"2024-05-01T10:00:00Z"},"ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-7d4b9c8f6","uid":"x","controller":true}]},"spec":{"nodeName":"node-)" +
+        std::to_string(i % 500) +
+        R"(","restartPolicy":"Always","serviceAccountName":"default","containers":[{"name":"app","image":"registry.example.com/app:1.2.3","ports":[{"name":"http","containerPort":8080,"protocol":"TCP"},{"name":"metrics","containerPort":9090,"protocol":"TCP"}],"resources":{"requests":{"cpu":"100m","memory":"128Mi"},"limits":{"memory":"256Mi"}},"env":[{"name":"MODE","value":"prod"}]}]},"status":{"phase":"Running","hostIP":"192.168.0.1","podIP":")" +
+        v4 + R"(","podIPs":[{"ip":")" + v4 + R"("},{"ip":")" + v6 +
+        R"("}],"conditions":[{"type":"Ready","status":"True","lastTransitionTime":"2024-05-01T10:00:05Z"}]}})";
   }
   out += R"(],"kind":"List","metadata":{"resourceVersion":""}})";
   return out;

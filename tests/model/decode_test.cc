@@ -30,7 +30,8 @@ TEST(DecodeDefaultsTest, PolicyTypesDefaultToIngressOnly) {
 }
 
 TEST(DecodeDefaultsTest, PolicyTypesIncludeEgressWhenEgressHasRules) {
-  const auto& p = onlyPolicy(decodeText(policyYaml("  podSelector: {}\n  egress: [{}]\n"), "p.yaml"));
+  const auto& p =
+      onlyPolicy(decodeText(policyYaml("  podSelector: {}\n  egress: [{}]\n"), "p.yaml"));
   EXPECT_TRUE(p.affectsIngress);
   EXPECT_TRUE(p.affectsEgress);
 }
@@ -49,8 +50,8 @@ TEST(DecodeDefaultsTest, EmptyPolicyTypesListIsDefaulted) {
 }
 
 TEST(DecodeDefaultsTest, ExplicitPolicyTypesWin) {
-  Decoded d = decodeText(policyYaml("  podSelector: {}\n  policyTypes: [Egress]\n  ingress: [{}]\n"),
-                         "p.yaml");
+  Decoded d = decodeText(
+      policyYaml("  podSelector: {}\n  policyTypes: [Egress]\n  ingress: [{}]\n"), "p.yaml");
   const auto& p = onlyPolicy(d);
   EXPECT_FALSE(p.affectsIngress);
   EXPECT_TRUE(p.affectsEgress);
@@ -59,8 +60,8 @@ TEST(DecodeDefaultsTest, ExplicitPolicyTypesWin) {
 }
 
 TEST(DecodeDefaultsTest, ProtocolDefaultsToTcp) {
-  const auto& p = onlyPolicy(
-      decodeText(policyYaml("  podSelector: {}\n  ingress: [{ports: [{port: 80}, {}]}]\n"), "p.yaml"));
+  const auto& p = onlyPolicy(decodeText(
+      policyYaml("  podSelector: {}\n  ingress: [{ports: [{port: 80}, {}]}]\n"), "p.yaml"));
   ASSERT_EQ(p.ingress.size(), 1u);
   ASSERT_EQ(p.ingress[0].ports.size(), 2u);
   EXPECT_EQ(p.ingress[0].ports[0].protocol, Protocol::TCP);
@@ -155,22 +156,23 @@ TEST(DecodeDefaultsTest, PodIpFallsBackToPodIp) {
 
 TEST(DecodeRulesTest, AbsentAndEmptyIngressMeanNoRules) {
   EXPECT_TRUE(onlyPolicy(decodeText(policyYaml("  podSelector: {}\n"), "p.yaml")).ingress.empty());
-  EXPECT_TRUE(
-      onlyPolicy(decodeText(policyYaml("  podSelector: {}\n  ingress: []\n"), "p.yaml")).ingress.empty());
-  EXPECT_TRUE(
-      onlyPolicy(decodeText(policyYaml("  podSelector: {}\n  ingress: null\n"), "p.yaml")).ingress.empty());
+  EXPECT_TRUE(onlyPolicy(decodeText(policyYaml("  podSelector: {}\n  ingress: []\n"), "p.yaml"))
+                  .ingress.empty());
+  EXPECT_TRUE(onlyPolicy(decodeText(policyYaml("  podSelector: {}\n  ingress: null\n"), "p.yaml"))
+                  .ingress.empty());
 }
 
 TEST(DecodeRulesTest, EmptyRuleAllowsAll) {
-  const auto& p = onlyPolicy(decodeText(policyYaml("  podSelector: {}\n  ingress: [{}]\n"), "p.yaml"));
+  const auto& p =
+      onlyPolicy(decodeText(policyYaml("  podSelector: {}\n  ingress: [{}]\n"), "p.yaml"));
   ASSERT_EQ(p.ingress.size(), 1u);
   EXPECT_TRUE(p.ingress[0].peers.empty());
   EXPECT_TRUE(p.ingress[0].ports.empty());
 }
 
 TEST(DecodeRulesTest, EmptyFromMeansAllPeers) {
-  const auto& p = onlyPolicy(
-      decodeText(policyYaml("  podSelector: {}\n  ingress: [{from: [], ports: [{port: 80}]}]\n"), "p.yaml"));
+  const auto& p = onlyPolicy(decodeText(
+      policyYaml("  podSelector: {}\n  ingress: [{from: [], ports: [{port: 80}]}]\n"), "p.yaml"));
   ASSERT_EQ(p.ingress.size(), 1u);
   EXPECT_TRUE(p.ingress[0].peers.empty());
   EXPECT_EQ(p.ingress[0].ports.size(), 1u);
@@ -586,7 +588,8 @@ TEST(DecodeJsonTest, UnknownFieldsAreCheckedInJsonToo) {
 // ---- malformed input ----
 
 TEST(DecodeMalformedTest, YamlSyntaxErrorNamesFileAndLine) {
-  Decoded d = decodeText("apiVersion: v1\nkind: Pod\nmetadata: {name: a\n---\nkind: [\n", "bad.yaml");
+  Decoded d =
+      decodeText("apiVersion: v1\nkind: Pod\nmetadata: {name: a\n---\nkind: [\n", "bad.yaml");
   ASSERT_EQ(d.errors.size(), 1u);
   EXPECT_TRUE(d.cluster.pods.empty());
   EXPECT_EQ(d.errors[0].message.rfind("bad.yaml: line ", 0), 0u) << d.errors[0].message;
@@ -594,9 +597,10 @@ TEST(DecodeMalformedTest, YamlSyntaxErrorNamesFileAndLine) {
 }
 
 TEST(DecodeMalformedTest, JsonSyntaxErrorNamesFileAndPosition) {
-  Decoded d = decodeText("[{\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"a\"}},\n"
-                         " {\"kind\": }]",
-                         "bad.json");
+  Decoded d = decodeText(
+      "[{\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"a\"}},\n"
+      " {\"kind\": }]",
+      "bad.json");
   ASSERT_EQ(d.errors.size(), 1u);
   EXPECT_TRUE(d.cluster.pods.empty()) << "nothing from a file with a syntax error is used";
   EXPECT_EQ(d.errors[0].message.rfind("bad.json: invalid JSON: parse error at line 2", 0), 0u)
@@ -608,9 +612,11 @@ TEST(DecodeMalformedTest, EmptyAndCommentOnlyInputs) {
   EXPECT_TRUE(decodeText("  \n\n", "e.yaml").errors.empty());
   EXPECT_TRUE(decodeText("# nothing\n---\n", "e.yaml").errors.empty());
   EXPECT_TRUE(decodeText("[]", "e.json").errors.empty());
-  EXPECT_TRUE(decodeText("\xEF\xBB\xBF{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\"}}",
-                         "bom.json")
-                  .errors.empty());
+  EXPECT_TRUE(
+      decodeText(
+          "\xEF\xBB\xBF{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\"}}",
+          "bom.json")
+          .errors.empty());
 }
 
 TEST(DecodeMalformedTest, EveryTruncationIsAnErrorNotACrash) {
@@ -638,7 +644,8 @@ TEST(DecodeMalformedTest, StrangeButWellFormedDocuments) {
            "? [complex, key]\n: value\n",
            "&a [*a]\n",
            "apiVersion: v1\nkind: List\nitems: [1, null, [2], {kind: List, apiVersion: v1, items: "
-           "[{kind: List, apiVersion: v1, items: [{kind: List, apiVersion: v1, items: [{kind: List, "
+           "[{kind: List, apiVersion: v1, items: [{kind: List, apiVersion: v1, items: [{kind: "
+           "List, "
            "apiVersion: v1, items: [{kind: List, apiVersion: v1, items: []}]}]}]}]}]\n",
            "{\"kind\": 1}",
            "[1, \"x\", null, [], {\"items\": 5, \"kind\": \"List\"}]",

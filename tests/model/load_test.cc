@@ -118,8 +118,8 @@ TEST(LoadPathsTest, UnreadableFileIsAnError) {
 
 TEST(DecodedMergeTest, MergeAppendsAndRejectsDuplicates) {
   Decoded a = decodeText(pod("p-x") + "---\n" + pod("p-y"), "a.yaml");
-  Decoded b = decodeText(pod("p-y") + "---\n" + pod("p-z") + "---\napiVersion: apps/v1\nkind: Job\n",
-                         "b.yaml");
+  Decoded b = decodeText(
+      pod("p-y") + "---\n" + pod("p-z") + "---\napiVersion: apps/v1\nkind: Job\n", "b.yaml");
   Decoded c = decodeText("kind: [\n", "c.yaml");
   a.merge(std::move(b));
   a.merge(std::move(c));
@@ -130,7 +130,8 @@ TEST(DecodedMergeTest, MergeAppendsAndRejectsDuplicates) {
   EXPECT_EQ(a.errors[0].message,
             "b.yaml: Pod default/p-y: duplicate: already defined in a.yaml; keeping the first "
             "definition");
-  EXPECT_EQ(a.errors[1].message.rfind("c.yaml: line 2, column 1: invalid YAML", 0), 0u) << a.errors[1].message;
+  EXPECT_EQ(a.errors[1].message.rfind("c.yaml: line 2, column 1: invalid YAML", 0), 0u)
+      << a.errors[1].message;
   ASSERT_EQ(a.notes.size(), 1u);
   EXPECT_NE(a.notes[0].find("b.yaml: skipped Job"), std::string::npos);
 }

@@ -61,7 +61,8 @@ std::string describe(const Cluster& c) {
     o << " ips=";
     for (const auto& ip : p.ips) o << ip.toString() << ",";
     o << " ports=";
-    for (const auto& cp : p.ports) o << cp.name << ":" << cp.port << "/" << protocolName(cp.protocol) << ",";
+    for (const auto& cp : p.ports)
+      o << cp.name << ":" << cp.port << "/" << protocolName(cp.protocol) << ",";
     o << "\n";
   }
   for (const auto& p : c.policies) {

@@ -15,10 +15,10 @@ TEST(ValidateTest, PortNames) {
     const char* name;
     const char* problem;
   };
-  for (const Bad& b : {Bad{"", "1-15"}, Bad{"abcdefghijklmnop", "1-15"}, Bad{"80", "letter"},
-                       Bad{"HTTP", "lowercase"}, Bad{"-http", "begin or end"},
-                       Bad{"http-", "begin or end"}, Bad{"ht--tp", "consecutive"},
-                       Bad{"ht_tp", "lowercase"}, Bad{"ht.tp", "lowercase"}}) {
+  for (const Bad& b :
+       {Bad{"", "1-15"}, Bad{"abcdefghijklmnop", "1-15"}, Bad{"80", "letter"},
+        Bad{"HTTP", "lowercase"}, Bad{"-http", "begin or end"}, Bad{"http-", "begin or end"},
+        Bad{"ht--tp", "consecutive"}, Bad{"ht_tp", "lowercase"}, Bad{"ht.tp", "lowercase"}}) {
     auto e = validatePortName(b.name);
     EXPECT_NE(e.find(b.problem), std::string::npos) << b.name << " -> " << e;
   }
