@@ -10,6 +10,15 @@
  *
  * Every verdict fails closed: unknown interface, policy not applied yet,
  * unparsable headers and unknown L3 protocols are dropped.
+ *
+ * Known limits, by choice:
+ * - ICMP errors (destination unreachable, packet too big, time exceeded) are
+ *   not matched to the flow they quote; they are checked as new ICMP packets,
+ *   so an isolated pod without an any-protocol rule does not get them (path
+ *   MTU discovery relies on the veth MTU being right).
+ * - Conntrack has no TCP state machine and no timeouts: entries of closed
+ *   connections stay until the LRU evicts them. A reply is matched by its
+ *   5-tuple only.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -415,6 +424,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	__u32 rule = 0, peer_class = 0;
 	struct flow f = {};
 	const __u8 *peer;
+	enum sluice_drop_reason reason;
 	int allowed, err;
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
@@ -467,6 +477,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	ct = bpf_map_lookup_elem(&sluice_ct, &key);
 	if (ct) {
 		allowed = ct_established(&key, ct, ep, cfg, &rule);
+		reason = SLUICE_DROP_POLICY_REVOKED;
 	} else {
 		/* A reply: the reversed tuple, first seen in the other direction. */
 		__builtin_memcpy(rkey.src, f.dst, 16);
@@ -479,11 +490,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 		ct = bpf_map_lookup_elem(&sluice_ct, &rkey);
 		if (ct) {
 			allowed = ct_established(&rkey, ct, ep, cfg, &rule);
+			reason = SLUICE_DROP_POLICY_REVOKED;
 		} else {
 			peer = direction == SLUICE_DIR_EGRESS ? f.dst : f.src;
 			allowed = policy_allows(ep, direction, peer, f.protocol,
 						bpf_ntohs(f.dport), &rule,
 						&peer_class);
+			reason = SLUICE_DROP_POLICY;
 			if (allowed) {
 				/* Tracked even when not isolated, so a later
 				 * policy sees the flow the same way. */
@@ -493,20 +506,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 				bpf_map_update_elem(&sluice_ct, &key, &new_ct,
 						    BPF_ANY);
 			}
-			if (!allowed && f.fragment) {
-				struct sluice_frag_key fk = {};
-				struct sluice_frag_value fv = {};
-
-				frag_key(&fk, &f, ep->id, direction);
-				bpf_map_update_elem(&sluice_frags, &fk, &fv,
-						    BPF_ANY);
-			}
-			if (!allowed)
-				return drop(skb, &f, ep, direction, peer_class,
-					    SLUICE_DROP_POLICY);
 		}
 	}
 	if (f.fragment) {
+		/* First fragment: later ones of this datagram follow it. */
 		struct sluice_frag_key fk = {};
 		struct sluice_frag_value fv = { .rule = rule, .allowed = allowed };
 
@@ -514,8 +517,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 		bpf_map_update_elem(&sluice_frags, &fk, &fv, BPF_ANY);
 	}
 	if (!allowed)
-		return drop(skb, &f, ep, direction, 0,
-			    SLUICE_DROP_POLICY_REVOKED);
+		return drop(skb, &f, ep, direction, peer_class, reason);
 	count_rule(rule, skb->len);
 	return TC_ACT_OK;
 }

@@ -234,6 +234,22 @@ TEST_F(DatapathPacketTest, FailsClosedUntilReadyAndWithoutEndpoint) {
   EXPECT_FALSE(*attached);
 }
 
+TEST_F(DatapathPacketTest, DetachToleratesAMissingLinkAndAttachIsIdempotent) {
+  open();
+  program(baseState());
+  ASSERT_TRUE(backend_->attach(kPodLink).ok());  // again: no change, no gap
+  EXPECT_EQ(backend_->lastWrite().endpointWrites, 0u);
+  run({{"after a second attach", Hook::ToPod, in("10.1.0.20", kTcp, 80), kOk}});
+  // The veth is gone (pod deleted): detach by name still succeeds and drops the endpoint entry.
+  const EndpointAttachment gone{kPod, "sltgone0", 0};
+  auto st = backend_->detach(gone);
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  run({{"endpoint entry removed", Hook::ToPod, in("10.1.0.20", kTcp, 80), kShot}});
+  auto attached = backend_->attached(gone);
+  ASSERT_TRUE(attached.ok());
+  EXPECT_FALSE(*attached);
+}
+
 TEST_F(DatapathPacketTest, NotIsolatedDirectionPasses) {
   open();
   program(baseState([](compiler::EndpointPolicy& ep) { ep.egressIsolated = false; }));

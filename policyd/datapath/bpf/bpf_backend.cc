@@ -340,6 +340,7 @@ Result<std::unique_ptr<BpfBackend>> BpfBackend::open(const BpfOptions& options) 
 }
 
 Status BpfBackend::attach(const EndpointAttachment& ep) {
+  impl_->last = WriteStats{};
   SLUICE_ASSIGN_OR_RETURN(int ifindex, resolveIfindex(ep));
   const std::string what = "attach endpoint " + std::to_string(ep.id) + " link " +
                            (ep.ifname.empty() ? "#" + std::to_string(ifindex) : ep.ifname);

@@ -33,7 +33,7 @@ struct DropCounter {
   uint64_t bytes = 0;
 };
 
-// What the last apply() or sync() wrote; sync() on an unchanged kernel writes nothing.
+// What the last attach(), apply() or sync() wrote; sync() on an unchanged kernel writes nothing.
 struct WriteStats {
   size_t classWrites = 0;    // upserts + deletes
   size_t policyWrites = 0;   // upserts + deletes
