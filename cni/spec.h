@@ -1,0 +1,133 @@
+// CNI spec 1.1.0 types: error codes, the runtime's environment, the network configuration
+// (with Sluice's keys), and the Result a plugin prints. Decoding validates everything once and
+// names the offending field; nothing below this layer sees unchecked JSON.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ip.h"
+#include "common/result.h"
+
+namespace sluice::cni {
+
+using json = nlohmann::json;
+
+// Spec error codes (CNI SPEC "Error" section). 100+ are plugin-specific.
+constexpr int kErrIncompatibleVersion = 1;
+constexpr int kErrUnsupportedField = 2;
+constexpr int kErrUnknownContainer = 3;
+constexpr int kErrInvalidEnv = 4;
+constexpr int kErrIo = 5;
+constexpr int kErrDecode = 6;
+constexpr int kErrInvalidConfig = 7;
+constexpr int kErrTryAgainLater = 11;
+constexpr int kErrNotAvailable = 50;         // STATUS: cannot service ADD
+constexpr int kErrNotAvailableLimited = 51;  // STATUS: existing pods may be affected too
+constexpr int kErrInternal = 100;            // netlink, filesystem: see the message
+constexpr int kErrAddressesExhausted = 101;  // no free address in a range set
+constexpr int kErrCheckFailed = 102;         // CHECK found a difference
+
+inline const std::vector<std::string>& supportedVersions() {
+  static const std::vector<std::string> v = {"0.4.0", "1.0.0", "1.1.0"};
+  return v;
+}
+constexpr const char* kLatestVersion = "1.1.0";
+
+// Lower layers store errno (or nothing) in Error::code, and errno values collide with spec
+// codes (EPERM == 1). Everything that crosses into the CNI layer gets an explicit spec code.
+inline Error withCode(Error e, int code) {
+  e.code = code;
+  return e;
+}
+
+enum class Command { Add, Del, Check, Version, Status, Gc };
+
+struct Env {
+  Command command = Command::Version;
+  std::string containerId;
+  std::string netns;
+  std::string ifname;
+  std::string path;  // CNI_PATH
+  std::map<std::string, std::string> args;  // CNI_ARGS
+  std::string podNamespace;
+  std::string podName;
+  std::string podUid;
+};
+
+// Reads CNI_* from `getenv`-like `lookup`; errors carry kErrInvalidEnv and name the variable.
+Result<Env> parseEnv(const std::function<const char*(const char*)>& lookup);
+
+struct Attachment {
+  std::string containerId;
+  std::string ifname;
+  auto operator<=>(const Attachment&) const = default;
+};
+
+struct NetConf {
+  std::string cniVersion;
+  std::string name;
+  std::string type;
+  int mtu = 0;  // 0: kernel default (1500)
+  std::string policySocket = "/run/sluice/policyd.sock";
+  bool policyRequired = true;
+  int policyTimeoutMs = 10000;
+  std::string logFile;
+  std::string logLevel = "info";
+  std::string ipamType;
+  json ipam;  // the raw "ipam" object; built-in IPAM decodes it (ipam/config.h)
+  std::optional<json> prevResult;
+  std::vector<IpAddr> runtimeIps;          // runtimeConfig.ips
+  std::optional<std::string> runtimeMac;   // runtimeConfig.mac, validated
+  std::optional<std::vector<Attachment>> validAttachments;  // GC: cni.dev/valid-attachments
+  json raw;  // the whole input, passed unchanged to a delegated IPAM plugin
+};
+
+// Parses stdin. `command` decides what is required (prevResult for CHECK, valid-attachments
+// for GC). Errors: kErrDecode for non-JSON, kErrIncompatibleVersion, kErrInvalidConfig naming
+// the field.
+Result<NetConf> parseNetConf(std::string_view stdinData, Command command);
+
+// Highest version in `candidates` this plugin supports, for `cniVersions` negotiation.
+std::optional<std::string> negotiateVersion(const std::vector<std::string>& candidates);
+bool versionAtLeast(const std::string& v, const std::string& min);
+
+struct Interface {
+  std::string name;
+  std::string mac;
+  int mtu = 0;
+  std::string sandbox;  // empty for host-side interfaces
+};
+
+struct IpConfig {
+  IpAddr address;
+  int prefixLen = 32;
+  std::optional<IpAddr> gateway;
+  std::optional<int> interface;
+};
+
+struct Route {
+  Prefix dst;
+  std::optional<IpAddr> gw;
+};
+
+struct CniResult {
+  std::vector<Interface> interfaces;
+  std::vector<IpConfig> ips;
+  std::vector<Route> routes;
+  json dns = json::object();
+};
+
+// Encodes for the config's cniVersion (0.4.0 adds "version" to each IP).
+json encodeResult(const CniResult& r, const std::string& cniVersion);
+// Decodes a prevResult or a delegated IPAM plugin's output; `field` names it in errors.
+Result<CniResult> decodeResult(const json& j, const std::string& field);
+
+json encodeError(const std::string& cniVersion, int code, const std::string& msg,
+                 const std::string& details = "");
+
+}  // namespace sluice::cni

@@ -1,0 +1,71 @@
+// Routed pod wiring (DESIGN.md §3): a veth pair per attachment, no bridge.
+//
+//   pod netns                               host netns (where the plugin runs)
+//   CNI_IFNAME  <──── veth ────>  sl<11 hex>   (no IPv4 address)
+//     10.244.1.5/32, fd00::5/128             routes 10.244.1.5/32, fd00::5/128 dev sl…
+//     default via 169.254.1.1 onlink         forwarding=1, rp_filter=0 on sl… only
+//     default via fe80::1                    accept_dad=0 so its link-local answers ND at once
+//     neigh 169.254.1.1, fe80::1 -> MAC(sl…) permanent
+//
+// The gateways are fixed, well-known addresses no host interface carries: the pod resolves
+// them through permanent neighbour entries to the host veth's MAC, so there is no ARP/ND for
+// the gateway, and nothing in the pod depends on the node's addresses. fe80::1 is valid on every
+// link and never leaves it. The host reaches the pod through ordinary ARP/ND on the veth; a
+// STALE neighbour entry with the pod's MAC is seeded so the first packet needs no resolution
+// but the kernel still revalidates it (a chained `tuning` plugin may change the pod's MAC).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cni/spec.h"
+#include "common/netlink.h"
+
+namespace sluice::cni {
+
+constexpr const char* kGatewayV4 = "169.254.1.1";
+constexpr const char* kGatewayV6 = "fe80::1";
+
+// "sl" + the first 11 hex digits of sha256(containerID + "/" + ifname).
+std::string hostVethName(const Attachment& a);
+// Locally administered unicast MAC for the host veth, from the same hash (stable, so CHECK
+// and operators can predict it).
+netlink::Mac hostVethMac(const Attachment& a);
+// IFLA_IFALIAS on the host veth: lets GC find this network's veths and their attachments.
+std::string vethAlias(const std::string& network, const Attachment& a);
+std::optional<Attachment> parseVethAlias(const std::string& network, const std::string& alias);
+
+struct WiringSpec {
+  Attachment attachment;
+  std::string network;
+  std::string netnsPath;
+  int mtu = 0;
+  std::optional<netlink::Mac> podMac;
+  std::vector<IpAddr> ips;
+};
+
+struct Wired {
+  std::string hostVeth;
+  int hostIfindex = 0;
+  netlink::Mac hostMac{};
+  netlink::Mac podMac{};
+  int mtu = 0;
+};
+
+// Called before each step with its name; a failing hook aborts there (failure injection in
+// the privileged tests, see main.cc). Steps: "veth", "host-sysctl", "host-up", "pod-addr",
+// "pod-routes", "host-routes".
+using StepHook = std::function<Status(std::string_view step)>;
+
+// Creates everything, or on failure removes what it created and returns the error.
+Result<Wired> wire(const WiringSpec& spec, const StepHook& hook);
+// Removes the host veth (and with it the pod end and the host routes through it). Succeeds when
+// the veth or the pod's namespace is already gone.
+Status unwire(const Attachment& a);
+// Compares the live state with `prev` (the prevResult) and lists every difference.
+Status checkWiring(const WiringSpec& spec, const CniResult& prev);
+// Deletes this network's host veths whose attachment is not in `valid`.
+Status gcVeths(const std::string& network, const std::vector<Attachment>& valid);
+
+}  // namespace sluice::cni
