@@ -20,6 +20,8 @@ using namespace sluice;
 using namespace sluice::cni;
 
 constexpr size_t kMaxStdin = 16 << 20;
+// spdlog's built-in default logger writes to stdout, which belongs to the CNI result.
+bool loggingReady = false;
 
 std::string readStdin() {
   std::string in;
@@ -52,7 +54,7 @@ int fail(const std::string& version, const Error& e) {
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
-  if (spdlog::default_logger()) spdlog::error("code={} {}", code, e.message);
+  if (loggingReady) spdlog::error("code={} {}", code, e.message);
   return 1;
 }
 
@@ -90,6 +92,7 @@ int run() {
   } else {
     initLogging("sluice", conf->logFile, conf->logLevel);
   }
+  loggingReady = true;
   if ((env->command == Command::Status || env->command == Command::Gc) &&
       !versionAtLeast(conf->cniVersion, "1.1.0")) {
     return fail(version, makeError("cniVersion " + conf->cniVersion + " does not support " +

@@ -132,7 +132,11 @@ Status cmdDel(const Env& env, const NetConf& conf) {
   // Kubelet must always be able to tear a pod down, so daemon trouble is only logged.
   auto reply = api::call(conf.policySocket, makeRequest(api::Op::Del, env), conf.policyTimeoutMs);
   if (!reply.ok()) {
-    spdlog::warn("container={} del: policy daemon unreachable: {}", env.containerId, reply.error().message);
+    if (conf.policyRequired) {
+      spdlog::warn("container={} del: policy daemon unreachable: {}", env.containerId, reply.error().message);
+    } else {
+      spdlog::info("container={} del: policy daemon unreachable: {}", env.containerId, reply.error().message);
+    }
   } else if (!reply->ok) {
     spdlog::warn("container={} del: policy daemon: {}", env.containerId, reply->error);
   }
