@@ -397,34 +397,41 @@ const PodInfo* SimCluster::pod(const std::string& key) const {
 }
 
 Status SimCluster::waitSynced(std::chrono::milliseconds timeout) {
-  // Each daemon records in <state-dir>/applied the wall-clock time (ns) at which it read the
-  // snapshot it last applied. A snapshot read after our last write includes it.
-  long long newestNs = 0;
-  auto mtimeNs = [](const fs::path& p) -> long long {
-    struct stat st {};
-    if (::stat(p.c_str(), &st) != 0) return 0;
-    return static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
-  };
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(manifests_, ec)) {
-    newestNs = std::max(newestNs, mtimeNs(e.path()));
-  }
-  newestNs = std::max(newestNs, mtimeNs(manifests_));  // deletions touch the directory
+  // Each daemon records in <state-dir>/applied the wall-clock time (ns) at which its source
+  // began reading the snapshot it last applied. We write a no-op manifest (a comment) to make
+  // every daemon read again and wait for a read that began after that write returned: such a
+  // snapshot holds every change written before. If a read raced with the write itself (began
+  // between the rename and our clock read), no further event would come, so the barrier is
+  // re-armed with a fresh write until the deadline.
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (int i = 0; i < opts_.nodes; ++i) {
-    fs::path applied = runDir_ / nodeName(i) / "state" / "applied";
-    for (;;) {
-      std::ifstream f(applied);
-      long long at = 0;
-      if (f >> at && at >= newestNs) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        return makeError("node " + nodeName(i) + " did not apply the manifests in time (applied=" +
-                         std::to_string(at) + " newest=" + std::to_string(newestNs) + ")");
+  auto wallNs = [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  std::vector<long long> seen(opts_.nodes, 0);
+  while (std::chrono::steady_clock::now() < deadline) {
+    SLUICE_RETURN_IF_ERROR(
+        writeManifest("zz-sync.yaml", "# harness sync barrier " + std::to_string(++syncRound_) + "\n"));
+    long long target = wallNs();
+    auto roundEnd = std::min(deadline, std::chrono::steady_clock::now() + 3s);
+    bool all = false;
+    while (!all && std::chrono::steady_clock::now() < roundEnd) {
+      all = true;
+      for (int i = 0; i < opts_.nodes; ++i) {
+        std::ifstream f(runDir_ / nodeName(i) / "state" / "applied");
+        long long at = 0;
+        if (f >> at) seen[i] = at;
+        if (at < target) all = false;
       }
-      std::this_thread::sleep_for(10ms);
+      if (!all) std::this_thread::sleep_for(5ms);
     }
+    if (all) return Status::Ok();
   }
-  return Status::Ok();
+  std::string detail;
+  for (int i = 0; i < opts_.nodes; ++i) detail += " " + nodeName(i) + "=" + std::to_string(seen[i]);
+  return makeError("daemons did not apply the manifests in time (applied:" + detail + "); see " +
+                   daemonLog(0).string());
 }
 
 Result<std::string> SimCluster::probeFromNetns(const std::string& netnsPath, const IpAddr& target,

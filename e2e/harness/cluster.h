@@ -128,6 +128,7 @@ class SimCluster {
   std::map<std::string, Child> servers_;  // pod key -> echo server
   std::map<std::string, PodInfo> pods_;
   int nextPod_ = 0;
+  int syncRound_ = 0;
   bool fabricUp_ = false;
 };
 
