@@ -107,5 +107,8 @@ ClassId classOf(const State& s, const IpAddr& addr);
 std::optional<RuleId> lookup(const State& s, EndpointId ep, Direction dir, const IpAddr& peer,
                              uint8_t protocol, uint16_t port);
 inline constexpr RuleId kNotIsolated = UINT32_MAX;
+// Ingress from a kHostClass address: the node's own addresses always reach its pods (kubelet
+// probes), whatever the policy says. The datapath checks this before the endpoint's isolation.
+inline constexpr RuleId kHostRule = UINT32_MAX - 1;
 
 }  // namespace sluice::compiler
