@@ -1,0 +1,187 @@
+// sluice-policyd: parses flags and wires the parts together. Everything else lives in the
+// libraries beside this file (node_agent.h explains the sync path).
+//
+// Shutdown (SIGTERM/SIGINT): stop watching the source, answer waiting requests, close the
+// endpoint socket, remove the ready marker. BPF programs and pinned maps stay in place, so
+// enforcement never lapses while the daemon is down.
+#include <signal.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "common/file_lock.h"
+#include "common/log.h"
+#include "policyd/daemon/clock.h"
+#include "policyd/daemon/endpoint_server.h"
+#include "policyd/daemon/flow_log.h"
+#include "policyd/daemon/host_network.h"
+#include "policyd/daemon/http_server.h"
+#include "policyd/daemon/node_agent.h"
+#include "policyd/daemon/options.h"
+#include "policyd/daemon/policy_compiler.h"
+#include "policyd/daemon/state_files.h"
+#include "policyd/datapath/bpf/bpf_backend.h"
+#include "policyd/datapath/bpf/drop_event_reader.h"
+#include "policyd/source/dir/dir_source.h"
+
+namespace {
+
+using namespace sluice;
+using namespace sluice::daemon;
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+int fail(const std::string& what) {
+  spdlog::critical("{}", what);
+  return kExitFailure;
+}
+
+// Reads drop events from the datapath's ring buffer into the flow log, on its own thread.
+class FlowLogPump {
+ public:
+  static Result<std::unique_ptr<FlowLogPump>> start(const std::string& pinDir,
+                                                    const std::string& path, NodeAgent& agent) {
+    auto pump = std::unique_ptr<FlowLogPump>(new FlowLogPump());
+    SLUICE_ASSIGN_OR_RETURN(pump->log_, FlowLog::open(path));
+    FlowLog* log = pump->log_.get();
+    SLUICE_ASSIGN_OR_RETURN(
+        pump->reader_,
+        datapath::bpf::DropEventReader::open(pinDir, [log, &agent](const auto& e) {
+          log->write(flowLogLine(e, agent.endpointName(e.endpoint),
+                                 monotonicToWallNs(e.timestampNs)));
+        }));
+    pump->thread_ = std::jthread([p = pump.get()](std::stop_token st) {
+      while (!st.stop_requested()) {
+        if (auto r = p->reader_->poll(200); !r.ok()) {
+          spdlog::warn("flow log read error=\"{}\"", r.error().message);
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+      }
+    });
+    return pump;
+  }
+
+ private:
+  FlowLogPump() = default;
+  std::unique_ptr<FlowLog> log_;
+  std::unique_ptr<datapath::bpf::DropEventReader> reader_;
+  std::jthread thread_;  // declared last: joined before the reader and log go
+};
+
+HttpResponse serveHttp(NodeAgent& agent, const std::string& path) {
+  if (path == "/metrics") {
+    return {200, "text/plain; version=0.0.4; charset=utf-8", agent.metricsText()};
+  }
+  if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
+  if (path == "/readyz") {
+    if (agent.ready()) return {200, "text/plain; charset=utf-8", "ready\n"};
+    return {503, "text/plain; charset=utf-8", "not ready: first snapshot not applied yet\n"};
+  }
+  return {404, "text/plain; charset=utf-8", "not found\n"};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto parsed = parseArgs(std::vector<std::string>(argv + 1, argv + argc));
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "sluice-policyd: %s\n\n%s", parsed.error().message.c_str(),
+                 usage().c_str());
+    return kExitUsage;
+  }
+  const DaemonOptions& opts = *parsed;
+  if (opts.help) {
+    std::fputs(usage().c_str(), stdout);
+    return 0;
+  }
+  if (opts.source == "kube") {
+    std::fprintf(stderr, "sluice-policyd: --source kube is not implemented yet; use dir:PATH\n");
+    return kExitUsage;
+  }
+  if (opts.datapath == "nft") {
+    std::fprintf(stderr, "sluice-policyd: --datapath nft is not implemented yet; use bpf\n");
+    return kExitUsage;
+  }
+
+  initLogging("sluice-policyd", "-", opts.logLevel);
+  // Signals are taken synchronously by this thread only; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  spdlog::info("starting node={} source={} datapath={} socket={} state_dir={} pin_dir={}",
+               opts.nodeName, opts.source, opts.datapath, opts.socketPath, opts.stateDir,
+               opts.bpfPinDir);
+  if (auto st = ensureDirectory(opts.stateDir); !st.ok()) return fail(st.error().message);
+  auto lock = FileLock::tryAcquire(opts.stateDir + "/" + std::string(kLockFile));
+  if (!lock.ok()) {
+    return fail("state dir " + opts.stateDir + " is owned by another sluice-policyd: " +
+                lock.error().message);
+  }
+  if (!opts.podCidrs.empty()) {
+    if (auto st = writePodCidrs(opts.stateDir, opts.podCidrs); !st.ok()) {
+      return fail(st.error().message);
+    }
+  }
+
+  auto backend = datapath::bpf::makeBpfBackend({opts.bpfPinDir, opts.established});
+  if (!backend.ok()) return fail(backend.error().wrap("bpf datapath").message);
+  auto compiler = makeIncrementalCompiler();
+  SystemHostNetwork host;
+  SteadyClock clock;
+
+  AgentOptions agentOptions;
+  agentOptions.nodeName = opts.nodeName;
+  agentOptions.stateDir = opts.stateDir;
+  agentOptions.podWait = opts.podWait;
+  NodeAgent agent(agentOptions, **backend, *compiler, host, clock);
+  if (auto st = agent.start(); !st.ok()) return fail(st.error().message);
+
+  EndpointServerOptions serverOptions;
+  serverOptions.socketPath = opts.socketPath;
+  EndpointServer server(serverOptions, [&agent](const auto& r) { return agent.handle(r); });
+  if (auto st = server.start(); !st.ok()) return fail(st.error().message);
+
+  std::unique_ptr<HttpServer> http;
+  if (!opts.metricsAddr.empty()) {
+    http = std::make_unique<HttpServer>(HttpServerOptions{opts.metricsAddr},
+                                        [&agent](const std::string& p) { return serveHttp(agent, p); });
+    if (auto st = http->start(); !st.ok()) return fail(st.error().message);
+  }
+
+  std::unique_ptr<FlowLogPump> flows;
+  if (!opts.flowLog.empty()) {
+    auto pump = FlowLogPump::start(opts.bpfPinDir, opts.flowLog, agent);
+    if (!pump.ok()) return fail(pump.error().wrap("flow log").message);
+    flows = std::move(*pump);
+  }
+
+  source::DirSourceOptions sourceOptions;
+  sourceOptions.root = opts.sourceDir;
+  sourceOptions.debounce = opts.sourceDebounce;
+  source::DirSource source(sourceOptions);
+  if (auto st = source.start([&agent](source::Snapshot s) { agent.onSnapshot(std::move(s)); });
+      !st.ok()) {
+    return fail(st.error().message);
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("shutting down signal={}; enforcement stays in place", sig == SIGTERM ? "TERM" : "INT");
+  source.stop();
+  flows.reset();
+  agent.stop();
+  server.stop();
+  if (http) http->stop();
+  spdlog::info("stopped");
+  return 0;
+}

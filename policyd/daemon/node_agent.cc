@@ -1,0 +1,709 @@
+#include "policyd/daemon/node_agent.h"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "policyd/daemon/state_files.h"
+
+namespace sluice::daemon {
+
+namespace {
+
+using endpoint_api::Op;
+using endpoint_api::Reply;
+using endpoint_api::Request;
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+Reply okReply() { return Reply{true, ""}; }
+Reply errorReply(std::string message) { return Reply{false, std::move(message)}; }
+
+const char* opName(Op op) {
+  switch (op) {
+    case Op::Add: return "add";
+    case Op::Del: return "del";
+    case Op::Check: return "check";
+  }
+  return "unknown";
+}
+
+std::string podOf(const Request& r) {
+  if (r.podNamespace.empty() && r.podName.empty()) return "-";
+  return r.podNamespace + "/" + r.podName;
+}
+
+std::string podOf(const EndpointRecord& r) {
+  if (r.podNamespace.empty() && r.podName.empty()) return "-";
+  return r.podKey();
+}
+
+datapath::EndpointAttachment attachmentOf(const EndpointRecord& r) {
+  return datapath::EndpointAttachment{r.id, r.hostVeth, r.hostIfindex};
+}
+
+int64_t wallNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double seconds(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e9; }
+double millis(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e6; }
+
+size_t diffSize(const compiler::Diff& d) {
+  size_t n = d.classesUpsert.size() + d.classesRemove.size() + d.rulesUpsert.size();
+  for (const auto& e : d.endpoints) n += 1 + e.add.size() + e.remove.size();
+  return n;
+}
+
+}  // namespace
+
+NodeAgent::NodeAgent(AgentOptions options, datapath::Backend& backend, PolicyCompiler& compiler,
+                     HostNetwork& host, const Clock& clock)
+    : options_(std::move(options)),
+      backend_(backend),
+      compiler_(compiler),
+      host_(host),
+      clock_(clock),
+      registry_(options_.stateDir + "/" + std::string(kRegistryFile)) {}
+
+NodeAgent::~NodeAgent() { stop(); }
+
+Status NodeAgent::start() {
+  {
+    std::lock_guard lock(mu_);
+    if (started_) return makeError("node agent already started");
+  }
+  SLUICE_RETURN_IF_ERROR(ensureDirectory(options_.stateDir));
+  // A marker left by a daemon that crashed must not make this one look ready.
+  SLUICE_RETURN_IF_ERROR(removeFile(options_.stateDir + "/" + std::string(kReadyFile)));
+
+  SLUICE_ASSIGN_OR_RETURN(auto report, registry_.load());
+  if (report.problem) {
+    spdlog::error("registry path={} unusable error=\"{}\" kept_copy={}; starting empty",
+                  registry_.path(), report.problem->message, report.keptCopy);
+  }
+  // Recovery: endpoints whose host veth is gone are dropped (their pod went away while we were
+  // down); the others get their programs (re)attached before the first full sync.
+  bool changed = false;
+  std::vector<EndpointRecord> records;
+  for (const auto& [id, rec] : registry_.endpoints()) records.push_back(rec);
+  for (const auto& rec : records) {
+    if (!host_.linkExists(rec.hostVeth, rec.hostIfindex)) {
+      spdlog::info("endpoint={} id={} ifname={} host veth gone while the daemon was down; dropping",
+                   podOf(rec), rec.id, rec.hostVeth);
+      std::lock_guard lock(backendMu_);
+      if (auto st = backend_.detach(attachmentOf(rec)); !st.ok()) {
+        spdlog::warn("endpoint={} id={} detach error=\"{}\"", podOf(rec), rec.id,
+                     st.error().message);
+      }
+      registry_.remove(rec.id);
+      changed = true;
+      continue;
+    }
+    std::lock_guard lock(backendMu_);
+    if (auto st = backend_.attach(attachmentOf(rec)); !st.ok()) {
+      spdlog::error("endpoint={} id={} ifname={} re-attach failed error=\"{}\"", podOf(rec), rec.id,
+                    rec.hostVeth, st.error().message);
+    } else {
+      spdlog::info("endpoint={} id={} ifname={} recovered", podOf(rec), rec.id, rec.hostVeth);
+    }
+  }
+  if (changed) SLUICE_RETURN_IF_ERROR(registry_.save());
+  spdlog::info("registry path={} endpoints={} next_id={}", registry_.path(),
+               registry_.endpoints().size(), registry_.nextId());
+  publishEndpoints();
+  needFullSync_ = true;
+  nextAddressCheck_ = clock_.now() + options_.addressRecheck;
+  {
+    std::lock_guard lock(mu_);
+    started_ = true;
+    timerAt_ = nextTimer();
+  }
+  runner_ = std::jthread([this](std::stop_token st) { run(std::move(st)); });
+  return Status::Ok();
+}
+
+void NodeAgent::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (runner_.joinable()) runner_.join();
+  std::deque<OpPtr> left;
+  {
+    std::lock_guard lock(mu_);
+    left.swap(ops_);
+  }
+  for (auto& op : left) op->reply.set_value(errorReply("sluice-policyd is shutting down"));
+  for (auto& [id, w] : waiting_) {
+    for (auto& op : w.ops) op->reply.set_value(errorReply("sluice-policyd is shutting down"));
+  }
+  waiting_.clear();
+  if (ready_.exchange(false) || started_) {
+    if (auto st = removeFile(options_.stateDir + "/" + std::string(kReadyFile)); !st.ok()) {
+      spdlog::warn("ready marker error=\"{}\"", st.error().message);
+    }
+  }
+  {
+    std::lock_guard lock(statsMu_);
+    stats_.ready = false;
+  }
+}
+
+void NodeAgent::onSnapshot(source::Snapshot snapshot) {
+  {
+    std::lock_guard lock(mu_);
+    if (latest_) {
+      // Not synced yet: the newer one replaces it, but the latency clock keeps running from the
+      // older change.
+      snapshot.eventSeen = std::min(snapshot.eventSeen, latest_->eventSeen);
+    }
+    latest_ = std::move(snapshot);
+    snapshotSeen_ = true;
+  }
+  cv_.notify_all();
+}
+
+Reply NodeAgent::handle(const Request& request) {
+  auto op = std::make_shared<PendingOp>();
+  op->request = request;
+  auto future = op->reply.get_future();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || !started_) {
+      return errorReply(stopping_ ? "sluice-policyd is shutting down"
+                                  : "sluice-policyd is starting");
+    }
+    ops_.push_back(op);
+  }
+  cv_.notify_all();
+  if (future.wait_for(options_.requestTimeout) != std::future_status::ready) {
+    spdlog::warn("endpoint={} op={} container={} timed out after {} ms", podOf(request),
+                 opName(request.op), request.containerId, options_.requestTimeout.count());
+    return errorReply("timed out after " + std::to_string(options_.requestTimeout.count()) +
+                      " ms waiting for the policy sync");
+  }
+  return future.get();
+}
+
+void NodeAgent::wake() {
+  {
+    std::lock_guard lock(mu_);
+    wakeRequested_ = true;
+  }
+  cv_.notify_all();
+}
+
+Clock::TimePoint NodeAgent::nextTimer() const {
+  Clock::TimePoint t = nextAddressCheck_;
+  if (retryPending_) t = std::min(t, retryAt_);
+  for (const auto& [id, w] : waiting_) t = std::min(t, w.deadline);
+  return t;
+}
+
+void NodeAgent::run(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    std::vector<OpPtr> ops;
+    std::optional<source::Snapshot> snapshot;
+    {
+      std::unique_lock lock(mu_);
+      for (;;) {
+        if (stopping_) return;
+        const bool timerDue = clock_.now() >= timerAt_;
+        if (latest_ || (snapshotSeen_ && !ops_.empty()) || timerDue || wakeRequested_) break;
+        // Real time bounded, so a ManualClock that moved without wake() is noticed too.
+        auto wait = std::clamp<std::chrono::nanoseconds>(timerAt_ - clock_.now(),
+                                                         std::chrono::milliseconds(1),
+                                                         std::chrono::seconds(1));
+        cv_.wait_for(lock, wait);
+      }
+      wakeRequested_ = false;
+      snapshot = std::move(latest_);
+      latest_.reset();
+      if (snapshotSeen_) {
+        ops.assign(std::make_move_iterator(ops_.begin()), std::make_move_iterator(ops_.end()));
+        ops_.clear();
+      }
+    }
+    try {
+      syncOnce(std::move(ops), std::move(snapshot));
+    } catch (const std::exception& e) {
+      // Nothing below throws by design; if something does, keep the daemon alive and retry.
+      spdlog::error("sync failed with exception error=\"{}\"", e.what());
+      needFullSync_ = true;
+      retryPending_ = true;
+      retryAt_ = clock_.now() + options_.retryInterval;
+    }
+    std::lock_guard lock(mu_);
+    timerAt_ = nextTimer();
+  }
+}
+
+bool NodeAgent::podKnown(const EndpointRecord& rec) const {
+  return podKeys_.contains(rec.podKey());
+}
+
+bool NodeAgent::refreshAddresses() {
+  auto addrs = host_.addresses();
+  if (!addrs.ok()) {
+    spdlog::warn("node={} host addresses error=\"{}\"; keeping the previous list",
+                 options_.nodeName, addrs.error().message);
+    return false;
+  }
+  if (*addrs == hostAddresses_) return false;
+  std::string list;
+  for (const auto& a : *addrs) list += (list.empty() ? "" : ",") + a.toString();
+  spdlog::info("node={} host addresses={}", options_.nodeName, list);
+  hostAddresses_ = std::move(*addrs);
+  return true;
+}
+
+compiler::NodeContext NodeAgent::nodeContext() const {
+  compiler::NodeContext ctx;
+  ctx.hostAddresses = hostAddresses_;
+  for (const auto& [id, rec] : registry_.endpoints()) {
+    if (waiting_.contains(id)) continue;  // still fail closed: not in the compiled state yet
+    ctx.endpoints.push_back(compiler::LocalEndpoint{id, rec.podNamespace, rec.podName, rec.ips});
+  }
+  return ctx;
+}
+
+void NodeAgent::publishEndpoints() {
+  std::map<compiler::EndpointId, std::string> names;
+  for (const auto& [id, rec] : registry_.endpoints()) names[id] = podOf(rec);
+  std::lock_guard lock(statsMu_);
+  endpointNames_ = std::move(names);
+  stats_.endpoints = registry_.endpoints().size();
+  stats_.waitingForPod = waiting_.size();
+}
+
+void NodeAgent::countRequest(Op op, bool ok) {
+  std::lock_guard lock(statsMu_);
+  ++requests_[{opName(op), ok ? "ok" : "error"}];
+}
+
+void NodeAgent::finish(std::vector<Completion>& done) {
+  for (auto& c : done) {
+    countRequest(c.op->request.op, c.reply.ok);
+    if (!c.reply.ok) {
+      spdlog::warn("endpoint={} op={} container={} ifname={} failed error=\"{}\"",
+                   podOf(c.op->request), opName(c.op->request.op), c.op->request.containerId,
+                   c.op->request.ifname, c.reply.error);
+    }
+    c.op->reply.set_value(std::move(c.reply));
+  }
+  done.clear();
+}
+
+Reply NodeAgent::check(const Request& r) {
+  const EndpointRecord* rec = registry_.find(r.containerId, r.ifname);
+  if (rec == nullptr) {
+    return errorReply("endpoint container=" + r.containerId + " ifname=" + r.ifname +
+                      " is not registered");
+  }
+  Result<bool> attached = false;
+  {
+    std::lock_guard lock(backendMu_);
+    attached = backend_.attached(attachmentOf(*rec));
+  }
+  if (!attached.ok()) return errorReply(attached.error().wrap("check enforcement").message);
+  if (!*attached) {
+    return errorReply("policy enforcement is not attached to host veth " + rec->hostVeth);
+  }
+  if (!r.ips.empty()) {
+    std::vector<IpAddr> want;
+    for (const auto& s : r.ips) {
+      auto a = IpAddr::parse(s);
+      if (!a.ok()) return errorReply(a.error().wrap("ips").message);
+      want.push_back(*a);
+    }
+    std::vector<IpAddr> have = rec->ips;
+    std::sort(want.begin(), want.end());
+    std::sort(have.begin(), have.end());
+    if (want != have) {
+      std::string list;
+      for (const auto& a : rec->ips) list += (list.empty() ? "" : ",") + a.toString();
+      return errorReply("addresses differ from the registered ones (" + list + ")");
+    }
+  }
+  if (waiting_.contains(rec->id)) return errorReply("endpoint policy is not applied yet");
+  return okReply();
+}
+
+void NodeAgent::handleAdd(const OpPtr& op, std::vector<Completion>& done, bool& changed,
+                          std::vector<compiler::EndpointId>& added) {
+  const Request& r = op->request;
+  auto fail = [&](std::string message) { done.push_back({op, errorReply(std::move(message))}); };
+  if (r.containerId.empty()) return fail("add: containerID is required");
+  if (r.ifname.empty()) return fail("add: ifname is required");
+  if (r.hostVeth.empty() && r.hostIfindex <= 0) return fail("add: host veth is required");
+  EndpointRecord rec;
+  rec.containerId = r.containerId;
+  rec.ifname = r.ifname;
+  rec.netns = r.netns;
+  rec.hostVeth = r.hostVeth;
+  rec.hostIfindex = r.hostIfindex;
+  rec.podNamespace = r.podNamespace;
+  rec.podName = r.podName;
+  for (size_t i = 0; i < r.ips.size(); ++i) {
+    auto a = IpAddr::parse(r.ips[i]);
+    if (!a.ok()) return fail(a.error().wrap("add: ips[" + std::to_string(i) + "]").message);
+    rec.ips.push_back(*a);
+  }
+
+  const EndpointRecord* existing = registry_.find(r.containerId, r.ifname);
+  rec.id = existing != nullptr ? existing->id : registry_.allocateId();
+  {
+    std::lock_guard lock(backendMu_);
+    if (existing != nullptr &&
+        (existing->hostVeth != rec.hostVeth || existing->hostIfindex != rec.hostIfindex)) {
+      // The same attachment re-added on a new veth: the old link's enforcement goes.
+      if (auto st = backend_.detach(attachmentOf(*existing)); !st.ok()) {
+        spdlog::warn("endpoint={} id={} detach of the previous veth {} error=\"{}\"", podOf(rec),
+                     rec.id, existing->hostVeth, st.error().message);
+      }
+    }
+    if (auto st = backend_.attach(attachmentOf(rec)); !st.ok()) {
+      return fail(st.error().wrap("attach enforcement to " + rec.hostVeth).message);
+    }
+  }
+  if (existing == nullptr || *existing != rec) {
+    if (existing == nullptr) added.push_back(rec.id);
+    registry_.upsert(rec);
+    changed = true;
+  }
+  std::string ips;
+  for (const auto& a : rec.ips) ips += (ips.empty() ? "" : ",") + a.toString();
+  spdlog::info("endpoint={} op=add id={} container={} ifname={} host_veth={} ips={}{}", podOf(rec),
+               rec.id, rec.containerId, rec.ifname, rec.hostVeth, ips,
+               existing != nullptr ? " (already registered)" : "");
+  const bool needsPod = !rec.podName.empty() && !podKnown(rec);
+  if (!needsPod) {
+    done.push_back({op, okReply()});
+    return;
+  }
+  auto [it, inserted] = waiting_.try_emplace(rec.id);
+  if (inserted) {
+    it->second.deadline = clock_.now() + options_.podWait;
+    spdlog::info("endpoint={} id={} pod object not known yet; waiting up to {} ms", podOf(rec),
+                 rec.id, options_.podWait.count());
+  }
+  it->second.ops.push_back(op);
+}
+
+void NodeAgent::handleDel(const OpPtr& op, std::vector<Completion>& done, bool& changed) {
+  const Request& r = op->request;
+  const EndpointRecord* found = registry_.find(r.containerId, r.ifname);
+  if (found == nullptr) {
+    spdlog::info("endpoint={} op=del container={} ifname={} not registered; nothing to do",
+                 podOf(r), r.containerId, r.ifname);
+    done.push_back({op, okReply()});
+    return;
+  }
+  const EndpointRecord rec = *found;
+  {
+    std::lock_guard lock(backendMu_);
+    if (auto st = backend_.detach(attachmentOf(rec)); !st.ok()) {
+      done.push_back({op, errorReply(st.error().wrap("detach enforcement").message)});
+      return;
+    }
+  }
+  if (auto w = waiting_.find(rec.id); w != waiting_.end()) {
+    for (auto& waiter : w->second.ops) {
+      done.push_back({waiter, errorReply("endpoint deleted while waiting for its pod object")});
+    }
+    waiting_.erase(w);
+  }
+  registry_.remove(rec.id);
+  changed = true;
+  spdlog::info("endpoint={} op=del id={} container={} ifname={} host_veth={}", podOf(rec), rec.id,
+               rec.containerId, rec.ifname, rec.hostVeth);
+  done.push_back({op, okReply()});
+}
+
+void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot> snapshot) {
+  const auto now = clock_.now();
+  if (snapshot) haveSnapshot_ = true;
+  // Nothing is compiled before the source has delivered its first snapshot: an empty model
+  // would strip the policy of every recovered endpoint.
+  if (!haveSnapshot_) return;
+  bool needCompile = needFullSync_;
+
+  if (snapshot) {
+    cluster_ = std::move(snapshot->cluster);
+    podKeys_.clear();
+    for (const auto& p : cluster_.pods) podKeys_.insert(p.key());
+    pendingAppliedWallNs_ = snapshot->readWallNs;
+    pendingEventSeen_ = pendingEventSeen_ ? std::min(*pendingEventSeen_, snapshot->eventSeen)
+                                          : snapshot->eventSeen;
+    needCompile = true;
+    std::lock_guard lock(statsMu_);
+    ++stats_.snapshots;
+    stats_.lastGeneration = snapshot->generation;
+    stats_.invalidObjects = snapshot->errors.size();
+  }
+
+  std::vector<Completion> done;
+  bool changed = false;
+  std::vector<compiler::EndpointId> added;
+  for (auto& op : ops) {
+    switch (op->request.op) {
+      case Op::Add:
+        handleAdd(op, done, changed, added);
+        break;
+      case Op::Del:
+        handleDel(op, done, changed);
+        break;
+      case Op::Check:
+        done.push_back({op, check(op->request)});
+        break;
+    }
+  }
+  if (changed) {
+    needCompile = true;
+    if (auto st = registry_.save(); !st.ok()) {
+      // Not persisted means not recoverable after a restart: refuse the new endpoints.
+      spdlog::error("registry save failed error=\"{}\"", st.error().message);
+      for (auto id : added) {
+        const EndpointRecord* rec = registry_.findById(id);
+        if (rec == nullptr) continue;
+        {
+          std::lock_guard lock(backendMu_);
+          (void)backend_.detach(attachmentOf(*rec));
+        }
+        registry_.remove(id);
+        if (auto w = waiting_.find(id); w != waiting_.end()) {
+          for (auto& waiter : w->second.ops) done.push_back({waiter, errorReply(st.error().message)});
+          waiting_.erase(w);
+        }
+      }
+      for (auto& c : done) {
+        if (c.op->request.op != Op::Add || !c.reply.ok) continue;
+        if (registry_.find(c.op->request.containerId, c.op->request.ifname) != nullptr) continue;
+        c.reply = errorReply(st.error().message);
+      }
+    }
+  }
+
+  // Release registrations whose pod object arrived, or that waited long enough.
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    const EndpointRecord* rec = registry_.findById(it->first);
+    const bool known = rec != nullptr && podKnown(*rec);
+    if (!known && now < it->second.deadline && rec != nullptr) {
+      ++it;
+      continue;
+    }
+    if (rec != nullptr && !known) {
+      spdlog::warn("endpoint={} id={} pod object not seen after {} ms; enforcing without its "
+                   "labels until it arrives",
+                   podOf(*rec), rec->id, options_.podWait.count());
+    }
+    for (auto& op : it->second.ops) done.push_back({op, okReply()});
+    it = waiting_.erase(it);
+    needCompile = true;
+  }
+
+  if (now >= nextAddressCheck_ || needCompile) {
+    nextAddressCheck_ = now + options_.addressRecheck;
+    if (refreshAddresses()) needCompile = true;
+  }
+  if (retryPending_ && now >= retryAt_) {
+    retryPending_ = false;
+    needCompile = true;
+  }
+  publishEndpoints();
+  if (!needCompile) {
+    finish(done);
+    return;
+  }
+
+  const auto t0 = std::chrono::steady_clock::now();
+  compiler::Diff diff = compiler_.update(cluster_, nodeContext());
+  const auto t1 = std::chrono::steady_clock::now();
+  const bool full = needFullSync_;
+  Status st;
+  {
+    std::lock_guard lock(backendMu_);
+    if (full) {
+      st = backend_.sync(compiler_.state());
+    } else if (!diff.empty()) {
+      st = backend_.apply(diff);
+    }
+  }
+  const auto t2 = std::chrono::steady_clock::now();
+  const uint64_t revision = compiler_.state().revision;
+
+  if (!st.ok()) {
+    needFullSync_ = true;
+    retryPending_ = true;
+    retryAt_ = now + options_.retryInterval;
+    spdlog::error("sync failed revision={} full={} error=\"{}\"; retrying in {} ms", revision, full,
+                  st.error().message, options_.retryInterval.count());
+    for (auto& c : done) {
+      if (c.op->request.op == Op::Add && c.reply.ok) {
+        c.reply = errorReply(st.error().wrap("apply policy").message);
+      }
+    }
+    {
+      std::lock_guard lock(statsMu_);
+      ++stats_.syncErrors;
+    }
+    finish(done);
+    return;
+  }
+
+  needFullSync_ = false;
+  const auto syncDuration = t2 - t0;
+  std::optional<std::chrono::nanoseconds> latency;
+  if (pendingEventSeen_) latency = t2 - *pendingEventSeen_;
+  const int64_t appliedWall = wallNowNs();
+  {
+    std::lock_guard lock(statsMu_);
+    ++stats_.syncs;
+    if (full) ++stats_.fullSyncs;
+    stats_.revision = revision;
+    stats_.lastSyncDuration = syncDuration;
+    if (latency) {
+      stats_.lastLatency = *latency;
+      latency_.observe(seconds(*latency));
+    }
+    if (full || !diff.rulesUpsert.empty()) rules_ = compiler_.state().rules;
+  }
+  const bool quiet = !full && diff.empty() && done.empty() && !pendingAppliedWallNs_;
+  spdlog::log(quiet ? spdlog::level::debug : spdlog::level::info,
+      "sync node={} revision={} mode={} endpoints={} diff_items={} compile_ms={:.3f} "
+      "apply_ms={:.3f} update_latency_ms={}",
+      options_.nodeName, revision, full ? "full" : (diff.empty() ? "noop" : "diff"),
+      registry_.endpoints().size(), diffSize(diff), millis(t1 - t0), millis(t2 - t1),
+      latency ? fmt::format("{:.3f}", millis(*latency)) : std::string("-"));
+
+  const std::string dir = options_.stateDir + "/";
+  if (pendingAppliedWallNs_) {
+    if (auto w = writeFileAtomic(dir + std::string(kAppliedFile),
+                                 std::to_string(*pendingAppliedWallNs_) + "\n", false);
+        !w.ok()) {
+      spdlog::warn("applied marker error=\"{}\"", w.error().message);
+    }
+    nlohmann::json stats = {
+        {"node", options_.nodeName},
+        {"revision", revision},
+        {"mode", full ? "full" : "diff"},
+        {"endpoints", registry_.endpoints().size()},
+        {"readWallNs", *pendingAppliedWallNs_},
+        {"appliedWallNs", appliedWall},
+        {"compileNs", (t1 - t0).count()},
+        {"applyNs", (t2 - t1).count()},
+        {"updateLatencyNs", latency ? latency->count() : 0},
+    };
+    if (auto w = writeFileAtomic(dir + std::string(kSyncStatsFile), stats.dump() + "\n", false);
+        !w.ok()) {
+      spdlog::warn("sync stats error=\"{}\"", w.error().message);
+    }
+    pendingAppliedWallNs_.reset();
+    pendingEventSeen_.reset();
+  }
+  if (!ready_.load()) {
+    if (auto w = writeFileAtomic(dir + std::string(kReadyFile),
+                                 std::to_string(appliedWall) + "\n", false);
+        !w.ok()) {
+      spdlog::error("ready marker error=\"{}\"", w.error().message);
+    }
+    ready_ = true;
+    {
+      std::lock_guard lock(statsMu_);
+      stats_.ready = true;
+    }
+    spdlog::info("node={} ready revision={} endpoints={}", options_.nodeName, revision,
+                 registry_.endpoints().size());
+  }
+  finish(done);
+}
+
+AgentStats NodeAgent::stats() const {
+  std::lock_guard lock(statsMu_);
+  return stats_;
+}
+
+std::string NodeAgent::endpointName(compiler::EndpointId id) const {
+  std::lock_guard lock(statsMu_);
+  auto it = endpointNames_.find(id);
+  return it == endpointNames_.end() ? std::string() : it->second;
+}
+
+std::string NodeAgent::metricsText() {
+  Result<std::vector<datapath::RuleCounter>> counters = std::vector<datapath::RuleCounter>{};
+  {
+    std::lock_guard lock(backendMu_);
+    counters = backend_.counters();
+  }
+  MetricsWriter w;
+  std::lock_guard lock(statsMu_);
+  const AgentStats& s = stats_;
+  w.family("sluice_ready", "gauge", "1 once the first snapshot has been compiled and applied.");
+  w.sample("sluice_ready", s.ready ? 1 : 0);
+  w.family("sluice_endpoints", "gauge", "Endpoints (pod interfaces) registered on this node.");
+  w.sample("sluice_endpoints", static_cast<double>(s.endpoints));
+  w.family("sluice_endpoints_waiting_for_pod", "gauge",
+           "Registrations waiting for their Pod object (dropping traffic meanwhile).");
+  w.sample("sluice_endpoints_waiting_for_pod", static_cast<double>(s.waitingForPod));
+  w.family("sluice_syncs_total", "counter", "Successful syncs of the datapath.");
+  w.sample("sluice_syncs_total", static_cast<double>(s.syncs));
+  w.family("sluice_sync_errors_total", "counter", "Failed syncs (retried).");
+  w.sample("sluice_sync_errors_total", static_cast<double>(s.syncErrors));
+  w.family("sluice_full_syncs_total", "counter", "Successful full (read back and reconcile) syncs.");
+  w.sample("sluice_full_syncs_total", static_cast<double>(s.fullSyncs));
+  w.family("sluice_source_snapshots_total", "counter", "Source snapshots consumed.");
+  w.sample("sluice_source_snapshots_total", static_cast<double>(s.snapshots));
+  w.family("sluice_source_invalid_objects", "gauge",
+           "Objects or files the source currently rejects (last good version enforced).");
+  w.sample("sluice_source_invalid_objects", static_cast<double>(s.invalidObjects));
+  w.family("sluice_policy_revision", "gauge", "Revision of the compiled state last applied.");
+  w.sample("sluice_policy_revision", static_cast<double>(s.revision));
+  w.family("sluice_last_sync_duration_seconds", "gauge",
+           "Compile + backend apply time of the last sync.");
+  w.sample("sluice_last_sync_duration_seconds", seconds(s.lastSyncDuration));
+  w.family("sluice_policy_update_latency_last_seconds", "gauge",
+           "Last policy update latency: source change seen -> backend apply returned.");
+  w.sample("sluice_policy_update_latency_last_seconds", seconds(s.lastLatency));
+  w.histogram("sluice_policy_update_latency_seconds",
+              "Policy update latency: source change seen -> backend apply returned.", latency_);
+  w.family("sluice_endpoint_requests_total", "counter", "Endpoint socket requests by result.");
+  for (const auto& [key, n] : requests_) {
+    w.sample("sluice_endpoint_requests_total", {{"op", key.first}, {"result", key.second}},
+             static_cast<double>(n));
+  }
+  w.family("sluice_datapath_counters_ok", "gauge", "1 when the rule counters could be read.");
+  w.sample("sluice_datapath_counters_ok", counters.ok() ? 1 : 0);
+  if (counters.ok()) {
+    w.family("sluice_rule_packets_total", "counter", "Packets admitted by each policy rule.");
+    std::vector<std::pair<MetricLabels, const datapath::RuleCounter*>> series;
+    for (const auto& c : *counters) {
+      MetricLabels labels;
+      if (c.rule < rules_.size()) {
+        const auto& o = rules_[c.rule];
+        labels = {{"policy", o.policy},
+                  {"direction", o.direction == compiler::Direction::Ingress ? "ingress" : "egress"},
+                  {"rule", std::to_string(o.rule)}};
+      } else {
+        labels = {{"policy", ""}, {"direction", ""}, {"rule", "id" + std::to_string(c.rule)}};
+      }
+      series.emplace_back(std::move(labels), &c);
+    }
+    for (const auto& [labels, c] : series) {
+      w.sample("sluice_rule_packets_total", labels, static_cast<double>(c->packets));
+    }
+    w.family("sluice_rule_bytes_total", "counter", "Bytes admitted by each policy rule.");
+    for (const auto& [labels, c] : series) {
+      w.sample("sluice_rule_bytes_total", labels, static_cast<double>(c->bytes));
+    }
+  }
+  return w.text();
+}
+
+}  // namespace sluice::daemon

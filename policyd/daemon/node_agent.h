@@ -1,0 +1,179 @@
+// The node agent: owns the current model, the endpoint registry, the compiler and the datapath
+// backend, and is the one path through which state changes (kube-network-policies style:
+// events only mark state dirty, one runner thread syncs).
+//
+// Inputs:
+//   onSnapshot()  a new source snapshot replaces the model (the newest wins; older ones that
+//                 were not synced yet are dropped)
+//   handle()      an endpoint request from the CNI plugin; blocks until it is done
+// The runner takes everything pending at once (so concurrent CNI ADDs share one compile), then:
+//   add   backend.attach (fail closed: the pod's traffic is dropped until its policy is
+//         applied), register + persist, compile, apply, then reply ok. When the source does not
+//         know the Pod object yet, the endpoint stays out of the compiled state (still dropped)
+//         for up to `podWait`, then proceeds without labels; the next snapshot that carries the
+//         pod corrects it.
+//   del   backend.detach, unregister + persist, compile, apply, reply.
+//   check the endpoint is registered, the backend says it is attached, and the addresses match.
+// Nothing is synced and no request is answered before the first snapshot arrives. The first
+// sync (and any sync after a failed one) is a full backend.sync() of the compiled state; the
+// others apply the compiler's diff. Host addresses are read on every sync and re-checked every
+// `addressRecheck`.
+//
+// start() recovers the registry from <state-dir>: endpoints whose host veth is gone are
+// detached and dropped, the others are re-attached (programs replaced in place; their pinned
+// policy stays) before the first full sync.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/endpoint_api.h"
+#include "policyd/compiler/ir.h"
+#include "policyd/daemon/clock.h"
+#include "policyd/daemon/host_network.h"
+#include "policyd/daemon/metrics.h"
+#include "policyd/daemon/policy_compiler.h"
+#include "policyd/daemon/registry.h"
+#include "policyd/datapath/backend.h"
+#include "policyd/model/types.h"
+#include "policyd/source/source.h"
+
+namespace sluice::daemon {
+
+struct AgentOptions {
+  std::string nodeName;
+  std::string stateDir;
+  std::chrono::milliseconds podWait{2000};
+  std::chrono::milliseconds retryInterval{1000};     // after a failed apply/sync
+  std::chrono::milliseconds addressRecheck{10000};   // re-read host addresses at least this often
+  std::chrono::milliseconds requestTimeout{60000};   // handle() gives up after this
+};
+
+// For tests and /metrics.
+struct AgentStats {
+  uint64_t syncs = 0;        // successful
+  uint64_t syncErrors = 0;
+  uint64_t fullSyncs = 0;    // backend.sync() calls that succeeded
+  uint64_t snapshots = 0;    // snapshots consumed
+  uint64_t lastGeneration = 0;
+  size_t endpoints = 0;
+  size_t waitingForPod = 0;
+  size_t invalidObjects = 0;
+  uint64_t revision = 0;
+  std::chrono::nanoseconds lastSyncDuration{0};  // compile + apply
+  std::chrono::nanoseconds lastLatency{0};       // event seen -> apply returned
+  bool ready = false;
+};
+
+class NodeAgent {
+ public:
+  NodeAgent(AgentOptions options, datapath::Backend& backend, PolicyCompiler& compiler,
+            HostNetwork& host, const Clock& clock);
+  ~NodeAgent();
+  NodeAgent(const NodeAgent&) = delete;
+  NodeAgent& operator=(const NodeAgent&) = delete;
+
+  // Recovers the registry and starts the runner.
+  Status start();
+  // Answers every waiting request with an error, stops the runner and removes the ready marker.
+  // Leaves the datapath as it is: enforcement continues while the daemon is down.
+  void stop();
+
+  void onSnapshot(source::Snapshot snapshot);
+  endpoint_api::Reply handle(const endpoint_api::Request& request);
+  // Re-evaluates timers now (tests with a ManualClock call it after advancing).
+  void wake();
+
+  bool ready() const { return ready_.load(); }
+  AgentStats stats() const;
+  std::string metricsText();
+  // "ns/pod" of a registered endpoint, "" when unknown (for the flow log).
+  std::string endpointName(compiler::EndpointId id) const;
+
+ private:
+  struct PendingOp {
+    endpoint_api::Request request;
+    std::promise<endpoint_api::Reply> reply;
+  };
+  using OpPtr = std::shared_ptr<PendingOp>;
+  struct Completion {
+    OpPtr op;
+    endpoint_api::Reply reply;
+  };
+  struct Waiter {
+    Clock::TimePoint deadline;
+    std::vector<OpPtr> ops;
+  };
+
+  void run(std::stop_token stop);
+  void syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot> snapshot);
+  void handleAdd(const OpPtr& op, std::vector<Completion>& done, bool& changed,
+                 std::vector<compiler::EndpointId>& added);
+  void handleDel(const OpPtr& op, std::vector<Completion>& done, bool& changed);
+  endpoint_api::Reply check(const endpoint_api::Request& r);
+  bool podKnown(const EndpointRecord& rec) const;
+  bool refreshAddresses();
+  compiler::NodeContext nodeContext() const;
+  void publishEndpoints();
+  void finish(std::vector<Completion>& done);
+  void countRequest(endpoint_api::Op op, bool ok);
+  Clock::TimePoint nextTimer() const;
+
+  const AgentOptions options_;
+  datapath::Backend& backend_;
+  PolicyCompiler& compiler_;
+  HostNetwork& host_;
+  const Clock& clock_;
+
+  // Shared with the request/snapshot threads.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<OpPtr> ops_;
+  std::optional<source::Snapshot> latest_;
+  bool snapshotSeen_ = false;
+  bool stopping_ = false;
+  bool started_ = false;
+  bool wakeRequested_ = false;
+  Clock::TimePoint timerAt_{};
+
+  // The backend is called from the runner and from /metrics (counters).
+  std::mutex backendMu_;
+
+  // Runner-owned.
+  Registry registry_;
+  model::Cluster cluster_;
+  std::set<std::string> podKeys_;
+  std::map<compiler::EndpointId, Waiter> waiting_;
+  std::vector<IpAddr> hostAddresses_;
+  Clock::TimePoint nextAddressCheck_{};
+  Clock::TimePoint retryAt_{};
+  bool retryPending_ = false;
+  bool needFullSync_ = true;
+  bool haveSnapshot_ = false;
+  std::optional<int64_t> pendingAppliedWallNs_;
+  std::optional<std::chrono::steady_clock::time_point> pendingEventSeen_;
+
+  // Published for other threads.
+  std::atomic<bool> ready_{false};
+  mutable std::mutex statsMu_;
+  AgentStats stats_;
+  Histogram latency_{latencyBuckets()};
+  std::vector<compiler::RuleOrigin> rules_;
+  std::map<compiler::EndpointId, std::string> endpointNames_;
+  std::map<std::pair<std::string, std::string>, uint64_t> requests_;  // (op, result) -> count
+
+  std::jthread runner_;
+};
+
+}  // namespace sluice::daemon

@@ -1,0 +1,345 @@
+#include "policyd/source/dir/dir_source.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <set>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "policyd/model/decode.h"
+
+namespace sluice::source {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr uint32_t kDirMask = IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM |
+                              IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF |
+                              IN_ONLYDIR;
+// A manifest larger than this is rejected rather than read (a runaway file must not take the
+// daemon's memory with it).
+constexpr off_t kMaxFileBytes = 64 << 20;
+
+int64_t wallNowNs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t toNs(const timespec& ts) {
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+bool hasManifestExtension(const fs::path& p) {
+  auto ext = p.extension().string();
+  return ext == ".yaml" || ext == ".yml" || ext == ".json";
+}
+
+std::string errnoText(int err) { return std::strerror(err); }
+
+Result<std::string> readWhole(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return makeError(path + ": cannot read: " + errnoText(errno), errno);
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return makeError(path + ": cannot read: " + errnoText(errno), errno);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (static_cast<off_t>(out.size()) > kMaxFileBytes) {
+      return makeError(path + ": larger than " + std::to_string(kMaxFileBytes) + " bytes");
+    }
+  }
+  return out;
+}
+
+size_t objectCount(const model::Cluster& c) {
+  return c.namespaces.size() + c.pods.size() + c.policies.size();
+}
+
+}  // namespace
+
+DirSource::DirSource(DirSourceOptions options) : options_(std::move(options)) {}
+
+DirSource::~DirSource() { stop(); }
+
+std::string DirSource::describe() const { return "dir:" + options_.root; }
+
+Status DirSource::start(Callback onSnapshot) {
+  if (thread_.joinable()) return makeError(describe() + ": already started");
+  callback_ = std::move(onSnapshot);
+  std::error_code ec;
+  if (!fs::is_directory(options_.root, ec)) {
+    return makeError(describe() + ": not a directory" + (ec ? ": " + ec.message() : ""));
+  }
+  inotify_.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (!inotify_) return makeError(describe() + ": inotify_init1: " + errnoText(errno), errno);
+  wake_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!wake_) return makeError(describe() + ": eventfd: " + errnoText(errno), errno);
+  // Watch first, then read: a change made while we read is seen as an event afterwards.
+  if (!watchRoot()) {
+    return makeError(describe() + ": inotify_add_watch: " + errnoText(errno), errno);
+  }
+  deliver(rescan(Clock::now()));
+  thread_ = std::jthread([this](std::stop_token st) { run(std::move(st)); });
+  return Status::Ok();
+}
+
+void DirSource::stop() {
+  if (!thread_.joinable()) return;
+  thread_.request_stop();
+  uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+  thread_.join();
+}
+
+bool DirSource::watchRoot() {
+  int wd = ::inotify_add_watch(inotify_.get(), options_.root.c_str(), kDirMask);
+  if (wd < 0) return false;
+  rootWd_ = wd;
+  watches_[wd] = options_.root;
+  return true;
+}
+
+void DirSource::watchDirectory(const std::string& path) {
+  int wd = ::inotify_add_watch(inotify_.get(), path.c_str(), kDirMask);
+  if (wd < 0) {
+    spdlog::warn("manifest watch dir={} error=\"{}\"", path, errnoText(errno));
+    return;
+  }
+  watches_[wd] = path;
+}
+
+bool DirSource::drainEvents() {
+  bool relevant = false;
+  alignas(inotify_event) char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(inotify_.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) spdlog::warn("manifest watch read error=\"{}\"", errnoText(errno));
+      break;
+    }
+    if (n == 0) break;
+    for (char* p = buf; p < buf + n;) {
+      auto* ev = reinterpret_cast<inotify_event*>(p);
+      p += sizeof(inotify_event) + ev->len;
+      if (ev->mask & IN_Q_OVERFLOW) {
+        spdlog::warn("manifest watch queue overflow dir={}; rescanning", options_.root);
+        relevant = true;
+        continue;
+      }
+      if (ev->mask & IN_IGNORED) {
+        watches_.erase(ev->wd);
+        if (ev->wd == rootWd_) {
+          rootWd_ = -1;
+          spdlog::warn("manifest dir={} removed; keeping the last good state until it is back",
+                       options_.root);
+        }
+        relevant = true;
+        continue;
+      }
+      relevant = true;
+    }
+  }
+  return relevant;
+}
+
+void DirSource::run(std::stop_token stop) {
+  bool pending = false;
+  Clock::time_point first{}, last{};
+  Clock::time_point nextRootTry = Clock::now() + options_.missingRetry;
+  while (!stop.stop_requested()) {
+    int timeoutMs = -1;
+    auto now = Clock::now();
+    if (pending) {
+      auto due = std::min(last + options_.debounce, first + options_.maxDelay);
+      timeoutMs = static_cast<int>(
+          std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(due - now).count()));
+    }
+    if (rootWd_ < 0) {
+      int retry = static_cast<int>(std::max<int64_t>(
+          0, std::chrono::ceil<std::chrono::milliseconds>(nextRootTry - now).count()));
+      timeoutMs = timeoutMs < 0 ? retry : std::min(timeoutMs, retry);
+    }
+    pollfd fds[2] = {{inotify_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    int r = ::poll(fds, 2, timeoutMs);
+    if (r < 0 && errno != EINTR) {
+      spdlog::error("manifest watch poll error=\"{}\"", errnoText(errno));
+      return;
+    }
+    if (stop.stop_requested() || (r > 0 && (fds[1].revents & POLLIN))) return;
+    now = Clock::now();
+    if (r > 0 && (fds[0].revents & POLLIN) && drainEvents()) {
+      if (!pending) first = now;
+      pending = true;
+      last = now;
+    }
+    if (rootWd_ < 0 && now >= nextRootTry) {
+      nextRootTry = now + options_.missingRetry;
+      std::error_code ec;
+      if (fs::is_directory(options_.root, ec) && watchRoot()) {
+        spdlog::info("manifest dir={} is back", options_.root);
+        if (!pending) first = now;
+        pending = true;
+        last = now - options_.debounce;  // nothing to wait for
+      }
+    }
+    if (pending && now >= std::min(last + options_.debounce, first + options_.maxDelay)) {
+      pending = false;
+      try {
+        deliver(rescan(first));
+      } catch (const std::exception& e) {
+        spdlog::error("manifest dir={} rescan failed error=\"{}\"", options_.root, e.what());
+      }
+    }
+  }
+}
+
+void DirSource::deliver(Snapshot snapshot) {
+  try {
+    callback_(std::move(snapshot));
+  } catch (const std::exception& e) {
+    spdlog::error("manifest snapshot consumer threw error=\"{}\"", e.what());
+  } catch (...) {
+    spdlog::error("manifest snapshot consumer threw");
+  }
+}
+
+void DirSource::loadFile(const std::string& path, const FileKey& key, FileState& st) {
+  st.key = key;
+  model::Decoded decoded;
+  if (key.size > kMaxFileBytes) {
+    decoded.errors.push_back(
+        makeError(path + ": larger than " + std::to_string(kMaxFileBytes) + " bytes"));
+  } else if (auto text = readWhole(path); !text.ok()) {
+    decoded.errors.push_back(text.error());
+  } else {
+    decoded = model::decodeText(*text, path);
+  }
+  for (const auto& note : decoded.notes) spdlog::info("manifest file={} note=\"{}\"", path, note);
+  if (decoded.errors.empty()) {
+    st.objects = std::move(decoded.cluster);
+    st.errors.clear();
+    st.everClean = true;
+    spdlog::info("manifest file={} loaded namespaces={} pods={} policies={}", path,
+                 st.objects.namespaces.size(), st.objects.pods.size(),
+                 st.objects.policies.size());
+    return;
+  }
+  st.errors = std::move(decoded.errors);
+  for (const auto& e : st.errors) {
+    spdlog::warn("manifest file={} invalid error=\"{}\"", path, e.message);
+  }
+  if (st.everClean) {
+    spdlog::warn("manifest file={} keeping its last good version objects={}", path,
+                 objectCount(st.objects));
+  } else {
+    st.objects = std::move(decoded.cluster);
+    spdlog::warn("manifest file={} never decoded cleanly; using its valid objects objects={}",
+                 path, objectCount(st.objects));
+  }
+}
+
+Snapshot DirSource::rescan(Clock::time_point eventSeen) {
+  Snapshot snap;
+  snap.eventSeen = eventSeen;
+  snap.readWallNs = wallNowNs();
+  snap.generation = ++generation_;
+
+  // List the tree; (re)watch every non-hidden directory (new ones appear between rescans).
+  std::vector<std::string> found;
+  std::error_code ec;
+  bool listed = false;
+  if (fs::is_directory(options_.root, ec)) {
+    std::set<std::string> watched;
+    for (const auto& [wd, dir] : watches_) watched.insert(dir);
+    fs::recursive_directory_iterator it(options_.root, fs::directory_options::none, ec);
+    for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      const fs::path& p = it->path();
+      std::error_code dec;
+      bool isDir = it->is_directory(dec);
+      if (p.filename().string().starts_with(".")) {
+        if (isDir) it.disable_recursion_pending();
+        continue;
+      }
+      if (isDir) {
+        if (!it->is_symlink(dec) && !watched.contains(p.string())) watchDirectory(p.string());
+        continue;
+      }
+      if (it->is_regular_file(dec) && hasManifestExtension(p)) found.push_back(p.string());
+    }
+    listed = !ec;
+  }
+  if (!listed) {
+    // Never mistake "cannot list" for "every file was deleted".
+    snap.errors.push_back(makeError(options_.root + ": cannot list" +
+                                    (ec ? ": " + ec.message() : std::string(": not a directory")) +
+                                    "; keeping the last good state"));
+    for (const auto& f : files_) found.push_back(f.first);
+  } else {
+    std::sort(found.begin(), found.end());
+    std::set<std::string> present(found.begin(), found.end());
+    for (auto it = files_.begin(); it != files_.end();) {
+      if (present.contains(it->first)) {
+        ++it;
+        continue;
+      }
+      spdlog::info("manifest file={} removed objects={}", it->first,
+                   objectCount(it->second.objects));
+      it = files_.erase(it);
+    }
+    for (const auto& path : found) {
+      struct stat sb {};
+      FileKey key;
+      if (::stat(path.c_str(), &sb) == 0) {
+        key = FileKey{sb.st_dev, sb.st_ino, sb.st_size, toNs(sb.st_mtim), toNs(sb.st_ctim)};
+      }
+      auto fit = files_.find(path);
+      if (fit != files_.end() && fit->second.key == key) continue;
+      loadFile(path, key, files_[path]);
+    }
+  }
+
+  model::Decoded merged;
+  for (const auto& path : found) {
+    auto fit = files_.find(path);
+    if (fit == files_.end()) continue;
+    model::Decoded one;
+    one.cluster = fit->second.objects;
+    merged.merge(std::move(one));
+    snap.errors.insert(snap.errors.end(), fit->second.errors.begin(), fit->second.errors.end());
+  }
+  // Cross-file duplicates: report each once, not on every rescan.
+  std::vector<std::string> mergeErrors;
+  for (const auto& e : merged.errors) {
+    mergeErrors.push_back(e.message);
+    if (std::find(lastMergeErrors_.begin(), lastMergeErrors_.end(), e.message) ==
+        lastMergeErrors_.end()) {
+      spdlog::warn("manifest invalid error=\"{}\"", e.message);
+    }
+  }
+  lastMergeErrors_ = std::move(mergeErrors);
+  snap.errors.insert(snap.errors.end(), merged.errors.begin(), merged.errors.end());
+  snap.cluster = std::move(merged.cluster);
+  return snap;
+}
+
+}  // namespace sluice::source

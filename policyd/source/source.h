@@ -1,0 +1,50 @@
+// Where the daemon's view of the cluster comes from. A Source delivers whole, consistent
+// snapshots (Namespaces, Pods, NetworkPolicies); the daemon never sees partial updates. The
+// manifest directory (dir/) is one source; the Kubernetes API (kube/) plugs in behind the same
+// interface.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "policyd/model/types.h"
+
+namespace sluice::source {
+
+struct Snapshot {
+  model::Cluster cluster;
+  // Objects the source rejected and is currently not using (their last good version, if any,
+  // is in `cluster`): "file: Kind ns/name: field: problem".
+  std::vector<Error> errors;
+  // Bumped on every snapshot a source delivers.
+  uint64_t generation = 0;
+  // When the change this snapshot carries was first seen (the first event of a debounced
+  // batch; the start time for the initial snapshot). Steady clock: policy update latency is
+  // measured from here to "backend apply returned".
+  std::chrono::steady_clock::time_point eventSeen{};
+  // Wall clock (CLOCK_REALTIME, ns since the epoch) at which the source began reading the state
+  // this snapshot holds: any change written before this instant is included.
+  int64_t readWallNs = 0;
+};
+
+class Source {
+ public:
+  using Callback = std::function<void(Snapshot)>;
+
+  virtual ~Source() = default;
+
+  // Begins watching. The first snapshot is delivered before start() returns (so the caller
+  // knows the initial state is complete); later snapshots arrive on the source's own thread.
+  // The callback must not block for long and must not throw.
+  virtual Status start(Callback onSnapshot) = 0;
+  // Stops watching; no callback runs after stop() returns. Idempotent.
+  virtual void stop() = 0;
+  // For logs: "dir:/etc/sluice/manifests".
+  virtual std::string describe() const = 0;
+};
+
+}  // namespace sluice::source
