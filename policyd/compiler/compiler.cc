@@ -194,6 +194,9 @@ struct EndpointView {
   std::array<std::set<std::string>, kDirs> selecting;  // policy keys
 };
 
+// Partition prefixes whose class is to be recomputed: the new signature, or none.
+using PendingPrefixes = std::map<Prefix, std::optional<Signature>>;
+
 struct ClassInfo {
   ClassId id = 0;
   size_t refs = 0;
@@ -416,8 +419,8 @@ struct Compiler::Impl {
                         const std::map<std::string, std::optional<NetworkPolicy>>& oldPolicies);
   void updateRules(const std::map<std::string, std::optional<NetworkPolicy>>& oldPolicies);
   void updateGroups();
-  void updatePartition(std::vector<std::pair<Prefix, std::optional<Signature>>>& pendingPrefixes);
-  void updateClasses(std::vector<std::pair<Prefix, std::optional<Signature>>>& pendingPrefixes,
+  void updatePartition(PendingPrefixes& pendingPrefixes);
+  void updateClasses(PendingPrefixes& pendingPrefixes,
                      Diff& diff);
   EndpointPolicy buildEndpoint(const EndpointView& ev);
 };
@@ -714,7 +717,7 @@ void Compiler::Impl::updateGroups() {
 }
 
 void Compiler::Impl::updatePartition(
-    std::vector<std::pair<Prefix, std::optional<Signature>>>& pendingPrefixes) {
+    PendingPrefixes& pendingPrefixes) {
   if (!partitionDirty) return;
   std::map<Prefix, std::vector<RuleId>> next;
   next.emplace(Prefix(IpAddr::v4(0), 0), std::vector<RuleId>{});
@@ -741,12 +744,12 @@ void Compiler::Impl::updatePartition(
     ip.erase(std::unique(ip.begin(), ip.end()), ip.end());
   }
   for (const auto& [prefix, ip] : partition) {
-    if (!next.contains(prefix)) pendingPrefixes.emplace_back(prefix, std::nullopt);
+    if (!next.contains(prefix)) pendingPrefixes[prefix] = std::nullopt;
   }
   for (const auto& [prefix, ip] : next) {
     auto it = partition.find(prefix);
     if (it == partition.end() || it->second != ip) {
-      pendingPrefixes.emplace_back(prefix, Signature{Kind::Address, {}, ip, {}});
+      pendingPrefixes[prefix] = Signature{Kind::Address, {}, ip, {}};
     }
   }
   partition = std::move(next);
@@ -756,7 +759,7 @@ void Compiler::Impl::updatePartition(
 }
 
 void Compiler::Impl::updateClasses(
-    std::vector<std::pair<Prefix, std::optional<Signature>>>& pendingPrefixes, Diff& diff) {
+    PendingPrefixes& pendingPrefixes, Diff& diff) {
   // Host addresses are always re-signed (their kind depends on hostAddresses[0]).
   for (const auto& ip : node.hostAddresses) dirtyAddrs.insert(ip);
   const std::vector<RuleId>* primaryIp =
@@ -796,6 +799,23 @@ void Compiler::Impl::updateClasses(
       }
     }
     pendingAddrs.push_back({ip, std::move(sig)});
+  }
+  // A full-length partition prefix (an ipBlock of one address) is shadowed by the address's own
+  // entry while something claims the address; it only needs a class of its own when nothing
+  // does, so no class exists that no address maps to.
+  auto shadowCheck = [&](const Prefix& p) {
+    if (p.len() != p.addr().bits()) return;
+    auto part = partition.find(p);
+    auto a = addrs.find(p.addr());
+    if (part == partition.end() || (a != addrs.end() && !a->second.claims.empty())) {
+      pendingPrefixes[p] = std::nullopt;
+    } else {
+      pendingPrefixes[p] = Signature{Kind::Address, {}, part->second, {}};
+    }
+  };
+  for (const auto& entry : pendingPrefixes) shadowCheck(entry.first);
+  for (const auto& p : pendingAddrs) {
+    if (partition.contains(Prefix::host(p.ip))) shadowCheck(Prefix::host(p.ip));
   }
   stats.classesRecomputed = pendingAddrs.size() + pendingPrefixes.size();
 
@@ -1039,7 +1059,7 @@ Diff Compiler::Impl::update(const model::Cluster& cluster, const NodeContext& no
   refreshEndpoints(nodeIn, changedPodKeys, oldPolicies);
   updateRules(oldPolicies);
   updateGroups();
-  std::vector<std::pair<Prefix, std::optional<Signature>>> pendingPrefixes;
+  PendingPrefixes pendingPrefixes;
   updatePartition(pendingPrefixes);
   updateClasses(pendingPrefixes, diff);
   for (Group* g : deadGroups) {
