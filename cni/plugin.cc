@@ -141,7 +141,7 @@ Status cmdDel(const Env& env, const NetConf& conf) {
     spdlog::warn("container={} del: policy daemon: {}", env.containerId, reply->error);
   }
   // The veth goes before the addresses, so a released address is never still routed here.
-  SLUICE_RETURN_IF_ERROR(unwire(att));
+  SLUICE_RETURN_IF_ERROR(unwire(att, /*deferDestroy=*/true));
   auto ipam = ipam::makeIpam(conf, env);
   SLUICE_RETURN_IF_ERROR(ipam->del());
   spdlog::info("container={} ifname={} del ok", env.containerId, env.ifname);

@@ -2,7 +2,11 @@
 
 #include <linux/neighbour.h>
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <sys/random.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <algorithm>
 #include <cerrno>
@@ -203,7 +207,27 @@ Result<Wired> wire(const WiringSpec& spec, const StepHook& hook) {
   return w;
 }
 
-Status unwire(const Attachment& a) {
+namespace {
+// Returns true when a detached child took over destroying link `index`.
+bool destroyInBackground(int index) {
+  pid_t pid = ::fork();
+  if (pid < 0) return false;
+  if (pid > 0) return true;
+  // Child: leave the runtime's session and its pipes, or the runtime would wait for us.
+  ::setsid();
+  int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull >= 0) {
+    ::dup2(devnull, 0);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+  }
+  auto nl = Socket::open();
+  if (nl.ok()) (void)nl->deleteLink(index);
+  ::_exit(0);
+}
+}  // namespace
+
+Status unwire(const Attachment& a, bool deferDestroy) {
   auto nl = Socket::open();
   if (!nl.ok()) return internal(std::move(nl).error(), "host netns");
   std::string name = hostVethName(a);
@@ -211,6 +235,15 @@ Status unwire(const Attachment& a) {
   if (!l.ok()) {
     if (l.error().code == ENODEV) return Status::Ok();  // already gone: netns deleted, or DEL twice
     return internal(l.error(), "unwire");
+  }
+  if (deferDestroy) {
+    auto down = nl->setLinkUp(l->index, false);
+    if (down.ok()) {
+      std::fflush(nullptr);  // nothing buffered may be written twice by the child
+      if (destroyInBackground(l->index)) return Status::Ok();
+    } else if (down.error().code == ENODEV) {
+      return Status::Ok();
+    }
   }
   auto st = nl->deleteLink(l->index);
   if (!st.ok() && st.error().code != ENODEV) return internal(st.error(), "unwire " + name);

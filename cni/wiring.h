@@ -62,7 +62,13 @@ using StepHook = std::function<Status(std::string_view step)>;
 Result<Wired> wire(const WiringSpec& spec, const StepHook& hook);
 // Removes the host veth (and with it the pod end and the host routes through it). Succeeds when
 // the veth or the pod's namespace is already gone.
-Status unwire(const Attachment& a);
+//
+// Destroying a veth blocks the caller for 10-30 ms in the kernel (rcu_barrier in
+// netdev_run_todo), which would dominate DEL. With `deferDestroy` the link is first set down,
+// which synchronously withdraws every route through it and stops all traffic, and a detached
+// child then destroys it while DEL returns. A leftover (e.g. the child was killed) is inert,
+// down, and removed by the next ADD of the same attachment or by GC.
+Status unwire(const Attachment& a, bool deferDestroy = false);
 // Compares the live state with `prev` (the prevResult) and lists every difference.
 Status checkWiring(const WiringSpec& spec, const CniResult& prev);
 // Deletes this network's host veths whose attachment is not in `valid`.

@@ -92,6 +92,18 @@ class CniTest : public ::testing::Test {
     return links + "--\n" + r4 + "--\n" + r6;
   }
 
+  // DEL sets the veth down at once and destroys it in a detached child (wiring.h), so the
+  // link may linger for a few tens of milliseconds after DEL returns.
+  std::string waitHostState(const std::string& want) {
+    std::string now;
+    for (int i = 0; i < 100; ++i) {
+      now = hostState();
+      if (now == want) break;
+      ::usleep(50000);
+    }
+    return now;
+  }
+
   std::vector<std::string> storeFiles() {
     std::vector<std::string> out;
     std::error_code ec;
@@ -188,7 +200,7 @@ TEST_F(CniTest, LifecycleForEachVersion) {
 
     EXPECT_EQ(plugin("DEL", "ctr-" + v, pod, c).exitCode, 0);
     EXPECT_EQ(plugin("DEL", "ctr-" + v, pod, c).exitCode, 0) << "DEL twice";
-    EXPECT_EQ(hostState(), pristine);
+    EXPECT_EQ(waitHostState(pristine), pristine);
     EXPECT_TRUE(storeFiles().empty());
     EXPECT_EQ(podLinks("pod-" + v), std::vector<std::string>{"lo"});
   }
@@ -378,7 +390,7 @@ TEST_F(CniTest, FiftyParallelAddsThenDels) {
     pending.push_back(startPlugin(kSluice, env("DEL", "par-" + std::to_string(i), paths[i]), c.dump(), host_));
   }
   for (int i = 0; i < kPods; ++i) EXPECT_EQ(waitPlugin(pending[i]).exitCode, 0);
-  EXPECT_EQ(hostState(), pristine);
+  EXPECT_EQ(waitHostState(pristine), pristine);
   EXPECT_TRUE(storeFiles().empty());
 }
 
@@ -460,7 +472,7 @@ TEST_F(CniTest, DelegatesToHostLocal) {
   EXPECT_EQ(r.parsed["ips"][0]["address"].get<std::string>().substr(0, 8), "10.78.0.");
   EXPECT_EQ(plugin("CHECK", "ctr-hl", p, withPrev(c, r.parsed)).exitCode, 0);
   EXPECT_EQ(plugin("DEL", "ctr-hl", p, c).exitCode, 0);
-  EXPECT_EQ(hostState(), pristine);
+  EXPECT_EQ(waitHostState(pristine), pristine);
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dataDir_ + "-hl/slnet", ec)) {
     std::string n = e.path().filename().string();
