@@ -93,6 +93,10 @@ std::string PortQuery::label() const {
   return std::string(model::protocolName(protocol)) + "/" + portText();
 }
 
+// GCC 12 with -fsanitize reports a false -Wmaybe-uninitialized when a variant holding a string
+// is moved into Result (the string alternative is not the active one).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 Result<std::variant<uint16_t, std::string>> parsePort(const std::string& text) {
   if (!text.empty() && std::all_of(text.begin(), text.end(),
                                    [](char c) { return c >= '0' && c <= '9'; })) {
@@ -110,6 +114,7 @@ Result<std::variant<uint16_t, std::string>> parsePort(const std::string& text) {
   }
   return std::variant<uint16_t, std::string>(text);
 }
+#pragma GCC diagnostic pop
 
 Result<Options> parseArgs(const std::vector<std::string>& args) {
   Options opt;
