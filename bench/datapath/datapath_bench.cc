@@ -44,8 +44,10 @@ compiler::State makeState(int rules) {
     p.ingressIsolated = p.egressIsolated = true;
     for (int i = 0; i < rules; ++i) {
       const uint16_t first = static_cast<uint16_t>(1000 + (i / classes) * 7);
-      p.entries.insert(AllowEntry{Direction::Ingress, static_cast<compiler::ClassId>(16 + i % classes),
-                                  6, {first, static_cast<uint16_t>(first + 4)},
+      p.entries.insert(AllowEntry{Direction::Ingress,
+                                  static_cast<compiler::ClassId>(16 + i % classes),
+                                  6,
+                                  {first, static_cast<uint16_t>(first + 4)},
                                   static_cast<compiler::RuleId>(i)});
     }
     s.endpoints[static_cast<compiler::EndpointId>(ep)] = std::move(p);
@@ -120,10 +122,12 @@ int main() {
   }
   Figures small, large;
   if (!measure(10, &small) || !measure(10000, &large)) return 1;
-  std::printf("bench datapath small: rules=10 policy_entries=%zu established_ns=%.0f denied_ns=%.0f\n",
-              small.policyEntries, small.established, small.denied);
-  std::printf("bench datapath large: rules=10000 policy_entries=%zu established_ns=%.0f denied_ns=%.0f\n",
-              large.policyEntries, large.established, large.denied);
+  std::printf(
+      "bench datapath small: rules=10 policy_entries=%zu established_ns=%.0f denied_ns=%.0f\n",
+      small.policyEntries, small.established, small.denied);
+  std::printf(
+      "bench datapath large: rules=10000 policy_entries=%zu established_ns=%.0f denied_ns=%.0f\n",
+      large.policyEntries, large.established, large.denied);
   std::printf("bench datapath ratio large/small: established=%.2f denied=%.2f\n",
               large.established / small.established, large.denied / small.denied);
   return 0;

@@ -50,7 +50,8 @@ bool refAllows(const compiler::State& s, compiler::EndpointId id, Direction dir,
   return false;
 }
 
-const char* kPeers4[] = {"10.1.0.20", "10.1.0.21", "10.1.7.9", "10.0.0.1", "192.168.1.1", "8.8.8.8"};
+const char* kPeers4[] = {"10.1.0.20", "10.1.0.21",   "10.1.7.9",
+                         "10.0.0.1",  "192.168.1.1", "8.8.8.8"};
 const char* kPeers6[] = {"fd00::20", "fd00::21", "fd00:1::9", "2001:db8::1"};
 
 compiler::State randomState(std::mt19937& rng) {
@@ -120,13 +121,16 @@ TEST(DatapathDifferentialTest, RandomStatesAndPacketsMatchTheReference) {
       spec.icmpType = v6 ? 128 : 8;
       spec.dstPort = static_cast<uint16_t>(rng() % 3000);
       ++nextSource;
-      const bool want = refAllows(s, 1, dir, IpAddr::parse(peer).value(), spec.protocol, spec.dstPort);
-      const int fd = dir == Direction::Ingress ? backend->toPodProgramFd() : backend->fromPodProgramFd();
+      const bool want =
+          refAllows(s, 1, dir, IpAddr::parse(peer).value(), spec.protocol, spec.dstPort);
+      const int fd =
+          dir == Direction::Ingress ? backend->toPodProgramFd() : backend->fromPodProgramFd();
       const RunResult r = testRun(fd, buildPacket(spec));
       ASSERT_EQ(r.error, 0);
       ASSERT_EQ(r.verdict, want ? TC_ACT_OK : TC_ACT_SHOT)
           << "round " << round << " " << (dir == Direction::Ingress ? "ingress" : "egress") << " "
-          << spec.src << " -> " << spec.dst << " proto " << int(spec.protocol) << " port " << spec.dstPort;
+          << spec.src << " -> " << spec.dst << " proto " << int(spec.protocol) << " port "
+          << spec.dstPort;
       ++probes;
       allowed += want;
     }

@@ -107,7 +107,8 @@ class DatapathPacketTest : public ::testing::Test {
 
   void SetUp() override {
     if (!isRoot()) GTEST_SKIP() << "needs root (BPF, bpffs, tc)";
-    pin_ = std::make_unique<PinDir>(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    pin_ =
+        std::make_unique<PinDir>(::testing::UnitTest::GetInstance()->current_test_info()->name());
   }
 
   void TearDown() override {
@@ -131,7 +132,8 @@ class DatapathPacketTest : public ::testing::Test {
 
   void run(const std::vector<Case>& cases) {
     for (const Case& c : cases) {
-      const int fd = c.hook == Hook::FromPod ? backend_->fromPodProgramFd() : backend_->toPodProgramFd();
+      const int fd =
+          c.hook == Hook::FromPod ? backend_->fromPodProgramFd() : backend_->toPodProgramFd();
       const RunResult r = testRun(fd, c.packet);
       ASSERT_EQ(r.error, 0) << c.description << ": BPF_PROG_TEST_RUN: " << std::strerror(r.error);
       EXPECT_EQ(r.verdict, c.expect) << c.description;
@@ -203,10 +205,18 @@ TEST_F(DatapathPacketTest, LinkLocalControlPassesInAnyState) {
   run({
       {"ARP", Hook::FromPod, buildArpRequest(), kOk},
       {"ARP to the pod", Hook::ToPod, buildArpRequest(), kOk},
-      {"neighbour solicitation, hop limit 255", Hook::FromPod, out("fd00::1", kIcmpv6, 0, ns(255)), kOk},
+      {"neighbour solicitation, hop limit 255", Hook::FromPod, out("fd00::1", kIcmpv6, 0, ns(255)),
+       kOk},
       {"router solicitation", Hook::FromPod,
-       out("ff02::2", kIcmpv6, 0, [](PacketSpec& s) { s.src = "fe80::1"; s.icmpType = 133; s.hopLimit = 255; }), kOk},
-      {"ND with hop limit 64 is not link-local control", Hook::FromPod, out("fd00::1", kIcmpv6, 0, ns(64)), kShot},
+       out("ff02::2", kIcmpv6, 0,
+           [](PacketSpec& s) {
+             s.src = "fe80::1";
+             s.icmpType = 133;
+             s.hopLimit = 255;
+           }),
+       kOk},
+      {"ND with hop limit 64 is not link-local control", Hook::FromPod,
+       out("fd00::1", kIcmpv6, 0, ns(64)), kShot},
       {"tcp before the policy is applied", Hook::ToPod, in("10.0.0.1", kTcp, 80), kShot},
       {"unknown ethertype (LLDP)", Hook::FromPod, buildEthertype(0x88cc, 40), kShot},
   });
@@ -215,7 +225,8 @@ TEST_F(DatapathPacketTest, LinkLocalControlPassesInAnyState) {
 TEST_F(DatapathPacketTest, FailsClosedUntilReadyAndWithoutEndpoint) {
   open();
   run({{"attached, policy not applied", Hook::ToPod, in("10.1.0.20", kTcp, 80), kShot},
-       {"attached, policy not applied, egress", Hook::FromPod, out("10.1.0.30", kTcp, 443), kShot}});
+       {"attached, policy not applied, egress", Hook::FromPod, out("10.1.0.30", kTcp, 443),
+        kShot}});
   program(baseState());
   run({{"policy applied", Hook::ToPod, in("10.1.0.20", kTcp, 80), kOk}});
   auto bool_ = backend_->attached(kPodLink);
@@ -278,13 +289,15 @@ TEST_F(DatapathPacketTest, RepliesOfAllowedFlowsPass) {
   run({
       {"reply without a forward flow", Hook::FromPod, reply(80, 40000), kShot},
       {"forward: frontend -> pod:80", Hook::ToPod, request(80, 40000), kOk},
-      {"reply: pod:80 -> frontend (egress isolated, no egress rule)", Hook::FromPod, reply(80, 40000), kOk},
+      {"reply: pod:80 -> frontend (egress isolated, no egress rule)", Hook::FromPod,
+       reply(80, 40000), kOk},
       {"same flow again", Hook::ToPod, request(80, 40000), kOk},
       {"reply on another peer port", Hook::FromPod, reply(80, 40001), kShot},
       {"egress flow to backend:443", Hook::FromPod, out("10.1.0.30", kTcp, 443), kOk},
       {"its reply", Hook::ToPod,
        in("10.1.0.30", kTcp, 40000, [](PacketSpec& s) { s.srcPort = 443; }), kOk},
-      {"icmp echo to a peer when egress not allowed", Hook::FromPod, out("10.1.0.30", kIcmp, 0), kShot},
+      {"icmp echo to a peer when egress not allowed", Hook::FromPod, out("10.1.0.30", kIcmp, 0),
+       kShot},
   });
 }
 
@@ -337,7 +350,8 @@ TEST_F(DatapathPacketTest, KeepLetsEstablishedFlowsFinish) {
   ASSERT_TRUE(backend_->apply(revokeRule(s, 0)).ok());
   run({{"reply after revoke (keep)", Hook::FromPod, rep, kOk},
        {"forward after revoke (keep)", Hook::ToPod, fwd, kOk},
-       {"a new flow is denied", Hook::ToPod, in("10.1.0.20", kTcp, 80, [](PacketSpec& p) { p.srcPort = 40001; }), kShot}});
+       {"a new flow is denied", Hook::ToPod,
+        in("10.1.0.20", kTcp, 80, [](PacketSpec& p) { p.srcPort = 40001; }), kShot}});
 }
 
 TEST_F(DatapathPacketTest, FragmentsFollowTheirFirstFragment) {
@@ -352,18 +366,27 @@ TEST_F(DatapathPacketTest, FragmentsFollowTheirFirstFragment) {
     };
   };
   run({
-      {"v4 first fragment tcp/80 allowed", Hook::ToPod, in("10.1.0.20", kTcp, 80, frag(77, 0, true)), kOk},
+      {"v4 first fragment tcp/80 allowed", Hook::ToPod,
+       in("10.1.0.20", kTcp, 80, frag(77, 0, true)), kOk},
       {"v4 middle fragment of it", Hook::ToPod, in("10.1.0.20", kTcp, 0, frag(77, 4, true)), kOk},
       {"v4 last fragment of it", Hook::ToPod, in("10.1.0.20", kTcp, 0, frag(77, 8, false)), kOk},
-      {"v4 later fragment without a first", Hook::ToPod, in("10.1.0.20", kTcp, 0, frag(78, 4, false)), kShot},
-      {"v4 first fragment tcp/81 denied", Hook::ToPod, in("10.1.0.20", kTcp, 81, frag(79, 0, true)), kShot},
-      {"v4 later fragment of the denied one", Hook::ToPod, in("10.1.0.20", kTcp, 0, frag(79, 4, false)), kShot},
-      {"v4 later fragment, same id, other source", Hook::ToPod, in("10.1.0.30", kTcp, 0, frag(77, 4, false)), kShot},
-      {"v6 first fragment tcp/80 allowed", Hook::ToPod, in("fd00::20", kTcp, 80, frag(1000, 0, true)), kOk},
+      {"v4 later fragment without a first", Hook::ToPod,
+       in("10.1.0.20", kTcp, 0, frag(78, 4, false)), kShot},
+      {"v4 first fragment tcp/81 denied", Hook::ToPod, in("10.1.0.20", kTcp, 81, frag(79, 0, true)),
+       kShot},
+      {"v4 later fragment of the denied one", Hook::ToPod,
+       in("10.1.0.20", kTcp, 0, frag(79, 4, false)), kShot},
+      {"v4 later fragment, same id, other source", Hook::ToPod,
+       in("10.1.0.30", kTcp, 0, frag(77, 4, false)), kShot},
+      {"v6 first fragment tcp/80 allowed", Hook::ToPod,
+       in("fd00::20", kTcp, 80, frag(1000, 0, true)), kOk},
       {"v6 later fragment of it", Hook::ToPod, in("fd00::20", kTcp, 0, frag(1000, 2, false)), kOk},
-      {"v6 later fragment without a first", Hook::ToPod, in("fd00::20", kTcp, 0, frag(1001, 2, false)), kShot},
-      {"v6 first fragment tcp/81 denied", Hook::ToPod, in("fd00::20", kTcp, 81, frag(1002, 0, true)), kShot},
-      {"v6 later fragment of the denied one", Hook::ToPod, in("fd00::20", kTcp, 0, frag(1002, 2, false)), kShot},
+      {"v6 later fragment without a first", Hook::ToPod,
+       in("fd00::20", kTcp, 0, frag(1001, 2, false)), kShot},
+      {"v6 first fragment tcp/81 denied", Hook::ToPod,
+       in("fd00::20", kTcp, 81, frag(1002, 0, true)), kShot},
+      {"v6 later fragment of the denied one", Hook::ToPod,
+       in("fd00::20", kTcp, 0, frag(1002, 2, false)), kShot},
   });
 }
 
@@ -376,7 +399,8 @@ TEST_F(DatapathPacketTest, CountersAndDropEvents) {
   ASSERT_TRUE(reader.ok()) << reader.error().message;
   run({{"allowed by rule 1", Hook::ToPod, in("10.1.0.20", kTcp, 8001), kOk},
        {"allowed by rule 1 (ct)", Hook::ToPod, in("10.1.0.20", kTcp, 8001), kOk},
-       {"denied", Hook::ToPod, in("10.1.0.30", kTcp, 81, [](PacketSpec& s) { s.srcPort = 41000; }), kShot}});
+       {"denied", Hook::ToPod, in("10.1.0.30", kTcp, 81, [](PacketSpec& s) { s.srcPort = 41000; }),
+        kShot}});
   auto counters = backend_->counters();
   ASSERT_TRUE(counters.ok()) << counters.error().message;
   ASSERT_EQ(counters->size(), 6u);

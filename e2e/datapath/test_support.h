@@ -35,7 +35,7 @@ class PinDir {
 bool enterPrivateNetns();
 
 struct RunResult {
-  int verdict = -1;        // TC_ACT_OK (0), TC_ACT_SHOT (2); -1 when the run failed
+  int verdict = -1;         // TC_ACT_OK (0), TC_ACT_SHOT (2); -1 when the run failed
   uint32_t durationNs = 0;  // mean per run
   int error = 0;
 };

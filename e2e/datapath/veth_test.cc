@@ -37,7 +37,7 @@ using datapath::bpf::BpfOptions;
 
 constexpr const char* kNodeAddr = "10.199.0.1";
 constexpr const char* kPodAddr = "10.199.0.2";
-constexpr int kDeniedWaitMs = 700;   // a dropped SYN is never answered; do not wait for retries
+constexpr int kDeniedWaitMs = 700;  // a dropped SYN is never answered; do not wait for retries
 constexpr int kAllowedWaitMs = 2000;
 
 bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
@@ -45,10 +45,10 @@ bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").
 // Two named namespaces and a veth between them.
 class Topology {
  public:
-  Topology()
-      : node_(runPrefix() + "h"), pod_(runPrefix() + "p"), hostVeth_(runPrefix() + "v") {
+  Topology() : node_(runPrefix() + "h"), pod_(runPrefix() + "p"), hostVeth_(runPrefix() + "v") {
     ok_ = sh("ip netns add " + node_) && sh("ip netns add " + pod_) &&
-          sh("ip -n " + node_ + " link add " + hostVeth_ + " type veth peer name eth0 netns " + pod_) &&
+          sh("ip -n " + node_ + " link add " + hostVeth_ + " type veth peer name eth0 netns " +
+             pod_) &&
           sh("ip -n " + node_ + " link set lo up") && sh("ip -n " + pod_ + " link set lo up") &&
           sh("ip -n " + node_ + " addr add " + kNodeAddr + "/24 dev " + hostVeth_) &&
           sh("ip -n " + pod_ + " addr add " + kPodAddr + "/24 dev eth0") &&
@@ -147,7 +147,8 @@ UniqueFd connectFrom(const std::string& ns, const char* ip, uint16_t port, int t
   UniqueFd fd = tcpSocketIn(ns);
   if (!fd) return fd;
   sockaddr_in a = addrOf(ip, port);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 && errno != EINPROGRESS) {
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 &&
+      errno != EINPROGRESS) {
     return UniqueFd();
   }
   pollfd p{fd.get(), POLLOUT, 0};
@@ -161,7 +162,8 @@ UniqueFd connectFrom(const std::string& ns, const char* ip, uint16_t port, int t
 // One message there and back on an open connection.
 bool echo(const UniqueFd& fd, int timeoutMs) {
   const char msg[] = "ping";
-  if (::send(fd.get(), msg, sizeof(msg), MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(msg))) return false;
+  if (::send(fd.get(), msg, sizeof(msg), MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(msg)))
+    return false;
   size_t got = 0;
   char buf[sizeof(msg)];
   while (got < sizeof(msg)) {
@@ -209,7 +211,8 @@ class DatapathVethTest : public ::testing::Test {
 
 Result<std::unique_ptr<BpfBackend>> openAndAttach(const std::string& pinDir, const Topology& topo,
                                                   datapath::EndpointAttachment* att) {
-  SLUICE_ASSIGN_OR_RETURN(auto backend, BpfBackend::open(BpfOptions{pinDir, datapath::EstablishedMode::Recheck}));
+  SLUICE_ASSIGN_OR_RETURN(auto backend,
+                          BpfBackend::open(BpfOptions{pinDir, datapath::EstablishedMode::Recheck}));
   // Attach runs in the node namespace, where the host veth and its ifindex live.
   SLUICE_ASSIGN_OR_RETURN(NetnsGuard guard, NetnsGuard::enter(topo.nodeNs()));
   att->id = 1;
@@ -260,7 +263,8 @@ TEST_F(DatapathVethTest, EnforcesOnARealVethAndSurvivesARestart) {
   EXPECT_TRUE(backend->reusedPinnedMaps());
   ASSERT_TRUE(backend->sync(state).ok());
   EXPECT_EQ(backend->lastWrite().classWrites + backend->lastWrite().policyWrites +
-                backend->lastWrite().endpointWrites, 0u);
+                backend->lastWrite().endpointWrites,
+            0u);
   EXPECT_TRUE(echo(open, kAllowedWaitMs)) << "open connection after the new daemon's sync";
   EXPECT_FALSE(canConnect(node, kPodAddr, 8081));
 

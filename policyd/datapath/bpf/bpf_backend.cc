@@ -33,9 +33,9 @@ std::string errnoText(int err) { return std::strerror(err < 0 ? -err : err); }
 int posErr(int err) { return err < 0 ? -err : err; }
 
 Error mapError(const char* op, const bpf_map* map, const std::string& key, int err) {
-  return makeError(std::string(op) + " map " + bpf_map__name(map) + " key {" + key +
-                       "}: " + errnoText(err),
-                   posErr(err));
+  return makeError(
+      std::string(op) + " map " + bpf_map__name(map) + " key {" + key + "}: " + errnoText(err),
+      posErr(err));
 }
 
 int libbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
@@ -50,9 +50,15 @@ int libbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
     level = LIBBPF_DEBUG;
   }
   switch (level) {
-    case LIBBPF_WARN: spdlog::warn("libbpf {}", line); break;
-    case LIBBPF_INFO: spdlog::debug("libbpf {}", line); break;
-    case LIBBPF_DEBUG: spdlog::trace("libbpf {}", line); break;
+    case LIBBPF_WARN:
+      spdlog::warn("libbpf {}", line);
+      break;
+    case LIBBPF_INFO:
+      spdlog::debug("libbpf {}", line);
+      break;
+    case LIBBPF_DEBUG:
+      spdlog::trace("libbpf {}", line);
+      break;
   }
   return 0;
 }
@@ -109,9 +115,13 @@ bool linkExists(int ifindex) {
 
 Result<int> resolveIfindex(const EndpointAttachment& ep) {
   if (ep.ifindex > 0) return ep.ifindex;
-  if (ep.ifname.empty()) return makeError("endpoint " + std::to_string(ep.id) + ": no ifindex or ifname", EINVAL);
+  if (ep.ifname.empty())
+    return makeError("endpoint " + std::to_string(ep.id) + ": no ifindex or ifname", EINVAL);
   unsigned idx = if_nametoindex(ep.ifname.c_str());
-  if (idx == 0) return makeError("endpoint " + std::to_string(ep.id) + ": link " + ep.ifname + ": " + errnoText(errno), errno);
+  if (idx == 0)
+    return makeError(
+        "endpoint " + std::to_string(ep.id) + ": link " + ep.ifname + ": " + errnoText(errno),
+        errno);
   return static_cast<int>(idx);
 }
 
@@ -284,8 +294,8 @@ Status BpfBackend::Impl::attachHook(int ifindex, bpf_tc_attach_point point, int 
   SLUICE_ASSIGN_OR_RETURN(uint32_t ourId, programId(progFd));
   LIBBPF_OPTS(bpf_tc_opts, query, .handle = kTcHandle, .priority = kTcPriority);
   if (bpf_tc_query(&hook, &query) == 0 && query.prog_id == ourId) return Status::Ok();
-  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = progFd, .flags = BPF_TC_F_REPLACE,
-              .handle = kTcHandle, .priority = kTcPriority);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = progFd, .flags = BPF_TC_F_REPLACE, .handle = kTcHandle,
+              .priority = kTcPriority);
   err = bpf_tc_attach(&hook, &opts);
   if (err) {
     return makeError(what + ": tc " + hookName(point) + " attach: " + errnoText(err), posErr(err));
@@ -332,10 +342,12 @@ Result<std::unique_ptr<BpfBackend>> BpfBackend::open(const BpfOptions& options) 
   SLUICE_RETURN_IF_ERROR(impl->load());
   SLUICE_RETURN_IF_ERROR(impl->readBack());
   SLUICE_RETURN_IF_ERROR(impl->writeConfig());
-  spdlog::info("bpf datapath pin_dir={} maps={} revision={} endpoints={} classes={} policy_entries={} established={}",
-               options.pinDir, impl->reused ? "reused" : "created", impl->revision,
-               impl->endpoints.size(), impl->mirror.classes.size(), impl->mirror.policy.size(),
-               options.established == EstablishedMode::Keep ? "keep" : "recheck");
+  spdlog::info(
+      "bpf datapath pin_dir={} maps={} revision={} endpoints={} classes={} policy_entries={} "
+      "established={}",
+      options.pinDir, impl->reused ? "reused" : "created", impl->revision, impl->endpoints.size(),
+      impl->mirror.classes.size(), impl->mirror.policy.size(),
+      options.established == EstablishedMode::Keep ? "keep" : "recheck");
   return std::unique_ptr<BpfBackend>(new BpfBackend(std::move(impl)));
 }
 
@@ -347,15 +359,17 @@ Status BpfBackend::attach(const EndpointAttachment& ep) {
   // The entry goes in first: until the policy is applied its flags lack POLICY_READY, so the
   // programs drop everything from the moment they see the link.
   auto flagsIt = impl_->mirror.endpointFlags.find(ep.id);
-  const sluice_endpoint entry{ep.id, flagsIt == impl_->mirror.endpointFlags.end() ? 0 : flagsIt->second};
+  const sluice_endpoint entry{ep.id,
+                              flagsIt == impl_->mirror.endpointFlags.end() ? 0 : flagsIt->second};
   auto cur = impl_->endpoints.find(ifindex);
-  if (cur == impl_->endpoints.end() || cur->second.id != entry.id || cur->second.flags != entry.flags) {
+  if (cur == impl_->endpoints.end() || cur->second.id != entry.id ||
+      cur->second.flags != entry.flags) {
     if (auto s = impl_->writeEndpoint(ifindex, entry); !s.ok()) return s.error().wrap(what);
   }
   SLUICE_RETURN_IF_ERROR(impl_->attachHook(ifindex, BPF_TC_INGRESS,
                                            bpf_program__fd(impl_->skel->progs.from_pod), what));
-  SLUICE_RETURN_IF_ERROR(impl_->attachHook(ifindex, BPF_TC_EGRESS,
-                                           bpf_program__fd(impl_->skel->progs.to_pod), what));
+  SLUICE_RETURN_IF_ERROR(
+      impl_->attachHook(ifindex, BPF_TC_EGRESS, bpf_program__fd(impl_->skel->progs.to_pod), what));
   spdlog::info("bpf attach endpoint={} ifname={} ifindex={} ready={}", ep.id, ep.ifname, ifindex,
                (entry.flags & SLUICE_EP_POLICY_READY) != 0);
   return Status::Ok();
@@ -363,7 +377,8 @@ Status BpfBackend::attach(const EndpointAttachment& ep) {
 
 Status BpfBackend::detach(const EndpointAttachment& ep) {
   int ifindex = ep.ifindex;
-  if (ifindex <= 0 && !ep.ifname.empty()) ifindex = static_cast<int>(if_nametoindex(ep.ifname.c_str()));
+  if (ifindex <= 0 && !ep.ifname.empty())
+    ifindex = static_cast<int>(if_nametoindex(ep.ifname.c_str()));
   const std::string what = "detach endpoint " + std::to_string(ep.id);
   if (linkExists(ifindex)) {
     SLUICE_RETURN_IF_ERROR(impl_->detachHook(ifindex, BPF_TC_INGRESS, what));
@@ -375,7 +390,8 @@ Status BpfBackend::detach(const EndpointAttachment& ep) {
     if (entry.id != ep.id || (ifindex > 0 && idx != ifindex)) continue;
     uint32_t key = static_cast<uint32_t>(idx);
     if (int err = bpf_map_delete_elem(fd, &key); err && posErr(err) != ENOENT) {
-      return mapError("delete", impl_->endpointMap(), "ifindex=" + std::to_string(idx), err).wrap(what);
+      return mapError("delete", impl_->endpointMap(), "ifindex=" + std::to_string(idx), err)
+          .wrap(what);
     }
     impl_->endpoints.erase(idx);
   }
@@ -386,11 +402,13 @@ Status BpfBackend::detach(const EndpointAttachment& ep) {
 
 Result<bool> BpfBackend::attached(const EndpointAttachment& ep) {
   int ifindex = ep.ifindex;
-  if (ifindex <= 0 && !ep.ifname.empty()) ifindex = static_cast<int>(if_nametoindex(ep.ifname.c_str()));
+  if (ifindex <= 0 && !ep.ifname.empty())
+    ifindex = static_cast<int>(if_nametoindex(ep.ifname.c_str()));
   if (!linkExists(ifindex)) return false;
   sluice_endpoint entry{};
   uint32_t key = static_cast<uint32_t>(ifindex);
-  if (bpf_map_lookup_elem(bpf_map__fd(impl_->endpointMap()), &key, &entry) != 0 || entry.id != ep.id) {
+  if (bpf_map_lookup_elem(bpf_map__fd(impl_->endpointMap()), &key, &entry) != 0 ||
+      entry.id != ep.id) {
     return false;
   }
   for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
@@ -407,8 +425,9 @@ Status BpfBackend::apply(const compiler::Diff& diff) {
     return s.error().wrap("bpf apply revision " + std::to_string(diff.revision));
   }
   const auto& w = impl_->last;
-  spdlog::info("bpf apply ir_revision={} revision={} class_writes={} policy_writes={} endpoint_writes={}",
-               diff.revision, impl_->revision, w.classWrites, w.policyWrites, w.endpointWrites);
+  spdlog::info(
+      "bpf apply ir_revision={} revision={} class_writes={} policy_writes={} endpoint_writes={}",
+      diff.revision, impl_->revision, w.classWrites, w.policyWrites, w.endpointWrites);
   return Status::Ok();
 }
 
@@ -423,8 +442,9 @@ Status BpfBackend::sync(const compiler::State& desired) {
     return s.error().wrap("bpf sync revision " + std::to_string(desired.revision));
   }
   const auto& w = impl_->last;
-  spdlog::info("bpf sync ir_revision={} revision={} class_writes={} policy_writes={} endpoint_writes={}",
-               desired.revision, impl_->revision, w.classWrites, w.policyWrites, w.endpointWrites);
+  spdlog::info(
+      "bpf sync ir_revision={} revision={} class_writes={} policy_writes={} endpoint_writes={}",
+      desired.revision, impl_->revision, w.classWrites, w.policyWrites, w.endpointWrites);
   return Status::Ok();
 }
 
@@ -449,7 +469,8 @@ Result<std::vector<RuleCounter>> BpfBackend::counters() {
   if (cpus <= 0) return makeError("possible cpus: " + errnoText(cpus), posErr(cpus));
   std::vector<sluice_counter> buf(static_cast<size_t>(cpus));
   size_t limit = impl_->state.rules.size();
-  for (const auto& [key, rule] : impl_->mirror.policy) limit = std::max<size_t>(limit, size_t{rule} + 1);
+  for (const auto& [key, rule] : impl_->mirror.policy)
+    limit = std::max<size_t>(limit, size_t{rule} + 1);
   limit = std::min<size_t>(limit, SLUICE_MAX_RULES);
   std::vector<RuleCounter> out;
   out.reserve(limit);

@@ -35,8 +35,8 @@ struct DropCounter {
 
 // What the last attach(), apply() or sync() wrote; sync() on an unchanged kernel writes nothing.
 struct WriteStats {
-  size_t classWrites = 0;    // upserts + deletes
-  size_t policyWrites = 0;   // upserts + deletes
+  size_t classWrites = 0;   // upserts + deletes
+  size_t policyWrites = 0;  // upserts + deletes
   size_t endpointWrites = 0;
   bool revisionBumped = false;
 };

@@ -9,16 +9,26 @@ namespace sluice::datapath::bpf {
 
 std::string_view dropReasonName(DropReason reason) {
   switch (reason) {
-    case DropReason::None: return "none";
-    case DropReason::NoEndpoint: return "no-endpoint";
-    case DropReason::NotReady: return "not-ready";
-    case DropReason::Policy: return "policy";
-    case DropReason::PolicyRevoked: return "policy-revoked";
-    case DropReason::FragmentWithoutFirst: return "fragment-without-first";
-    case DropReason::FragmentDenied: return "fragment-denied";
-    case DropReason::Malformed: return "malformed";
-    case DropReason::UnsupportedL3: return "unsupported-l3";
-    case DropReason::EventsLost: return "events-lost";
+    case DropReason::None:
+      return "none";
+    case DropReason::NoEndpoint:
+      return "no-endpoint";
+    case DropReason::NotReady:
+      return "not-ready";
+    case DropReason::Policy:
+      return "policy";
+    case DropReason::PolicyRevoked:
+      return "policy-revoked";
+    case DropReason::FragmentWithoutFirst:
+      return "fragment-without-first";
+    case DropReason::FragmentDenied:
+      return "fragment-denied";
+    case DropReason::Malformed:
+      return "malformed";
+    case DropReason::UnsupportedL3:
+      return "unsupported-l3";
+    case DropReason::EventsLost:
+      return "events-lost";
   }
   return "unknown";
 }

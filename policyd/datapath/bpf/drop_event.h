@@ -30,7 +30,7 @@ inline constexpr int kDropReasonCount = SLUICE_DROP_REASON_MAX;
 std::string_view dropReasonName(DropReason reason);
 
 struct DropEvent {
-  uint64_t timestampNs = 0;  // CLOCK_MONOTONIC (bpf_ktime_get_ns)
+  uint64_t timestampNs = 0;           // CLOCK_MONOTONIC (bpf_ktime_get_ns)
   compiler::EndpointId endpoint = 0;  // 0 when the interface is not an endpoint
   int ifindex = 0;
   compiler::Direction direction = compiler::Direction::Ingress;

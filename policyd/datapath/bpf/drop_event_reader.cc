@@ -9,12 +9,13 @@
 namespace sluice::datapath::bpf {
 
 Result<std::unique_ptr<DropEventReader>> DropEventReader::open(const std::string& pinDir,
-                                                              Callback cb) {
+                                                               Callback cb) {
   const std::string path = pinDir + "/" + SLUICE_MAP_DROP_EVENTS;
   UniqueFd map(bpf_obj_get(path.c_str()));
   if (!map) return makeError("open drop events " + path + ": " + std::strerror(errno), errno);
   std::unique_ptr<DropEventReader> reader(new DropEventReader(std::move(map), std::move(cb)));
-  reader->rb_ = ring_buffer__new(reader->map_.get(), &DropEventReader::onSample, reader.get(), nullptr);
+  reader->rb_ =
+      ring_buffer__new(reader->map_.get(), &DropEventReader::onSample, reader.get(), nullptr);
   if (!reader->rb_) {
     return makeError("ring buffer on " + path + ": " + std::strerror(errno), errno);
   }
@@ -34,7 +35,8 @@ int DropEventReader::onSample(void* ctx, void* data, size_t size) {
 
 Result<int> DropEventReader::poll(int timeoutMs) {
   int n = ring_buffer__poll(rb_, timeoutMs);
-  if (n < 0 && n != -EINTR) return makeError(std::string("poll drop events: ") + std::strerror(-n), -n);
+  if (n < 0 && n != -EINTR)
+    return makeError(std::string("poll drop events: ") + std::strerror(-n), -n);
   return n < 0 ? 0 : n;
 }
 

@@ -111,7 +111,8 @@ void lowerEntry(PolicyEntries& out, EndpointId id, const AllowEntry& e) {
   }
   const auto blocks = decomposePortRange(e.ports);
   auto emit = [&](uint8_t protocol) {
-    for (const PortBlock& b : blocks) insertCredit(out, policyKey(id, e.direction, e.peer, protocol, b), e.rule);
+    for (const PortBlock& b : blocks)
+      insertCredit(out, policyKey(id, e.direction, e.peer, protocol, b), e.rule);
   };
   if (e.protocol == compiler::kAnyProtocol) {
     for (uint8_t p : kPortProtocols) emit(p);

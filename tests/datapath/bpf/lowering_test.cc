@@ -52,8 +52,9 @@ TEST(PortRangeTest, WorstCaseIsThirtyBlocks) {
 }
 
 TEST(PortRangeTest, EdgesOfThePortSpace) {
-  for (PortRange r : {PortRange{0, 0}, PortRange{65535, 65535}, PortRange{0, 1}, PortRange{65534, 65535},
-                      PortRange{1024, 65535}, PortRange{0, 1023}, PortRange{32768, 32768}}) {
+  for (PortRange r :
+       {PortRange{0, 0}, PortRange{65535, 65535}, PortRange{0, 1}, PortRange{65534, 65535},
+        PortRange{1024, 65535}, PortRange{0, 1023}, PortRange{32768, 32768}}) {
     expectExactCover(r);
   }
 }
@@ -225,7 +226,8 @@ TEST(LowerEndpointTest, AnyProtocolWithPortsMeansThePortedProtocols) {
   ep.entries.insert(AllowEntry{Direction::Egress, 0, compiler::kAnyProtocol, {53, 53}, 1});
   const PolicyEntries entries = lowerEndpoint(3, ep);
   ASSERT_EQ(entries.size(), 3u);
-  for (uint8_t p : {6, 17, 132}) EXPECT_TRUE(entries.contains(policyKey(3, Direction::Egress, 0, p, {53, 16})));
+  for (uint8_t p : {6, 17, 132})
+    EXPECT_TRUE(entries.contains(policyKey(3, Direction::Egress, 0, p, {53, 16})));
 }
 
 TEST(LowerEndpointTest, KeysOfOneEndpointAreAdjacentInTheMirror) {
@@ -281,10 +283,10 @@ TEST(ReconcileTest, SameContentsNeedNoWrites) {
 TEST(ReconcileTest, WritesOnlyTheDifferences) {
   const LoweredState have = lower(sampleState());
   compiler::State s = sampleState();
-  s.classes[P("10.1.0.5/32")] = 21;                // changed
-  s.classes.erase(P("10.0.0.1/32"));               // removed
-  s.endpoints.erase(2);                            // endpoint gone
-  s.endpoints[3] = EndpointPolicy{};               // new, not isolated
+  s.classes[P("10.1.0.5/32")] = 21;   // changed
+  s.classes.erase(P("10.0.0.1/32"));  // removed
+  s.endpoints.erase(2);               // endpoint gone
+  s.endpoints[3] = EndpointPolicy{};  // new, not isolated
   const MapOps ops = reconcile(have, lower(s));
   ASSERT_EQ(ops.classes.upsert.size(), 1u);
   EXPECT_EQ(ops.classes.upsert[0].second, 21u);
