@@ -185,7 +185,8 @@ void HttpServer::serve(int fd) {
     pollfd fds[2] = {{fd, POLLIN, 0}, {wake_.get(), POLLIN, 0}};
     int r = ::poll(fds, 2, static_cast<int>(left.count()));
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0 || (fds[1].revents & POLLIN)) return;
+    if (r < 0 || (fds[1].revents & POLLIN)) return;
+    if (r == 0) continue;  // the deadline check above answers 408
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (n <= 0) return;

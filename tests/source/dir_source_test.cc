@@ -1,0 +1,235 @@
+#include "policyd/source/dir/dir_source.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+
+#include "tests/daemon/test_util.h"
+
+namespace sluice::source {
+namespace {
+
+using namespace std::chrono_literals;
+using sluice::testing::TempDir;
+using sluice::testing::writeAtomically;
+using sluice::testing::writeText;
+
+std::string podYaml(const std::string& name, const std::string& app) {
+  return "apiVersion: v1\nkind: Pod\nmetadata:\n  namespace: default\n  name: " + name +
+         "\n  labels:\n    app: " + app + "\nspec:\n  containers: [{name: c}]\n";
+}
+
+const char* kNamespace = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: default\n";
+
+const char* kPolicy = R"(apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: default, name: deny}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+)";
+
+// Collects snapshots; waits for one that satisfies a predicate, with a deadline.
+class Collector {
+ public:
+  void operator()(Snapshot s) {
+    std::lock_guard lock(mu_);
+    snapshots_.push_back(std::move(s));
+    cv_.notify_all();
+  }
+  std::optional<Snapshot> waitFor(const std::function<bool(const Snapshot&)>& pred,
+                                  std::chrono::milliseconds timeout = 5s) {
+    std::unique_lock lock(mu_);
+    std::optional<Snapshot> found;
+    cv_.wait_for(lock, timeout, [&] {
+      for (const auto& s : snapshots_) {
+        if (pred(s)) {
+          found = s;
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+  Snapshot latest() {
+    std::lock_guard lock(mu_);
+    return snapshots_.back();
+  }
+  size_t count() {
+    std::lock_guard lock(mu_);
+    return snapshots_.size();
+  }
+  void clear() {
+    std::lock_guard lock(mu_);
+    snapshots_.clear();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Snapshot> snapshots_;
+};
+
+const model::Pod* findPod(const Snapshot& s, const std::string& name) {
+  for (const auto& p : s.cluster.pods) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+class DirSourceTest : public ::testing::Test {
+ protected:
+  void start() {
+    DirSourceOptions o;
+    o.root = dir.path();
+    o.debounce = 20ms;
+    o.maxDelay = 200ms;
+    source = std::make_unique<DirSource>(o);
+    ASSERT_TRUE(source->start([this](Snapshot s) { got(std::move(s)); }).ok());
+  }
+  void TearDown() override {
+    if (source) source->stop();
+  }
+  TempDir dir;
+  Collector got;
+  std::unique_ptr<DirSource> source;
+};
+
+TEST_F(DirSourceTest, FirstSnapshotIsDeliveredByStart) {
+  writeText(dir / "ns.yaml", kNamespace);
+  writeText(dir / "web.yaml", podYaml("web", "web"));
+  writeText(dir / "notes.txt", "not a manifest");
+  const auto before = std::chrono::system_clock::now().time_since_epoch();
+  start();
+  ASSERT_EQ(got.count(), 1u);
+  auto s = got.latest();
+  EXPECT_EQ(s.cluster.namespaces.size(), 1u);
+  ASSERT_EQ(s.cluster.pods.size(), 1u);
+  EXPECT_EQ(s.cluster.pods[0].labels.at("app"), "web");
+  EXPECT_TRUE(s.errors.empty());
+  EXPECT_GE(s.readWallNs, std::chrono::duration_cast<std::chrono::nanoseconds>(before).count());
+}
+
+TEST_F(DirSourceTest, MissingDirectoryIsAnError) {
+  DirSourceOptions o;
+  o.root = dir / "nope";
+  DirSource s(o);
+  auto st = s.start([](Snapshot) {});
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("nope"), std::string::npos);
+}
+
+TEST_F(DirSourceTest, CreateModifyDeleteAreSeen) {
+  writeText(dir / "ns.yaml", kNamespace);
+  start();
+  writeText(dir / "web.yaml", podYaml("web", "web"));
+  ASSERT_TRUE(got.waitFor([](const Snapshot& s) { return findPod(s, "web") != nullptr; }));
+
+  writeAtomically(dir / "web.yaml", podYaml("web", "frontend"));
+  ASSERT_TRUE(got.waitFor([](const Snapshot& s) {
+    auto* p = findPod(s, "web");
+    return p != nullptr && p->labels.at("app") == "frontend";
+  }));
+
+  writeText(dir / "policy.json",
+            R"({"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy",
+                "metadata":{"namespace":"default","name":"deny"},"spec":{"podSelector":{}}})");
+  ASSERT_TRUE(got.waitFor([](const Snapshot& s) { return s.cluster.policies.size() == 1; }));
+
+  std::filesystem::remove(dir / "web.yaml");
+  ASSERT_TRUE(got.waitFor([](const Snapshot& s) {
+    return findPod(s, "web") == nullptr && s.cluster.policies.size() == 1;
+  }));
+}
+
+TEST_F(DirSourceTest, SubdirectoriesAreWatchedAndHiddenFilesIgnored) {
+  start();
+  std::filesystem::create_directories(dir / "team/a");
+  // Give the rescan triggered by the mkdir a chance to add its watch; the write below is seen
+  // either by that watch or by the rescan itself.
+  ASSERT_TRUE(got.waitFor([](const Snapshot& s) { return s.generation >= 2; }));
+  writeText(dir / "team/a/web.yaml", podYaml("web", "web"));
+  writeText(dir / ".web.yaml.swp", podYaml("swap", "swap"));
+  ASSERT_TRUE(got.waitFor([](const Snapshot& s) { return findPod(s, "web") != nullptr; }));
+  EXPECT_EQ(findPod(got.latest(), "swap"), nullptr);
+}
+
+TEST_F(DirSourceTest, InvalidFileKeepsItsLastGoodObjects) {
+  writeText(dir / "ns.yaml", kNamespace);
+  writeText(dir / "web.yaml", podYaml("web", "web"));
+  writeText(dir / "policy.yaml", kPolicy);
+  start();
+  ASSERT_EQ(got.latest().cluster.policies.size(), 1u);
+
+  // Broken YAML: reported, and the file's previous objects stay.
+  writeAtomically(dir / "policy.yaml", "kind: NetworkPolicy\nmetadata: {name: [\n");
+  auto broken = got.waitFor([](const Snapshot& s) { return !s.errors.empty(); });
+  ASSERT_TRUE(broken);
+  EXPECT_EQ(broken->cluster.policies.size(), 1u);
+  EXPECT_NE(broken->errors[0].message.find("policy.yaml"), std::string::npos)
+      << broken->errors[0].message;
+
+  // An invalid field: reported naming the field; still the last good version.
+  writeAtomically(dir / "web.yaml", podYaml("web", "-bad-"));
+  auto invalid = got.waitFor([](const Snapshot& s) {
+    return std::any_of(s.errors.begin(), s.errors.end(),
+                       [](const Error& e) { return e.message.find("web.yaml") != std::string::npos; });
+  });
+  ASSERT_TRUE(invalid);
+  ASSERT_NE(findPod(*invalid, "web"), nullptr);
+  EXPECT_EQ(findPod(*invalid, "web")->labels.at("app"), "web");
+
+  // Fixed: the new version replaces the old, errors clear.
+  writeAtomically(dir / "policy.yaml", kPolicy);
+  writeAtomically(dir / "web.yaml", podYaml("web", "fixed"));
+  auto fixed = got.waitFor([](const Snapshot& s) {
+    auto* p = findPod(s, "web");
+    return s.errors.empty() && p != nullptr && p->labels.at("app") == "fixed";
+  });
+  ASSERT_TRUE(fixed);
+  EXPECT_EQ(fixed->cluster.policies.size(), 1u);
+}
+
+TEST_F(DirSourceTest, ANewFileWithErrorsContributesItsValidObjects) {
+  start();
+  writeText(dir / "mixed.yaml", podYaml("good", "web") + "---\n" + podYaml("bad", "-bad-"));
+  auto s = got.waitFor([](const Snapshot& s) { return findPod(s, "good") != nullptr; });
+  ASSERT_TRUE(s);
+  EXPECT_EQ(findPod(*s, "bad"), nullptr);
+  EXPECT_FALSE(s->errors.empty());
+}
+
+TEST_F(DirSourceTest, DuplicateObjectsAcrossFilesFirstFileWins) {
+  writeText(dir / "a.yaml", podYaml("web", "first"));
+  writeText(dir / "b.yaml", podYaml("web", "second"));
+  start();
+  auto s = got.latest();
+  ASSERT_EQ(s.cluster.pods.size(), 1u);
+  EXPECT_EQ(s.cluster.pods[0].labels.at("app"), "first");
+  ASSERT_EQ(s.errors.size(), 1u);
+  EXPECT_NE(s.errors[0].message.find("duplicate"), std::string::npos);
+}
+
+TEST_F(DirSourceTest, BurstOfWritesIsDebouncedIntoFewSnapshots) {
+  start();
+  got.clear();
+  for (int i = 0; i < 30; ++i) writeText(dir / ("p" + std::to_string(i) + ".yaml"), podYaml("p" + std::to_string(i), "x"));
+  ASSERT_TRUE(got.waitFor([](const Snapshot& s) { return s.cluster.pods.size() == 30; }));
+  EXPECT_LT(got.count(), 30u);
+}
+
+TEST_F(DirSourceTest, StopIsPromptAndFinal) {
+  start();
+  source->stop();
+  const size_t n = got.count();
+  writeText(dir / "web.yaml", podYaml("web", "web"));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(got.count(), n);
+}
+
+}  // namespace
+}  // namespace sluice::source
