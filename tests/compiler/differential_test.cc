@@ -48,7 +48,7 @@ TEST(CompilerDifferentialTest, IrLookupEqualsEvaluatorPerSide) {
     };
     const auto addresses = gen.probeAddresses(s);
     for (int i = 0; i < kFlowsPerCase; ++i) {
-      const ProbeFlow f = gen.randomFlow(addresses);
+      const ProbeFlow f = gen.randomFlow(s, addresses);
       const model::Pod* src = ev.podByIp(f.src);
       const model::Pod* dst = ev.podByIp(f.dst);
       const engine::Verdict v =

@@ -369,12 +369,18 @@ std::vector<IpAddr> RandomCluster::probeAddresses(const Scenario& s) {
   return out;
 }
 
-ProbeFlow RandomCluster::randomFlow(const std::vector<IpAddr>& addresses) {
+ProbeFlow RandomCluster::randomFlow(const Scenario& s, const std::vector<IpAddr>& addresses) {
+  // Pod addresses more often than the prefix edges, so that flows reach endpoints.
+  std::vector<IpAddr> pods;
+  for (const auto& pod : s.cluster.pods) pods.insert(pods.end(), pod.ips.begin(), pod.ips.end());
+  auto end = [&] { return !pods.empty() && chance(0.6) ? pick(pods) : pick(addresses); };
   ProbeFlow f;
-  f.src = pick(addresses);
-  f.dst = pick(addresses);
+  f.src = end();
+  f.dst = end();
   f.protocol = chance(0.5) ? Protocol::TCP : (chance(0.6) ? Protocol::UDP : Protocol::SCTP);
-  f.port = static_cast<uint16_t>(pick<int>({53, 80, 81, 85, 150, 5353, 8080, 8050, 9090, 443}));
+  // Container ports, their neighbours, range edges and strangers.
+  f.port = static_cast<uint16_t>(
+      pick<int>({53, 54, 80, 81, 85, 86, 150, 151, 5353, 8080, 8081, 8050, 8100, 8101, 9090, 443}));
   return f;
 }
 

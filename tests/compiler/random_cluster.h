@@ -54,7 +54,7 @@ class RandomCluster {
   // Addresses worth probing: every pod and host address, the edges of every ipBlock prefix of
   // the vocabulary, and a few world addresses.
   std::vector<IpAddr> probeAddresses(const Scenario& s);
-  ProbeFlow randomFlow(const std::vector<IpAddr>& addresses);
+  ProbeFlow randomFlow(const Scenario& s, const std::vector<IpAddr>& addresses);
 
   model::NetworkPolicy randomPolicy(const std::string& ns, const std::string& name);
   model::Pod randomPod(const std::string& ns, const std::string& name);
