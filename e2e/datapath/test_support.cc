@@ -16,10 +16,12 @@ namespace fs = std::filesystem;
 
 bool isRoot() { return ::geteuid() == 0; }
 
-std::string runPrefix() { return "slt" + std::to_string(::getpid()); }
+// "sltd" (sluice test, datapath): other suites use "slt<pid>", so the cleanup below can never
+// mistake their resources for ours.
+std::string runPrefix() { return "sltd" + std::to_string(::getpid()); }
 
 void removeStaleResources() {
-  const std::regex ours(R"(slt(\d+)(-.*|[a-z].*)?)");
+  const std::regex ours(R"(sltd(\d+)(-.*|[a-z].*)?)");
   auto stale = [&](const std::string& name) {
     std::smatch m;
     if (!std::regex_match(name, m, ours)) return false;

@@ -10,14 +10,14 @@ namespace sluice::e2e {
 
 bool isRoot();
 
-// Every resource of this process carries this prefix: "slt<pid>".
+// Every resource of this process carries this prefix: "sltd<pid>".
 std::string runPrefix();
 
-// Removes /sys/fs/bpf/slt<pid>-* and /run/netns/slt<pid>* left by runs whose process is gone.
+// Removes /sys/fs/bpf/sltd<pid>-* and /run/netns/sltd<pid>* left by runs whose process is gone.
 // Never touches another live run's resources or anything without the prefix.
 void removeStaleResources();
 
-// A pin directory /sys/fs/bpf/slt<pid>-<name>, removed (with its pins) on destruction.
+// A pin directory /sys/fs/bpf/sltd<pid>-<name>, removed (with its pins) on destruction.
 class PinDir {
  public:
   explicit PinDir(const std::string& name);

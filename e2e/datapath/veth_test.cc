@@ -3,7 +3,7 @@
 // programmed State, stays in force after the BpfBackend object is destroyed (a daemon exit), and
 // that a new instance on the same pin directory takes over without disturbing an open connection.
 //
-// Everything lives in namespaces this test creates (named slt<pid>h / slt<pid>p); nothing is
+// Everything lives in namespaces this test creates (named sltd<pid>h / sltd<pid>p); nothing is
 // configured in the namespace the test starts in. Every wait is bounded; cleanup runs from
 // destructors, so it also happens when an assertion fails.
 #include <arpa/inet.h>
