@@ -59,6 +59,9 @@ LintContext::LintContext(const engine::Evaluator& ev) : ev_(ev) {
     if (pod.hostNetwork) continue;
     podsByNs_[pod.namespace_].push_back(&pod);
     for (const auto& ip : pod.ips) addrs_.emplace_back(ip, &pod);
+    for (const auto& cp : pod.ports) {
+      if (cp.port == kDnsPort && !cp.name.empty()) dnsNames_.emplace(cp.name, cp.protocol);
+    }
   }
   namespaces_.assign(names.begin(), names.end());
   for (auto& [ns, pods] : podsByNs_) {
@@ -85,23 +88,46 @@ const std::vector<const Pod*>& LintContext::selected(const NetworkPolicy& pol) c
   return it == selected_.end() ? none_ : it->second;
 }
 
+const std::vector<std::string>& LintContext::namespacesMatching(
+    const model::LabelSelector& sel) const {
+  auto [it, inserted] = nsBySelector_.try_emplace(sel.toString());
+  if (inserted) {
+    for (const auto& ns : namespaces_) {
+      if (sel.matches(ev_.namespaceLabels(ns))) it->second.push_back(ns);
+    }
+  }
+  return it->second;
+}
+
+bool LintContext::anyPeerPod(const NetworkPolicy& pol, const Peer& peer,
+                             const std::function<bool(const Pod&)>& pred) const {
+  if (peer.ipBlock) return false;
+  auto visit = [&](const std::string& ns) {
+    for (const auto* pod : podsIn(ns)) {
+      if ((!peer.podSelector || peer.podSelector->matches(pod->labels)) && pred(*pod)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  if (!peer.namespaceSelector) return visit(pol.namespace_);
+  for (const auto& ns : namespacesMatching(*peer.namespaceSelector)) {
+    if (visit(ns)) return true;
+  }
+  return false;
+}
+
 std::vector<const Pod*> LintContext::peerPods(const NetworkPolicy& pol, const Peer& peer) const {
   std::vector<const Pod*> out;
-  if (peer.ipBlock) return out;
-  std::vector<std::string> nss;
-  if (peer.namespaceSelector) {
-    for (const auto& ns : namespaces_) {
-      if (peer.namespaceSelector->matches(ev_.namespaceLabels(ns))) nss.push_back(ns);
-    }
-  } else {
-    nss.push_back(pol.namespace_);
-  }
-  for (const auto& ns : nss) {
-    for (const auto* pod : podsIn(ns)) {
-      if (!peer.podSelector || peer.podSelector->matches(pod->labels)) out.push_back(pod);
-    }
-  }
+  (void)anyPeerPod(pol, peer, [&](const Pod& pod) {
+    out.push_back(&pod);
+    return false;
+  });
   return out;
+}
+
+bool LintContext::namedPortIsDns(const std::string& name, Protocol protocol) const {
+  return dnsNames_.count({name, protocol}) != 0;
 }
 
 // --- policy-selects-nothing ---------------------------------------------------------------
@@ -133,14 +159,7 @@ void checkPeerSelectsNothing(const LintContext& ctx, std::vector<Finding>& out) 
           if (peer.ipBlock) continue;
           const std::string field = peerField(dir, r, p);
           if (peer.namespaceSelector) {
-            bool any = false;
-            for (const auto& ns : ctx.namespaces()) {
-              if (peer.namespaceSelector->matches(ctx.ev().namespaceLabels(ns))) {
-                any = true;
-                break;
-              }
-            }
-            if (!any) {
+            if (ctx.namespacesMatching(*peer.namespaceSelector).empty()) {
               out.push_back({kPeerSelectsNothing, pol->key(), field + ".namespaceSelector",
                              "namespaceSelector " + peer.namespaceSelector->toString() +
                                  " matches no namespace",
@@ -150,7 +169,7 @@ void checkPeerSelectsNothing(const LintContext& ctx, std::vector<Finding>& out) 
             }
           }
           if (!peer.podSelector || peer.podSelector->empty()) continue;
-          if (!ctx.peerPods(*pol, peer).empty()) continue;
+          if (ctx.anyPeerPod(*pol, peer, [](const Pod&) { return true; })) continue;
           std::string where = peer.namespaceSelector
                                   ? "the namespaces matching " + peer.namespaceSelector->toString()
                                   : "namespace " + pol->namespace_;
@@ -179,11 +198,7 @@ bool ruleAllowsDns(const LintContext& ctx, const Rule& rule) {
       continue;
     }
     // A named port allows DNS when some pod (the DNS server) defines it as port 53.
-    const auto& name = std::get<std::string>(spec.port);
-    for (const auto& pod : ctx.cluster().pods) {
-      auto resolved = engine::Evaluator::resolveNamedPort(pod, name, spec.protocol);
-      if (resolved && *resolved == kDnsPort) return true;
-    }
+    if (ctx.namedPortIsDns(std::get<std::string>(spec.port), spec.protocol)) return true;
   }
   return false;
 }
@@ -262,25 +277,43 @@ void checkUnknownNamedPorts(const LintContext& ctx, std::vector<Finding>& out) {
       const auto& rules = rulesOf(*pol, dir);
       for (size_t r = 0; r < rules.size(); ++r) {
         const Rule& rule = rules[r];
+        bool hasNamed = std::any_of(rule.ports.begin(), rule.ports.end(),
+                                    [](const PortSpec& s) { return s.isNamed(); });
+        if (!hasNamed) continue;
         // The pods a named port resolves against: for ingress the selected pods; for egress the
         // destination pods the rule's peers select (every pod when it has no peers).
-        std::vector<const Pod*> targets;
-        bool onlyIpBlocks = !rule.peers.empty();
-        if (dir == Direction::Ingress) {
-          targets = ctx.selected(*pol);
-          onlyIpBlocks = false;
-        } else if (rule.peers.empty()) {
-          targets = allPods;
-        } else {
+        bool onlyIpBlocks = dir == Direction::Egress && !rule.peers.empty() &&
+                            std::all_of(rule.peers.begin(), rule.peers.end(),
+                                        [](const Peer& p) { return p.ipBlock.has_value(); });
+        auto defines = [&](const std::string& name, Protocol proto) {
+          auto has = [&](const Pod& pod) {
+            return engine::Evaluator::resolveNamedPort(pod, name, proto).has_value();
+          };
+          if (dir == Direction::Ingress) {
+            const auto& sel = ctx.selected(*pol);
+            return std::any_of(sel.begin(), sel.end(), [&](const Pod* p) { return has(*p); });
+          }
+          if (rule.peers.empty()) {
+            return std::any_of(allPods.begin(), allPods.end(),
+                               [&](const Pod* p) { return has(*p); });
+          }
+          return std::any_of(rule.peers.begin(), rule.peers.end(), [&](const Peer& peer) {
+            return ctx.anyPeerPod(*pol, peer, has);
+          });
+        };
+        // Only built for a finding: the full target list, for the message.
+        auto targetsOf = [&]() {
+          if (dir == Direction::Ingress) return ctx.selected(*pol);
+          if (rule.peers.empty()) return allPods;
+          std::vector<const Pod*> targets;
           std::set<const Pod*> seen;
           for (const auto& peer : rule.peers) {
-            if (peer.ipBlock) continue;
-            onlyIpBlocks = false;
             for (const auto* pod : ctx.peerPods(*pol, peer)) {
               if (seen.insert(pod).second) targets.push_back(pod);
             }
           }
-        }
+          return targets;
+        };
         for (size_t p = 0; p < rule.ports.size(); ++p) {
           const PortSpec& spec = rule.ports[p];
           if (!spec.isNamed()) continue;
@@ -295,6 +328,8 @@ void checkUnknownNamedPorts(const LintContext& ctx, std::vector<Finding>& out) {
                            "use the port number for ipBlock destinations"});
             continue;
           }
+          if (defines(name, spec.protocol)) continue;
+          auto targets = targetsOf();
           if (targets.empty()) continue;  // reported as a selector that selects nothing
           auto use = findName(targets, name, spec.protocol);
           if (use.defined) continue;
@@ -324,21 +359,35 @@ void checkIpBlockCoversPods(const LintContext& ctx, std::vector<Finding>& out) {
         for (size_t p = 0; p < rules[r].peers.size(); ++p) {
           const auto& block = rules[r].peers[p].ipBlock;
           if (!block) continue;
-          // Addresses sort by family then bytes: the block's addresses are one range.
-          auto it = std::lower_bound(
-              addrs.begin(), addrs.end(), block->cidr.addr(),
-              [](const std::pair<IpAddr, const Pod*>& a, const IpAddr& b) { return a.first < b; });
-          std::vector<std::pair<IpAddr, const Pod*>> covered;
-          for (; it != addrs.end() && block->cidr.contains(it->first); ++it) {
-            if (block->contains(it->first)) covered.push_back(*it);
+          // Addresses sort by family then bytes: a prefix's addresses are one contiguous run,
+          // found by binary search; the covered count is the block's run minus its excepts'.
+          auto run = [&](const Prefix& p) {
+            auto lo = std::lower_bound(
+                addrs.begin(), addrs.end(), p.addr(),
+                [](const std::pair<IpAddr, const Pod*>& a, const IpAddr& b) { return a.first < b; });
+            auto hi = std::partition_point(
+                lo, addrs.end(),
+                [&](const std::pair<IpAddr, const Pod*>& a) { return p.contains(a.first); });
+            return std::make_pair(lo, hi);
+          };
+          auto [lo, hi] = run(block->cidr);
+          auto count = static_cast<size_t>(hi - lo);
+          for (size_t e = 0; e < block->except.size(); ++e) {
+            const Prefix& ex = block->except[e];
+            bool nested = false;  // inside another except: already subtracted
+            for (size_t o = 0; o < block->except.size() && !nested; ++o) {
+              nested = o != e && block->except[o].contains(ex) &&
+                       (block->except[o] != ex || o < e);
+            }
+            if (nested) continue;
+            auto [elo, ehi] = run(ex);
+            count -= static_cast<size_t>(ehi - elo);
           }
-          if (covered.empty()) continue;
-          std::set<const Pod*> pods;
-          for (const auto& c : covered) pods.insert(c.second);
-          std::string msg = "ipBlock " + block->cidr.toString() + " covers the addresses of " +
-                            std::to_string(pods.size()) + " pod(s) (e.g. " +
-                            covered.front().second->key() + " " +
-                            covered.front().first.toString() + ")";
+          if (count == 0) continue;
+          auto example = std::find_if(lo, hi, [&](const auto& a) { return block->contains(a.first); });
+          std::string msg = "ipBlock " + block->cidr.toString() + " covers " +
+                            std::to_string(count) + " pod address(es) (e.g. " +
+                            example->second->key() + " " + example->first.toString() + ")";
           std::string hint =
               block->cidr.len() == 0
                   ? "a catch-all block also matches pods; add the pod CIDR to except if "

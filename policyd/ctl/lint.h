@@ -3,7 +3,9 @@
 // alone; lint() runs them all.
 #pragma once
 
+#include <functional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -44,9 +46,16 @@ class LintContext {
   const std::vector<const model::Pod*>& selected(const model::NetworkPolicy& pol) const;
   // Every namespace known from Namespace objects or from pods, sorted.
   const std::vector<std::string>& namespaces() const { return namespaces_; }
+  // Namespaces whose labels a selector matches (memoized per selector).
+  const std::vector<std::string>& namespacesMatching(const model::LabelSelector& sel) const;
   // Pods (non-hostNetwork) a selector peer of `pol` matches.
   std::vector<const model::Pod*> peerPods(const model::NetworkPolicy& pol,
                                           const model::Peer& peer) const;
+  // Whether `pred` holds for some pod a selector peer of `pol` matches; stops at the first.
+  bool anyPeerPod(const model::NetworkPolicy& pol, const model::Peer& peer,
+                  const std::function<bool(const model::Pod&)>& pred) const;
+  // Whether some pod defines container port `name` as port 53 of `protocol`.
+  bool namedPortIsDns(const std::string& name, model::Protocol protocol) const;
   // Pod addresses, sorted, for range queries against ipBlocks.
   const std::vector<std::pair<IpAddr, const model::Pod*>>& addresses() const { return addrs_; }
 
@@ -57,6 +66,8 @@ class LintContext {
   std::unordered_map<const model::NetworkPolicy*, std::vector<const model::Pod*>> selected_;
   std::vector<std::pair<IpAddr, const model::Pod*>> addrs_;
   std::vector<const model::Pod*> none_;
+  std::set<std::pair<std::string, model::Protocol>> dnsNames_;
+  mutable std::unordered_map<std::string, std::vector<std::string>> nsBySelector_;
 };
 
 void checkPolicySelectsNothing(const LintContext& ctx, std::vector<Finding>& out);

@@ -163,6 +163,27 @@ TEST(LintTest, DuplicateRulesReportOnlyTheLaterOne) {
   EXPECT_EQ(out[0].object, "ns/b");
 }
 
+TEST(LintTest, IpBlockCountsCoveredAddressesMinusNestedExcepts) {
+  model::Cluster c;
+  for (const char* ip : {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5", "10.0.1.1"}) {
+    c.pods.push_back({"ns", std::string("p") + ip, {}, {*IpAddr::parse(ip)}, {}, false, "", {}});
+  }
+  model::NetworkPolicy pol;
+  pol.namespace_ = "ns";
+  pol.name = "pol";
+  pol.affectsIngress = true;
+  pol.ingress.push_back(Rule{{block("10.0.0.0/24", {"10.0.0.0/30", "10.0.0.2/31"})}, {}});
+  c.policies.push_back(pol);
+  engine::Evaluator ev(c);
+  LintContext ctx(ev);
+  std::vector<Finding> out;
+  checkIpBlockCoversPods(ctx, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_NE(out[0].message.find("covers 1 pod address(es) (e.g. ns/p10.0.0.5 10.0.0.5)"),
+            std::string::npos)
+      << out[0].message;
+}
+
 TEST(LintTest, TextLineFormat) {
   std::ostringstream os;
   renderLintText(os, {Finding{"k", "ns/p", "spec.x", "msg", "do y"}});
