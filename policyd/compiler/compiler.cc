@@ -207,7 +207,15 @@ struct ClassInfo {
 struct Compiler::Impl {
   // Inputs as last seen.
   std::map<std::string, Labels, std::less<>> namespaces;
-  std::unordered_map<std::string, Pod> pods;
+  struct PodSnap {
+    Pod pod;
+    uint64_t seen = 0;  // generation of the update that last saw it
+  };
+  std::unordered_map<std::string, PodSnap> pods;
+  // The model's pods in the order of the last update: the daemon hands over lists in a stable
+  // order, so most pods are found by position without hashing their key.
+  std::vector<PodSnap*> podOrder;
+  uint64_t generation = 0;
   std::map<std::string, NetworkPolicy> policies;
   std::map<std::string, std::set<std::string>> policiesByNs;
   NodeContext node;
@@ -447,33 +455,55 @@ void Compiler::Impl::detectNamespaces(const model::Cluster& cluster) {
 
 void Compiler::Impl::detectPods(const model::Cluster& cluster,
                                 std::set<std::string>& changedPodKeys) {
-  std::unordered_set<std::string> seen;
-  seen.reserve(cluster.pods.size());
-  for (const auto& pod : cluster.pods) {
-    std::string key = pod.key();
-    if (!seen.insert(key).second) continue;  // duplicate key: the first wins
-    auto it = pods.find(key);
-    if (it != pods.end() && samePod(it->second, pod)) continue;
-    if (it != pods.end()) {
-      unclaimPod(it->second);
-      it->second = pod;
+  ++generation;
+  std::vector<PodSnap*> order;
+  order.reserve(cluster.pods.size());
+  size_t seen = 0;
+  std::string key;
+  for (size_t i = 0; i < cluster.pods.size(); ++i) {
+    const Pod& pod = cluster.pods[i];
+    PodSnap* snap = nullptr;
+    if (i < podOrder.size() && podOrder[i] && podOrder[i]->pod.name == pod.name &&
+        podOrder[i]->pod.namespace_ == pod.namespace_) {
+      snap = podOrder[i];
     } else {
-      it = pods.emplace(key, pod).first;
+      key.assign(pod.namespace_).append("/").append(pod.name);
+      auto it = pods.find(key);
+      if (it != pods.end()) snap = &it->second;
     }
-    claimPod(it->second);
-    changedPodKeys.insert(std::move(key));
+    if (snap && snap->seen == generation) {  // duplicate key: the first wins
+      order.push_back(nullptr);
+      continue;
+    }
+    ++seen;
+    if (snap && samePod(snap->pod, pod)) {
+      snap->seen = generation;
+      order.push_back(snap);
+      continue;
+    }
+    if (snap) {
+      unclaimPod(snap->pod);
+      snap->pod = pod;
+    } else {
+      snap = &pods.emplace(pod.key(), PodSnap{pod, 0}).first->second;
+    }
+    snap->seen = generation;
+    claimPod(snap->pod);
+    changedPodKeys.insert(pod.key());
+    order.push_back(snap);
   }
-  if (seen.size() != pods.size()) {
+  if (seen != pods.size()) {
     for (auto it = pods.begin(); it != pods.end();) {
-      if (seen.contains(it->first)) {
+      if (it->second.seen == generation) {
         ++it;
         continue;
       }
-      unclaimPod(it->second);
+      unclaimPod(it->second.pod);
       changedPodKeys.insert(it->first);
       it = pods.erase(it);
     }
   }
+  podOrder = std::move(order);
 }
 
 void Compiler::Impl::detectPolicies(
@@ -549,7 +579,7 @@ void Compiler::Impl::refreshEndpoints(
     ev.ep = *next.at(id);
     auto pit = pods.find(ev.ep.podNamespace + "/" + ev.ep.podName);
     if (pit != pods.end()) {
-      ev.pod = pit->second;
+      ev.pod = pit->second.pod;
     } else {
       // Not in the model yet (the CNI registers before the informer sees the pod): a pod with
       // no labels in its namespace, so policies selecting every pod of the namespace (default

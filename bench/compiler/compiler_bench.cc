@@ -1,0 +1,210 @@
+// Compiler update latency: a full compile (cold caches) against an incremental update for one
+// pod relabel and one policy change, on a synthetic cluster, measured side by side in one run
+// and reported as ratios.
+//
+//   build/bench/compiler/compiler_bench [--pods 10000] [--policies 1000] [--namespaces 100]
+//                                       [--local 110] [--rounds 9]
+//
+// The cluster follows bench/scale/gen_dump.py's shapes: deployments of ~10 replicas (shared
+// labels), every 20th pod a StatefulSet member with a unique pod-name label, policies cycling
+// through default deny, namespace-selected named port, matchExpressions, egress DNS, egress
+// ipBlock with except and port ranges. One node holds `--local` endpoints.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "policyd/compiler/compiler.h"
+
+namespace {
+
+using namespace sluice;
+using model::Protocol;
+
+struct Options {
+  int pods = 10000;
+  int policies = 1000;
+  int namespaces = 100;
+  int local = 110;
+  int rounds = 9;
+};
+
+model::LabelSelector sel(model::Labels l) { return {std::move(l), {}}; }
+
+struct Synthetic {
+  model::Cluster cluster;
+  compiler::NodeContext node;
+};
+
+Synthetic build(const Options& o) {
+  Synthetic s;
+  for (int n = 0; n < o.namespaces; ++n) {
+    std::string name = "ns-" + std::to_string(n);
+    s.cluster.namespaces.push_back(
+        {name,
+         {{"kubernetes.io/metadata.name", name}, {"team", "t" + std::to_string(n % 10)},
+          {"env", n % 3 == 0 ? "prod" : "dev"}},
+         {}});
+  }
+  for (int i = 0; i < o.pods; ++i) {
+    model::Pod p;
+    const int deployment = i / 10;
+    p.namespace_ = "ns-" + std::to_string(deployment % o.namespaces);
+    p.name = "pod-" + std::to_string(i);
+    p.labels = {{"app", "app-" + std::to_string(deployment % 20)},
+                {"pod-template-hash", "h" + std::to_string(deployment)},
+                {"tier", deployment % 2 ? "fe" : "be"}};
+    if (i % 20 == 0) p.labels["statefulset.kubernetes.io/pod-name"] = p.name;
+    p.ips = {IpAddr::v4((10u << 24) | static_cast<uint32_t>(i + 1))};
+    std::array<uint8_t, 16> v6{};
+    v6[0] = 0xfd;
+    v6[14] = static_cast<uint8_t>(i >> 8);
+    v6[15] = static_cast<uint8_t>(i);
+    p.ips.push_back(IpAddr::v6(v6));
+    p.ports = {{"http", static_cast<uint16_t>(deployment % 2 ? 8080 : 80), Protocol::TCP},
+               {"dns", 53, Protocol::UDP}};
+    p.nodeName = i % (o.pods / o.local) == 0 ? "local" : "remote";
+    if (p.nodeName == "local" && static_cast<int>(s.node.endpoints.size()) < o.local) {
+      s.node.endpoints.push_back({static_cast<compiler::EndpointId>(i + 1), p.namespace_, p.name, p.ips});
+    }
+    s.cluster.pods.push_back(std::move(p));
+  }
+  s.node.hostAddresses = {*IpAddr::parse("192.168.0.1")};
+  for (int k = 0; k < o.policies; ++k) {
+    model::NetworkPolicy pol;
+    pol.namespace_ = "ns-" + std::to_string(k % o.namespaces);
+    pol.name = "pol-" + std::to_string(k);
+    const std::string app = "app-" + std::to_string(k % 20);
+    model::Rule r;
+    switch (k % 6) {
+      case 0:  // default deny, both directions
+        pol.affectsIngress = pol.affectsEgress = true;
+        break;
+      case 1:  // from labelled namespaces on a named port
+        pol.podSelector = sel({{"app", app}});
+        pol.affectsIngress = true;
+        r.peers.push_back({std::nullopt, sel({{"team", "t" + std::to_string(k % 10)}}), std::nullopt});
+        r.ports.push_back({Protocol::TCP, std::string("http"), std::nullopt});
+        pol.ingress.push_back(r);
+        break;
+      case 2: {  // from a pod selector with matchExpressions
+        pol.podSelector = sel({{"app", app}});
+        pol.affectsIngress = true;
+        model::LabelSelector ls;
+        ls.matchExpressions.push_back({"tier", model::SelectorOp::In, {"fe"}});
+        ls.matchExpressions.push_back({"app", model::SelectorOp::NotIn, {app}});
+        r.peers.push_back({ls, std::nullopt, std::nullopt});
+        r.ports.push_back({Protocol::TCP, uint16_t{5432}, std::nullopt});
+        pol.ingress.push_back(r);
+        break;
+      }
+      case 3:  // egress DNS to kube-system-like namespace
+        pol.affectsEgress = true;
+        r.peers.push_back({std::nullopt, sel({{"kubernetes.io/metadata.name", "ns-0"}}), std::nullopt});
+        r.ports.push_back({Protocol::UDP, uint16_t{53}, std::nullopt});
+        pol.egress.push_back(r);
+        break;
+      case 4: {  // egress to an ipBlock with except
+        pol.podSelector = sel({{"app", app}});
+        pol.affectsEgress = true;
+        const uint32_t net = static_cast<uint32_t>(k % 50) << 16;
+        model::IPBlock b{Prefix(IpAddr::v4((172u << 24) | net), 16),
+                         {Prefix(IpAddr::v4((172u << 24) | net | (1u << 8)), 24)}};
+        r.peers.push_back({std::nullopt, std::nullopt, b});
+        r.ports.push_back({Protocol::TCP, uint16_t{443}, std::nullopt});
+        pol.egress.push_back(r);
+        break;
+      }
+      default:  // port range from the same app
+        pol.podSelector = sel({{"app", app}});
+        pol.affectsIngress = true;
+        r.peers.push_back({sel({{"app", app}}), std::nullopt, std::nullopt});
+        r.ports.push_back({Protocol::TCP, uint16_t{8000}, uint16_t{8100}});
+        pol.ingress.push_back(r);
+        break;
+    }
+    s.cluster.policies.push_back(std::move(pol));
+  }
+  return s;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+template <typename F>
+double timeMs(F&& f) {
+  auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const int v = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--pods")) o.pods = v;
+    else if (!std::strcmp(argv[i], "--policies")) o.policies = v;
+    else if (!std::strcmp(argv[i], "--namespaces")) o.namespaces = v;
+    else if (!std::strcmp(argv[i], "--local")) o.local = v;
+    else if (!std::strcmp(argv[i], "--rounds")) o.rounds = v;
+    else {
+      std::fprintf(stderr, "usage: %s [--pods N] [--policies N] [--namespaces N] [--local N] [--rounds N]\n", argv[0]);
+      return 2;
+    }
+  }
+  Synthetic s = build(o);
+
+  std::vector<double> full, relabel, policy, noop;
+  size_t relabelEndpoints = 0, policyEndpoints = 0, relabelClasses = 0, policyClasses = 0;
+  compiler::State fullState;
+  for (int r = 0; r < std::min(o.rounds, 9); ++r) {
+    full.push_back(timeMs([&] { fullState = compiler::compile(s.cluster, s.node); }));
+  }
+  compiler::Compiler c;
+  c.update(s.cluster, s.node);
+  // A remote pod that several local policies select changes app; then back.
+  model::Pod& pod = s.cluster.pods[static_cast<size_t>(o.pods / 2 + 3)];
+  const std::string oldApp = pod.labels["app"];
+  // A selector-based policy that selects local endpoints changes its port; then back.
+  model::NetworkPolicy& pol = s.cluster.policies[2];
+  for (int r = 0; r < o.rounds; ++r) {
+    noop.push_back(timeMs([&] { c.update(s.cluster, s.node); }));
+    pod.labels["app"] = r % 2 ? oldApp : "app-other";
+    relabel.push_back(timeMs([&] { c.update(s.cluster, s.node); }));
+    relabelEndpoints += c.lastStats().endpointsRecomputed;
+    relabelClasses += c.lastStats().classesRecomputed;
+    pol.ingress[0].ports[0].port = static_cast<uint16_t>(r % 2 ? 5432 : 5433);
+    policy.push_back(timeMs([&] { c.update(s.cluster, s.node); }));
+    policyEndpoints += c.lastStats().endpointsRecomputed;
+    policyClasses += c.lastStats().classesRecomputed;
+  }
+  size_t entries = 0;
+  for (const auto& [id, ep] : fullState.endpoints) entries += ep.entries.size();
+  std::set<compiler::ClassId> classes;
+  for (const auto& [p, cls] : fullState.classes) classes.insert(cls);
+
+  const double f = median(full);
+  std::printf("compiler_bench --pods %d --policies %d --namespaces %d --local %d --rounds %d\n",
+              o.pods, o.policies, o.namespaces, o.local, o.rounds);
+  std::printf("state: %zu class-map entries, %zu classes, %zu endpoints, %zu allow entries, %zu rules\n",
+              fullState.classes.size(), classes.size(), fullState.endpoints.size(), entries,
+              fullState.rules.size());
+  std::printf("full compile            median %9.3f ms   1.00x\n", f);
+  std::printf("no-change update        median %9.3f ms   full/incremental = %.1fx\n",
+              median(noop), f / median(noop));
+  std::printf("one pod relabel         median %9.3f ms   full/incremental = %.1fx  (%.1f endpoints, %.1f classes recomputed per update)\n",
+              median(relabel), f / median(relabel), double(relabelEndpoints) / o.rounds,
+              double(relabelClasses) / o.rounds);
+  std::printf("one policy change       median %9.3f ms   full/incremental = %.1fx  (%.1f endpoints, %.1f classes recomputed per update)\n",
+              median(policy), f / median(policy), double(policyEndpoints) / o.rounds,
+              double(policyClasses) / o.rounds);
+  return 0;
+}
