@@ -36,6 +36,19 @@ struct UpdateStats {
 };
 
 // Full, non-incremental compilation: the reference the incremental path is tested against.
+// It runs the same pipeline as Compiler::update with every cache cold, so ids are dense and
+// deterministic (rules in policy-key order, classes in address order).
+//
+// Conventions (details in compiler.cc):
+//  - A local endpoint whose pod is not in the model yet is a pod with no labels in its
+//    namespace: default-deny policies of the namespace isolate it from the first packet.
+//  - Endpoint addresses come from the NodeContext; other pods' from status.podIPs; hostNetwork
+//    pods claim no address (theirs are node addresses: ipBlocks only).
+//  - Node addresses are kHostClass (ingress always allowed by the datapath) when their ipBlock
+//    membership equals hostAddresses[0]'s; others get a class of their own plus an explicit
+//    (class, any, kHostRule) ingress entry at every ingress-isolated endpoint.
+//  - RuleIds and ClassIds live as long as their rule / signature; a freed id is reused only from
+//    the next update on. A freed RuleId's State::rules slot becomes an empty RuleOrigin.
 State compile(const model::Cluster& cluster, const NodeContext& node);
 
 class Compiler {
