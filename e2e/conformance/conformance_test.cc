@@ -146,7 +146,7 @@ TEST_F(ConformanceTest, DefaultDenyBoth) {
   applyPolicies(R"(
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
-metadata: {name: deny-all, namespace: y}
+metadata: {name: deny-all, namespace: "y"}
 spec:
   podSelector: {}
   policyTypes: [Ingress, Egress]
@@ -195,7 +195,7 @@ spec:
   podSelector: {matchLabels: {pod: a}}
   ingress:
   - from:
-    - namespaceSelector: {matchLabels: {ns: y}}
+    - namespaceSelector: {matchLabels: {ns: "y"}}
 )");
   expectAgreement({{"80", 80, "TCP"}, {"80", 80, "TCP", true}});
 }
@@ -209,7 +209,7 @@ spec:
   podSelector: {matchLabels: {pod: a}}
   ingress:
   - from:
-    - namespaceSelector: {matchLabels: {ns: y}}
+    - namespaceSelector: {matchLabels: {ns: "y"}}
       podSelector: {matchLabels: {pod: c}}
 )");
   expectAgreement({{"80", 80, "TCP"}});
@@ -226,7 +226,7 @@ spec:
   ingress:
   - from:
     - namespaceSelector:
-        matchExpressions: [{key: ns, operator: NotIn, values: [y]}]
+        matchExpressions: [{key: ns, operator: NotIn, values: ["y"]}]
       podSelector:
         matchExpressions: [{key: pod, operator: Exists}]
 )");
@@ -241,7 +241,7 @@ metadata: {name: from-y-80, namespace: x}
 spec:
   podSelector: {}
   ingress:
-  - from: [{namespaceSelector: {matchLabels: {ns: y}}}]
+  - from: [{namespaceSelector: {matchLabels: {ns: "y"}}}]
     ports: [{port: 80}]
 ---
 apiVersion: networking.k8s.io/v1
@@ -362,7 +362,7 @@ kind: NetworkPolicy
 metadata: {name: p, namespace: x}
 spec:
   podSelector: {}
-  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]
+  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: "y"}}}]}]
 )");
   expectAgreement({{"80", 80, "TCP"}});
   applyPolicies(R"(
@@ -417,11 +417,11 @@ metadata: {name: x-egress-to-y, namespace: x}
 spec:
   podSelector: {}
   policyTypes: [Egress]
-  egress: [{to: [{namespaceSelector: {matchLabels: {ns: y}}}]}]
+  egress: [{to: [{namespaceSelector: {matchLabels: {ns: "y"}}}]}]
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
-metadata: {name: y-ingress-from-z-and-x-a, namespace: y}
+metadata: {name: y-ingress-from-z-and-x-a, namespace: "y"}
 spec:
   podSelector: {matchLabels: {pod: b}}
   policyTypes: [Ingress]
