@@ -36,6 +36,19 @@ int countLines(const std::string& text, const std::string& needle) {
   return n;
 }
 
+// Lines of a server log for traffic that came in over the pod's interface; the harness's own
+// readiness check arrives over the pod's loopback and does not count.
+int countRemote(const std::string& log) {
+  int n = 0;
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    bool loopback = line.find("127.0.0.1") != std::string::npos || line.ends_with(" ::1");
+    n += line.find(" from ") != std::string::npos && !loopback;
+  }
+  return n;
+}
+
 std::unique_ptr<SimCluster> makeCluster(const std::string& established, int nodes) {
   ClusterOptions opts;
   opts.binaryDir = SLUICE_BINARY_DIR;
@@ -152,8 +165,8 @@ TEST_F(OperatorTest, PodInDefaultDenyNamespaceIsNeverReachable) {
   // Let the spray run on for a while after ADD.
   for (int i = 0; i < 500 && spray->running(); ++i) std::this_thread::sleep_for(10ms);
   spray->stop();
-  EXPECT_EQ(countLines(readFile(newLog), " from "), 0) << readFile(newLog);
-  EXPECT_GT(countLines(readFile(controlLog), "udp from"), 0) << "the spray reached nothing";
+  EXPECT_EQ(countRemote(readFile(newLog)), 0) << readFile(newLog);
+  EXPECT_GT(countRemote(readFile(controlLog)), 0) << "the spray reached nothing";
 }
 
 TEST_F(OperatorTest, DaemonRestartNeverGivesAWrongVerdict) {
