@@ -108,6 +108,15 @@ Result<json> cmdAdd(const Env& env, const NetConf& conf, const Hooks& hooks) {
   req.hostIfindex = w.hostIfindex;
   for (const auto& ip : ips) req.ips.push_back(ip.toString());
   SLUICE_RETURN_IF_ERROR(callDaemon(conf, req, "register endpoint"));
+  rollback.push([&] {
+    api::Request del = makeRequest(api::Op::Del, env);
+    del.hostVeth = w.hostVeth;
+    del.hostIfindex = w.hostIfindex;
+    auto st = callDaemon(conf, del, "deregister endpoint");
+    if (!st.ok()) spdlog::error("container={} rollback: {}", att.containerId, st.error().message);
+  });
+  // Only now can traffic flow: enforcement is attached and the endpoint's policy applied.
+  SLUICE_RETURN_IF_ERROR(activate(spec, w, hooks.step));
   rollback.commit();
 
   CniResult r;

@@ -160,11 +160,7 @@ Result<Wired> wire(const WiringSpec& spec, const StepHook& hook) {
   SLUICE_RETURN_IF_ERROR(hook("host-sysctl"));
   if (auto st = hostSysctls(w.hostVeth, v6); !st.ok()) return internal(st.error(), "host veth " + w.hostVeth);
 
-  SLUICE_RETURN_IF_ERROR(hook("host-up"));
   if (auto st = hostNl.setLinkAlias(w.hostIfindex, vethAlias(spec.network, a)); !st.ok()) {
-    return internal(st.error(), "host veth " + w.hostVeth);
-  }
-  if (auto st = hostNl.setLinkUp(w.hostIfindex, true); !st.ok()) {
     return internal(st.error(), "host veth " + w.hostVeth);
   }
 
@@ -195,6 +191,18 @@ Result<Wired> wire(const WiringSpec& spec, const StepHook& hook) {
     if (auto st = podNl.addRoute(def); !st.ok()) return internal(st.error(), "pod " + a.ifname);
   }
 
+  guard.armed = false;
+  return w;
+}
+
+Status activate(const WiringSpec& spec, const Wired& w, const StepHook& hook) {
+  auto hostNlR = Socket::open();
+  if (!hostNlR.ok()) return internal(std::move(hostNlR).error(), "host netns");
+  Socket hostNl = std::move(hostNlR).value();
+  SLUICE_RETURN_IF_ERROR(hook("host-up"));
+  if (auto st = hostNl.setLinkUp(w.hostIfindex, true); !st.ok()) {
+    return internal(st.error(), "host veth " + w.hostVeth);
+  }
   SLUICE_RETURN_IF_ERROR(hook("host-routes"));
   for (const auto& ip : spec.ips) {
     netlink::RouteSpec r{Prefix::host(ip), std::nullopt, w.hostIfindex, false, true};
@@ -203,8 +211,7 @@ Result<Wired> wire(const WiringSpec& spec, const StepHook& hook) {
       return internal(st.error(), "host");
     }
   }
-  guard.armed = false;
-  return w;
+  return Status::Ok();
 }
 
 namespace {

@@ -54,12 +54,19 @@ struct Wired {
 };
 
 // Called before each step with its name; a failing hook aborts there (failure injection in
-// the privileged tests, see main.cc). Steps: "veth", "host-sysctl", "host-up", "pod-addr",
-// "pod-routes", "host-routes".
+// the privileged tests, see main.cc). Steps: "veth", "host-sysctl", "pod-addr", "pod-routes"
+// (wire), then "host-up", "host-routes" (activate).
 using StepHook = std::function<Status(std::string_view step)>;
 
-// Creates everything, or on failure removes what it created and returns the error.
+// Creates the veth pair and configures the pod side, leaving the host veth administratively
+// down: no packet can enter or leave the pod, and the host has no route to it. The caller
+// registers the endpoint with the policy daemon (which attaches enforcement to the down veth)
+// and only then calls activate(), so a pod's first packet already meets its policy.
+// On failure removes what it created and returns the error.
 Result<Wired> wire(const WiringSpec& spec, const StepHook& hook);
+// Brings the host veth up and adds the host routes and neighbours to the pod. On failure the
+// caller unwires.
+Status activate(const WiringSpec& spec, const Wired& w, const StepHook& hook);
 // Removes the host veth (and with it the pod end and the host routes through it). Succeeds when
 // the veth or the pod's namespace is already gone.
 //
