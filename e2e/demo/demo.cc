@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
                    (!predicted.ok() ? predicted.error() : measured.error()).message.c_str());
       return 1;
     }
-    std::printf("\n== %s %u   (row = from, column = to; . allowed, X denied)\n",
+    std::printf("\n== %s %u   (row = from, column = to; . allowed, X denied, - self)\n",
                 p.protocol.c_str(), p.port);
     printSideBySide(*predicted, *measured);
     for (size_t i = 0; i < measured->pods.size(); ++i) {

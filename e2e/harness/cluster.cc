@@ -112,7 +112,9 @@ std::string Matrix::render(const Matrix* other) const {
       bool v = allowed[i][j];
       bool differs = other && i < other->allowed.size() && j < other->allowed[i].size() &&
                      other->allowed[i][j] != v && i != j;
-      out << "  " << (differs ? (v ? "!" : "x") : (v ? "." : "X"));
+      // A pod's traffic to itself stays on its own loopback: no CNI sees it, nothing to compare.
+      const char* cell = i == j ? "-" : differs ? (v ? "!" : "x") : (v ? "." : "X");
+      out << "  " << cell;
     }
     out << "\n";
   }
