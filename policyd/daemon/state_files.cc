@@ -65,22 +65,6 @@ Status writeFileAtomic(const std::string& path, std::string_view content, bool d
   return Status::Ok();
 }
 
-Result<std::string> readFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return makeError("read " + path + ": " + errnoText(errno), errno);
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return makeError("read " + path + ": " + errnoText(errno), errno);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
 
 Status removeFile(const std::string& path) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/file_util.h"  // readFile, for the readers of these files
 #include "common/result.h"
 
 namespace sluice::daemon {
@@ -30,7 +31,6 @@ inline constexpr std::string_view kLockFile = "lock";
 // `durable`: fsync the data and the directory (the registry); otherwise only rename (status
 // files that are rewritten on every sync and need atomicity, not durability).
 Status writeFileAtomic(const std::string& path, std::string_view content, bool durable = true);
-Result<std::string> readFile(const std::string& path);
 Status removeFile(const std::string& path);  // succeeds when it is already gone
 // Creates the directory (and parents) with mode 0700 when missing.
 Status ensureDirectory(const std::string& path);

@@ -17,6 +17,7 @@
 #include <utility>
 #include <variant>
 
+#include "common/file_util.h"
 #include "policyd/model/json_filter.h"
 #include "policyd/model/object_decoder.h"
 #include "policyd/model/tree_node.h"
@@ -394,31 +395,6 @@ void FileDecoder::run(std::string_view text) {
   }
 }
 
-Status readFile(const std::string& path, std::string& out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return makeError(path + ": cannot open: " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
-  char buf[1 << 16];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return makeError(path + ": cannot read: " + std::strerror(err));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return Status::Ok();
-}
-
-bool hasManifestExtension(const std::filesystem::path& p) {
-  auto ext = p.extension().string();
-  return ext == ".yaml" || ext == ".yml" || ext == ".json";
-}
 
 // Files under a directory, recursively, sorted. Entries whose name starts with '.' are
 // skipped: a mounted ConfigMap holds every file twice (the `..data` symlinks and the hidden
@@ -436,7 +412,7 @@ void collectDirectory(const std::filesystem::path& dir, std::vector<std::string>
       continue;
     }
     std::error_code fec;
-    if (it->is_regular_file(fec) && hasManifestExtension(p)) found.push_back(p.string());
+    if (it->is_regular_file(fec) && isManifestFile(p)) found.push_back(p.string());
   }
   if (ec) out.errors.push_back(makeError(dir.string() + ": cannot list: " + ec.message()));
   std::sort(found.begin(), found.end());
@@ -485,19 +461,23 @@ Decoded loadPaths(const std::vector<std::string>& paths) {
   // as duplicate objects.
   std::set<std::string> seen;
   Collector collector(out);
-  std::string text;
   for (const auto& file : files) {
     std::error_code ec;
     auto canon = fs::weakly_canonical(file, ec);
     if (!seen.insert(ec ? file : canon.string()).second) continue;
-    text.clear();
-    if (auto st = readFile(file, text); !st.ok()) {
-      out.errors.push_back(st.error());
+    auto text = readFile(file);
+    if (!text.ok()) {
+      out.errors.push_back(text.error());
       continue;
     }
-    FileDecoder(file, out, collector).run(text);
+    FileDecoder(file, out, collector).run(*text);
   }
   return out;
+}
+
+bool isManifestFile(const std::filesystem::path& p) {
+  auto ext = p.extension().string();
+  return ext == ".yaml" || ext == ".yml" || ext == ".json";
 }
 
 }  // namespace sluice::model

@@ -3,6 +3,7 @@
 // model; an invalid object is reported (file, object, field) and left out.
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,8 @@ struct Decoded {
 
 // Decodes one file's text (YAML or JSON, detected from content).
 Decoded decodeText(std::string_view text, const std::string& file);
+// The extensions read from directories: .yaml, .yml, .json.
+bool isManifestFile(const std::filesystem::path& p);
 // Reads files and directories (recursively, *.yaml *.yml *.json), in sorted order.
 Decoded loadPaths(const std::vector<std::string>& paths);
 

@@ -17,6 +17,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/file_util.h"
 #include "policyd/model/decode.h"
 
 namespace sluice::source {
@@ -43,32 +44,7 @@ int64_t toNs(const timespec& ts) {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
 
-bool hasManifestExtension(const fs::path& p) {
-  auto ext = p.extension().string();
-  return ext == ".yaml" || ext == ".yml" || ext == ".json";
-}
-
 std::string errnoText(int err) { return std::strerror(err); }
-
-Result<std::string> readWhole(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return makeError(path + ": cannot read: " + errnoText(errno), errno);
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return makeError(path + ": cannot read: " + errnoText(errno), errno);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (static_cast<off_t>(out.size()) > kMaxFileBytes) {
-      return makeError(path + ": larger than " + std::to_string(kMaxFileBytes) + " bytes");
-    }
-  }
-  return out;
-}
 
 size_t objectCount(const model::Cluster& c) {
   return c.namespaces.size() + c.pods.size() + c.policies.size();
@@ -229,7 +205,7 @@ void DirSource::loadFile(const std::string& path, const FileKey& key, FileState&
   if (key.size > kMaxFileBytes) {
     decoded.errors.push_back(
         makeError(path + ": larger than " + std::to_string(kMaxFileBytes) + " bytes"));
-  } else if (auto text = readWhole(path); !text.ok()) {
+  } else if (auto text = readFile(path); !text.ok()) {
     decoded.errors.push_back(text.error());
   } else {
     decoded = model::decodeText(*text, path);
@@ -284,7 +260,7 @@ Snapshot DirSource::rescan(Clock::time_point eventSeen) {
         if (!it->is_symlink(dec) && !watched.contains(p.string())) watchDirectory(p.string());
         continue;
       }
-      if (it->is_regular_file(dec) && hasManifestExtension(p)) found.push_back(p.string());
+      if (it->is_regular_file(dec) && model::isManifestFile(p)) found.push_back(p.string());
     }
     listed = !ec;
   }
