@@ -39,6 +39,7 @@ static_assert(SLUICE_CLASS_WORLD == compiler::kWorldClass);
 static_assert(SLUICE_DIR_INGRESS == static_cast<int>(compiler::Direction::Ingress));
 static_assert(SLUICE_DIR_EGRESS == static_cast<int>(compiler::Direction::Egress));
 static_assert(SLUICE_RULE_NOT_ISOLATED == compiler::kNotIsolated);
+static_assert(SLUICE_RULE_HOST == compiler::kHostRule);
 
 // An aligned block of ports: the 2^(16 - bits) ports that share their top `bits` bits with
 // `first`. bits == 16 is a single port, bits == 0 every port.
