@@ -497,8 +497,9 @@ TEST_F(CniTest, UsePodCidrAndRuntimeConfig) {
   EXPECT_EQ(plugin("DEL", "ctr-pc", p, c).exitCode, 0);
 }
 
-TEST_F(CniTest, ChainsWithPortmapAndBandwidth) {
-  if (::access("/usr/lib/cni/portmap", X_OK) != 0 || ::access("/usr/lib/cni/bandwidth", X_OK) != 0) {
+TEST_F(CniTest, ChainsWithTuningPortmapAndBandwidth) {
+  if (::access("/usr/lib/cni/portmap", X_OK) != 0 || ::access("/usr/lib/cni/bandwidth", X_OK) != 0 ||
+      ::access("/usr/lib/cni/tuning", X_OK) != 0) {
     GTEST_SKIP() << "containernetworking-plugins not installed";
   }
   std::string p = ns_->add("chain");
@@ -506,11 +507,22 @@ TEST_F(CniTest, ChainsWithPortmapAndBandwidth) {
   json c = conf("1.0.0");
   auto r = add("ctr-chain", p, c);
   ASSERT_EQ(r.exitCode, 0) << r.out;
+  auto e = env("ADD", "ctr-chain", p);
+  // tuning: a pod sysctl and a new pod MAC; it rewrites the MAC in the result it passes on.
+  json tu = {{"cniVersion", "1.0.0"}, {"name", "slnet"}, {"type", "tuning"},
+             {"sysctl", {{"net.core.somaxconn", "777"}}}, {"mac", "02:aa:bb:cc:dd:ee"},
+             {"prevResult", r.parsed}};
+  auto rt = runPlugin("/usr/lib/cni/tuning", e, tu.dump(), host_);
+  ASSERT_EQ(rt.exitCode, 0) << rt.out;
+  std::string somaxconn, link;
+  runCmd({"ip", "netns", "exec", ns_->fullName("chain"), "cat", "/proc/sys/net/core/somaxconn"}, &somaxconn);
+  EXPECT_EQ(somaxconn, "777\n");
+  runCmd({"ip", "-n", ns_->fullName("chain"), "link", "show", "eth0"}, &link);
+  EXPECT_NE(link.find("02:aa:bb:cc:dd:ee"), std::string::npos) << link;
   json pm = {{"cniVersion", "1.0.0"}, {"name", "slnet"}, {"type", "portmap"},
              {"capabilities", {{"portMappings", true}}},
              {"runtimeConfig", {{"portMappings", json::array({{{"hostPort", 18080}, {"containerPort", 80}, {"protocol", "tcp"}}})}}},
-             {"prevResult", r.parsed}};
-  auto e = env("ADD", "ctr-chain", p);
+             {"prevResult", rt.parsed}};
   auto rp = runPlugin("/usr/lib/cni/portmap", e, pm.dump(), host_);
   ASSERT_EQ(rp.exitCode, 0) << rp.out;
   json bw = {{"cniVersion", "1.0.0"}, {"name", "slnet"}, {"type", "bandwidth"},
@@ -531,6 +543,7 @@ TEST_F(CniTest, ChainsWithPortmapAndBandwidth) {
   e["CNI_COMMAND"] = "DEL";
   EXPECT_EQ(runPlugin("/usr/lib/cni/bandwidth", e, bw.dump(), host_).exitCode, 0);
   EXPECT_EQ(runPlugin("/usr/lib/cni/portmap", e, pm.dump(), host_).exitCode, 0);
+  EXPECT_EQ(runPlugin("/usr/lib/cni/tuning", e, tu.dump(), host_).exitCode, 0);
   EXPECT_EQ(plugin("DEL", "ctr-chain", p, c).exitCode, 0);
 }
 
