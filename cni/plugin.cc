@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <cerrno>
 #include <cstring>
@@ -186,18 +185,15 @@ Status cmdStatus(const Env& env, const NetConf& conf) {
   auto st = ipam->status();
   if (!st.ok()) return withCode(st.error(), kErrNotAvailable);
   if (!conf.policyRequired) return Status::Ok();
-  // Ready means the daemon accepts connections; ADD would fail with 11 otherwise.
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (conf.policySocket.size() >= sizeof(addr.sun_path)) {
-    return makeError("policySocket: path too long", kErrInvalidConfig);
+  // Ready means the daemon has applied its first policy snapshot: before that an ADD would
+  // wait or fail, so the runtime must not schedule pods here yet (50).
+  api::Request req;
+  req.op = api::Op::Status;
+  auto reply = api::call(conf.policySocket, req, conf.policyTimeoutMs);
+  if (!reply.ok()) {
+    return makeError("policy daemon not reachable: " + reply.error().message, kErrNotAvailable);
   }
-  std::memcpy(addr.sun_path, conf.policySocket.c_str(), conf.policySocket.size() + 1);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return makeError("policy daemon not reachable at " + conf.policySocket + ": " + std::strerror(errno),
-                     kErrNotAvailable);
-  }
+  if (!reply->ok) return makeError("policy daemon: " + reply->error, kErrNotAvailable);
   return Status::Ok();
 }
 

@@ -27,6 +27,7 @@ const char* opName(Op op) {
     case Op::Add: return "add";
     case Op::Del: return "del";
     case Op::Check: return "check";
+    case Op::Status: return "status";
   }
   return "add";
 }
@@ -45,6 +46,7 @@ Result<std::string> stringField(const json& j, const char* key, bool required) {
 }  // namespace
 
 std::string encode(const Request& r) {
+  if (r.op == Op::Status) return R"({"op":"status"})";
   json j = {{"op", opName(r.op)},           {"containerID", r.containerId},
             {"ifname", r.ifname},           {"netns", r.netns},
             {"hostVeth", r.hostVeth},       {"hostIfindex", r.hostIfindex},
@@ -66,8 +68,12 @@ Result<Request> decodeRequest(std::string_view line) {
     r.op = Op::Del;
   } else if (op == "check") {
     r.op = Op::Check;
+  } else if (op == "status") {
+    r.op = Op::Status;
+    return r;
   } else {
-    return makeError("field \"op\": unknown operation \"" + op + "\" (want add, del or check)");
+    return makeError("field \"op\": unknown operation \"" + op +
+                     "\" (want add, del, check or status)");
   }
   SLUICE_ASSIGN_OR_RETURN(r.containerId, stringField(j, "containerID", true));
   if (r.containerId.empty()) return makeError("field \"containerID\" must not be empty");

@@ -9,7 +9,9 @@
 
 namespace sluice::endpoint_api {
 
-enum class Op { Add, Del, Check };
+// Status asks whether the daemon is ready (its first snapshot compiled and applied); it carries
+// no endpoint fields. CNI STATUS uses it.
+enum class Op { Add, Del, Check, Status };
 
 struct Request {
   Op op = Op::Add;

@@ -429,7 +429,7 @@ TEST_F(CniTest, RegistersWithPolicyDaemon) {
   EXPECT_EQ(plugin("CHECK", "ctr-reg", p, withPrev(c, r.parsed)).exitCode, 0);
   EXPECT_EQ(plugin("DEL", "ctr-reg", p, c).exitCode, 0);
   auto reqs = daemon.requests();
-  ASSERT_EQ(reqs.size(), 3u);
+  ASSERT_EQ(reqs.size(), 4u);
   EXPECT_EQ(reqs[0]["op"], "add");
   EXPECT_EQ(reqs[0]["containerID"], "ctr-reg");
   EXPECT_EQ(reqs[0]["ifname"], "eth0");
@@ -439,12 +439,18 @@ TEST_F(CniTest, RegistersWithPolicyDaemon) {
   EXPECT_EQ(reqs[0]["podNamespace"], "default");
   EXPECT_EQ(reqs[0]["podName"], "ctr-reg");
   EXPECT_EQ(reqs[0]["ips"].size(), 2u);
-  EXPECT_EQ(reqs[1]["op"], "check");
-  EXPECT_EQ(reqs[2]["op"], "del");
+  EXPECT_EQ(reqs[1]["op"], "status");
+  EXPECT_EQ(reqs[2]["op"], "check");
+  EXPECT_EQ(reqs[3]["op"], "del");
 
   // A refusal fails ADD and rolls it back.
   std::string pristine = hostState();
   daemon.setReply(R"({"ok":false,"error":"no policy for you"})");
+  // A daemon that answers but is not ready: STATUS 50 with its reason.
+  auto notReady = plugin("STATUS", "", "", c);
+  EXPECT_EQ(notReady.parsed.value("code", 0), 50) << notReady.out;
+  EXPECT_NE(notReady.parsed.value("msg", "").find("no policy for you"), std::string::npos)
+      << notReady.out;
   auto refused = add("ctr-reg2", p, c);
   EXPECT_NE(refused.exitCode, 0);
   EXPECT_NE(refused.parsed.value("msg", "").find("no policy for you"), std::string::npos) << refused.out;

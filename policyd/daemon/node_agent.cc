@@ -26,6 +26,7 @@ const char* opName(Op op) {
     case Op::Add: return "add";
     case Op::Del: return "del";
     case Op::Check: return "check";
+    case Op::Status: return "status";
   }
   return "unknown";
 }
@@ -171,6 +172,12 @@ void NodeAgent::onSnapshot(source::Snapshot snapshot) {
 }
 
 Reply NodeAgent::handle(const Request& request) {
+  // Readiness is answered at once, without waiting behind syncs: CNI STATUS must not block.
+  if (request.op == Op::Status) {
+    return ready() ? okReply()
+                   : errorReply("sluice-policyd is not ready: its first policy snapshot is not "
+                                "applied yet");
+  }
   auto op = std::make_shared<PendingOp>();
   op->request = request;
   auto future = op->reply.get_future();
@@ -462,6 +469,9 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
         break;
       case Op::Check:
         done.push_back({op, check(op->request)});
+        break;
+      case Op::Status:  // answered in handle(), never queued
+        done.push_back({op, ready() ? okReply() : errorReply("not ready")});
         break;
     }
   }

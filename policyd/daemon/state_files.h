@@ -5,7 +5,8 @@
 //   endpoints.json  the endpoint registry (registry.h)
 //   podcidrs.json   {"podCIDRs":[...]} from --pod-cidr, for the CNI IPAM `usePodCidr` mode
 //   ready           present while the daemon is ready (first snapshot compiled and applied);
-//                   removed at start and on shutdown. The CNI STATUS command checks it.
+//                   removed at start and on shutdown (for scripts; CNI STATUS asks the socket:
+//                   op "status" answers from the same readiness).
 //   applied         wall-clock ns (decimal) at which the daemon began reading the source
 //                   snapshot it last applied: every manifest change older than that is enforced
 //   sync.json       the last sync: revision, timings, policy update latency (for benchmarks)

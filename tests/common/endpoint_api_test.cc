@@ -41,6 +41,15 @@ TEST(EndpointApiTest, RequestRoundTripsOnOneLine) {
   }
 }
 
+TEST(EndpointApiTest, StatusCarriesNoEndpointFields) {
+  Request r;
+  r.op = Op::Status;
+  EXPECT_EQ(encode(r), R"({"op":"status"})");
+  auto back = decodeRequest(R"({"op":"status"})");
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->op, Op::Status);
+}
+
 TEST(EndpointApiTest, GarbageIsAnErrorNeverAThrow) {
   for (const std::string& line : std::vector<std::string>{"", "{", "null", "[]", "42", R"({"op":"add"})", R"({"op":"fly","containerID":"c","ifname":"e"})",
                            R"({"op":"add","containerID":"c","ifname":"e"})",

@@ -70,6 +70,18 @@ TEST_F(NodeAgentTest, AddAttachesRegistersAppliesThenReplies) {
   EXPECT_EQ(node.hostAddresses[0].toString(), "192.168.1.10");
 }
 
+TEST_F(NodeAgentTest, StatusIsNotReadyUntilTheFirstSnapshotIsApplied) {
+  auto& agent = start();
+  endpoint_api::Request status;
+  status.op = endpoint_api::Op::Status;
+  auto before = agent.handle(status);
+  EXPECT_FALSE(before.ok);
+  EXPECT_NE(before.error.find("not ready"), std::string::npos) << before.error;
+  agent.onSnapshot(snapshot({pod("default", "web")}));
+  ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
+  EXPECT_TRUE(agent.handle(status).ok);
+}
+
 TEST_F(NodeAgentTest, RepeatedAddIsIdempotent) {
   auto& agent = start();
   agent.onSnapshot(snapshot({pod("default", "web")}));
