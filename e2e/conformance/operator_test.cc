@@ -184,11 +184,19 @@ TEST_F(OperatorTest, DaemonRestartNeverGivesAWrongVerdict) {
                             holdOut);
   ASSERT_TRUE(hold.ok());
   ASSERT_TRUE(c->stopDaemon(1).ok());
+  // CNI STATUS tells the runtime not to schedule pods here while the daemon is down.
+  auto down = c->cni("STATUS", *server);
+  ASSERT_TRUE(down.ok());
+  EXPECT_NE(down->exitCode, 0);
+  EXPECT_NE(down->out.find("\"code\":50"), std::string::npos) << down->out;
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(probe(*c, "r/allowed", "r/server"), "ok") << "daemon down, round " << i;
     EXPECT_EQ(probe(*c, "r/denied", "r/server"), "timeout") << "daemon down, round " << i;
   }
   ASSERT_TRUE(c->startDaemon(1).ok());
+  auto up = c->cni("STATUS", *server);
+  ASSERT_TRUE(up.ok());
+  EXPECT_EQ(up->exitCode, 0) << up->out;
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(probe(*c, "r/allowed", "r/server"), "ok") << "after restart, round " << i;
     EXPECT_EQ(probe(*c, "r/denied", "r/server"), "timeout") << "after restart, round " << i;
