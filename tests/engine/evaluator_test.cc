@@ -6,6 +6,8 @@
 
 #include <functional>
 
+#include "tests/support/model_builders.h"
+
 namespace sluice::engine {
 namespace {
 
@@ -19,28 +21,16 @@ using model::Protocol;
 using model::Rule;
 using model::SelectorOp;
 
-IpAddr ip(const char* s) { return *IpAddr::parse(s); }
-Prefix cidr(const char* s) { return *Prefix::parse(s); }
-
-LabelSelector sel(model::Labels l) { return LabelSelector{std::move(l), {}}; }
-
-Peer podPeer(model::Labels l) { return Peer{sel(std::move(l)), std::nullopt, std::nullopt}; }
-Peer nsPeer(model::Labels l) { return Peer{std::nullopt, sel(std::move(l)), std::nullopt}; }
-Peer bothPeer(model::Labels pod, model::Labels ns) {
-  return Peer{sel(std::move(pod)), sel(std::move(ns)), std::nullopt};
-}
-Peer blockPeer(const char* c, std::vector<const char*> except = {}) {
-  model::IPBlock b{cidr(c), {}};
-  for (auto* e : except) b.except.push_back(cidr(e));
-  return Peer{std::nullopt, std::nullopt, b};
-}
-PortSpec tcp(uint16_t p, std::optional<uint16_t> end = std::nullopt) {
-  return PortSpec{Protocol::TCP, p, end};
-}
-PortSpec udp(uint16_t p) { return PortSpec{Protocol::UDP, p, std::nullopt}; }
-PortSpec named(const char* n, Protocol pr = Protocol::TCP) {
-  return PortSpec{pr, std::string(n), std::nullopt};
-}
+using model::testing::blockPeer;
+using model::testing::bothPeer;
+using model::testing::cidr;
+using model::testing::ip;
+using model::testing::named;
+using model::testing::nsPeer;
+using model::testing::podPeer;
+using model::testing::sel;
+using model::testing::tcp;
+using model::testing::udp;
 
 // The base cluster: namespaces prod (team=a) and dev (team=b); pods prod/web (app=web, port
 // http=8080/TCP, dns=53/UDP), prod/db (app=db), dev/client (app=client), and a hostNetwork pod.
@@ -60,19 +50,7 @@ Cluster baseCluster() {
   return c;
 }
 
-NetworkPolicy policy(const char* ns, const char* name, LabelSelector selector,
-                     std::vector<Rule> ingress, std::vector<Rule> egress, bool ingressType,
-                     bool egressType) {
-  NetworkPolicy p;
-  p.namespace_ = ns;
-  p.name = name;
-  p.podSelector = std::move(selector);
-  p.ingress = std::move(ingress);
-  p.egress = std::move(egress);
-  p.affectsIngress = ingressType;
-  p.affectsEgress = egressType;
-  return p;
-}
+using model::testing::policy;
 
 struct FlowSpec {
   std::string from;  // "ns/pod" or an IP
