@@ -22,15 +22,6 @@ constexpr int kTryAgainLater = 11;  // CNI spec code: the daemon may come back
 // making us buffer without bound.
 constexpr size_t kMaxLine = 64 * 1024;
 
-const char* opName(Op op) {
-  switch (op) {
-    case Op::Add: return "add";
-    case Op::Del: return "del";
-    case Op::Check: return "check";
-    case Op::Status: return "status";
-  }
-  return "add";
-}
 
 // Typed field access that reports the field by name instead of throwing.
 Result<std::string> stringField(const json& j, const char* key, bool required) {
@@ -44,6 +35,16 @@ Result<std::string> stringField(const json& j, const char* key, bool required) {
 }
 
 }  // namespace
+
+const char* opName(Op op) {
+  switch (op) {
+    case Op::Add: return "add";
+    case Op::Del: return "del";
+    case Op::Check: return "check";
+    case Op::Status: return "status";
+  }
+  return "unknown";
+}
 
 std::string encode(const Request& r) {
   if (r.op == Op::Status) return R"({"op":"status"})";

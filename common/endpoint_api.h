@@ -13,6 +13,9 @@ namespace sluice::endpoint_api {
 // no endpoint fields. CNI STATUS uses it.
 enum class Op { Add, Del, Check, Status };
 
+// The op's name on the wire ("add", "del", "check", "status"); also used in logs and metrics.
+const char* opName(Op op);
+
 struct Request {
   Op op = Op::Add;
   std::string containerId;

@@ -21,15 +21,6 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 Reply okReply() { return Reply{true, ""}; }
 Reply errorReply(std::string message) { return Reply{false, std::move(message)}; }
 
-const char* opName(Op op) {
-  switch (op) {
-    case Op::Add: return "add";
-    case Op::Del: return "del";
-    case Op::Check: return "check";
-    case Op::Status: return "status";
-  }
-  return "unknown";
-}
 
 std::string podOf(const Request& r) {
   if (r.podNamespace.empty() && r.podName.empty()) return "-";
