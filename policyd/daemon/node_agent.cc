@@ -33,7 +33,7 @@ std::string podOf(const EndpointRecord& r) {
 }
 
 datapath::EndpointAttachment attachmentOf(const EndpointRecord& r) {
-  return datapath::EndpointAttachment{r.id, r.hostVeth, r.hostIfindex};
+  return datapath::EndpointAttachment{r.id, r.hostVeth, r.hostIfindex, r.ips};
 }
 
 int64_t wallNowNs() {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/ip.h"
 #include "common/result.h"
 #include "policyd/compiler/ir.h"
 
@@ -15,10 +16,22 @@ struct EndpointAttachment {
   compiler::EndpointId id = 0;
   std::string ifname;  // host-side veth
   int ifindex = 0;
+  // The pod's own addresses (at most one per family, as Kubernetes allows). A packet leaving the
+  // pod with any other source address is dropped as spoofed, so the peer of every policy
+  // decision is an address its owner really sent from.
+  std::vector<IpAddr> ips;
 };
 
 struct RuleCounter {
   compiler::RuleId rule = 0;
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
+
+// Packets a datapath dropped for one reason ("policy", "spoofed", "not-ready", ...: the stable
+// names of the backend's drop reasons, used as a metrics label).
+struct DropCount {
+  std::string reason;
   uint64_t packets = 0;
   uint64_t bytes = 0;
 };
@@ -44,7 +57,17 @@ class Backend {
   // and after a restart, so a restart rewrites nothing that is already right).
   virtual Status sync(const compiler::State& desired) = 0;
 
+  // Safe to call from any thread, concurrently with every other method (a /metrics scrape must
+  // never wait behind an attach or a sync).
   virtual Result<std::vector<RuleCounter>> counters() = 0;
+  // Drops by reason; same threading contract as counters().
+  virtual Result<std::vector<DropCount>> dropCounts() = 0;
+
+  // Every endpoint the kernel-side state holds (it outlives the daemon: pinned maps, attached
+  // programs), with id, ifindex, ifname (empty when the link is gone) and addresses. The daemon
+  // rebuilds its registry from this when endpoints.json is unreadable, and never allocates an id
+  // that is listed here.
+  virtual Result<std::vector<EndpointAttachment>> endpoints() = 0;
 };
 
 }  // namespace sluice::datapath

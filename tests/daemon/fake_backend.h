@@ -60,6 +60,17 @@ class FakeBackend final : public datapath::Backend {
     return counters_;
   }
 
+  Result<std::vector<datapath::DropCount>> dropCounts() override {
+    std::lock_guard lock(mu_);
+    return dropCounts_;
+  }
+  Result<std::vector<datapath::EndpointAttachment>> endpoints() override {
+    std::lock_guard lock(mu_);
+    std::vector<datapath::EndpointAttachment> out;
+    for (const auto& [id, ep] : attached_) out.push_back(ep);
+    return out;
+  }
+
   // Inspection and knobs.
   std::vector<std::string> calls() const {
     std::lock_guard lock(mu_);
@@ -105,6 +116,7 @@ class FakeBackend final : public datapath::Backend {
   std::map<compiler::EndpointId, datapath::EndpointAttachment> attached_;
   std::map<compiler::EndpointId, bool> policies_;
   std::vector<datapath::RuleCounter> counters_;
+  std::vector<datapath::DropCount> dropCounts_;
   uint64_t revision_ = 0;
   int syncs_ = 0;
   int applies_ = 0;

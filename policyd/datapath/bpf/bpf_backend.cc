@@ -483,6 +483,28 @@ Result<std::vector<RuleCounter>> BpfBackend::counters() {
   return out;
 }
 
+Result<std::vector<EndpointAttachment>> BpfBackend::endpoints() {
+  // Read from the kernel, not the mirror: this is what survives a daemon restart.
+  std::vector<EndpointAttachment> out;
+  const int fd = bpf_map__fd(impl_->endpointMap());
+  uint32_t key = 0;
+  uint32_t next = 0;
+  const uint32_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    key = next;
+    prev = &key;
+    sluice_endpoint entry{};
+    if (bpf_map_lookup_elem(fd, &key, &entry) != 0) continue;  // removed meanwhile
+    EndpointAttachment ep;
+    ep.id = entry.id;
+    ep.ifindex = static_cast<int>(key);
+    char name[IF_NAMESIZE] = {};
+    if (if_indextoname(key, name) != nullptr) ep.ifname = name;
+    out.push_back(std::move(ep));
+  }
+  return out;
+}
+
 Result<std::vector<DropCounter>> BpfBackend::dropCounters() {
   const int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) return makeError("possible cpus: " + errnoText(cpus), posErr(cpus));
@@ -493,6 +515,16 @@ Result<std::vector<DropCounter>> BpfBackend::dropCounters() {
     c.reason = static_cast<DropReason>(r);
     SLUICE_RETURN_IF_ERROR(readPerCpu(impl_->skel->maps.sluice_drop_stats, r, buf, c));
     out.push_back(c);
+  }
+  return out;
+}
+
+Result<std::vector<DropCount>> BpfBackend::dropCounts() {
+  SLUICE_ASSIGN_OR_RETURN(auto raw, dropCounters());
+  std::vector<DropCount> out;
+  out.reserve(raw.size());
+  for (const auto& c : raw) {
+    out.push_back(DropCount{std::string(dropReasonName(c.reason)), c.packets, c.bytes});
   }
   return out;
 }

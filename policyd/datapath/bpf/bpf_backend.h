@@ -56,6 +56,8 @@ class BpfBackend final : public Backend {
   // One counter per RuleId of the applied State (packets and bytes of the flows each rule
   // admitted, replies included).
   Result<std::vector<RuleCounter>> counters() override;
+  Result<std::vector<EndpointAttachment>> endpoints() override;
+  Result<std::vector<DropCount>> dropCounts() override;
 
   Result<std::vector<DropCounter>> dropCounters();
   const WriteStats& lastWrite() const;
