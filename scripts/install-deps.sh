@@ -14,7 +14,8 @@ apt-get install -y -q --no-install-recommends \
   nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev \
   libcurl4-openssl-dev libyaml-cpp-dev \
   iproute2 iputils-ping procps util-linux kmod \
-  containernetworking-plugins python3
+  containernetworking-plugins python3 \
+  etcd-server etcd-client openssl curl
 # bpffs is needed by the daemon's pinned maps; mount it if the host did not.
 if ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf || echo "install-deps.sh: could not mount bpffs (continuing)" >&2

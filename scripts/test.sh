@@ -10,6 +10,12 @@ if [[ "${SLUICE_SKIP_INSTALL:-0}" != 1 ]]; then
 fi
 jobs=$(nproc)
 
+# A real kube-apiserver for the --source kube suites: built once from Debian's kubernetes source
+# package and cached under /var/cache/sluice (minutes the first time on a machine, then instant).
+echo "== kube-apiserver (cached build)"
+SLUICE_KUBE_BIN_DIR=$(scripts/build-kube.sh kube-apiserver)
+export SLUICE_KUBE_BIN_DIR
+
 echo "== build (release, -Werror)"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build -j"$jobs"

@@ -39,6 +39,9 @@ std::string nodeV4(int i) { return "192.0.2." + std::to_string(10 + i); }
 std::string nodeV6(int i) { return "2001:db8::" + std::to_string(10 + i); }
 std::string podCidrV6(int i) { return "fd00:244:0:" + std::to_string(i) + "::/64"; }
 std::string nodeName(int i) { return "n" + std::to_string(i); }
+// Kube mode: the API server's address on the fabric bridge (same /24 as the nodes).
+constexpr const char* kApiV4 = "192.0.2.250";
+constexpr const char* kBarrierNs = "sluice-e2e-barrier";
 
 Status writeFileAtomic(const fs::path& path, const std::string& data) {
   fs::path tmp = path;
@@ -179,6 +182,7 @@ Status SimCluster::setUp() {
       SLUICE_RETURN_IF_ERROR(ip({"-n", n, "-6", "route", "add", podCidrV6(j), "via", nodeV6(j)}));
     }
   }
+  if (opts_.source == "kube") SLUICE_RETURN_IF_ERROR(startKubeApi());
   for (int i = 0; i < opts_.nodes; ++i) {
     daemons_.emplace_back();
     SLUICE_RETURN_IF_ERROR(startDaemon(i));
@@ -186,29 +190,92 @@ Status SimCluster::setUp() {
   return Status::Ok();
 }
 
-Status SimCluster::startDaemon(int node) {
+Status SimCluster::startKubeApi() {
+  std::string fab = prefix_ + "-fab";
+  SLUICE_RETURN_IF_ERROR(ip({"-n", fab, "link", "set", "lo", "up"}));
+  SLUICE_RETURN_IF_ERROR(ip({"-n", fab, "addr", "add", std::string(kApiV4) + "/24", "dev", "br0"}));
+  KubeApiOptions ko;
+  ko.binDir = opts_.kubeBinDir.empty() ? findKubeBinDir() : opts_.kubeBinDir;
+  if (ko.binDir.empty()) {
+    return makeError("kube mode: no kube-apiserver build (run scripts/build-kube.sh)");
+  }
+  ko.runDir = runDir_ / "kube";
+  ko.netns = netnsPath(fab);
+  ko.address = kApiV4;
+  ko.clusterRoleManifest = fs::path(SLUICE_SOURCE_DIR) / "manifests" / "sluice.yaml";
+  SLUICE_ASSIGN_OR_RETURN(api_, KubeApi::start(ko));
+  // Node objects as kubelet registers them: podCIDRs in spec, the InternalIP in status.
+  for (int i = 0; i < opts_.nodes; ++i) {
+    json node = {{"apiVersion", "v1"},
+                 {"kind", "Node"},
+                 {"metadata", {{"name", nodeName(i)}}},
+                 {"spec",
+                  {{"podCIDR", podCidrV4(i)},
+                   {"podCIDRs", json::array({podCidrV4(i), podCidrV6(i)})}}}};
+    SLUICE_RETURN_IF_ERROR(statusOf(api_->apply(node.dump())));
+    json status = {{"addresses", json::array({{{"type", "InternalIP"}, {"address", nodeV4(i)}},
+                                              {{"type", "InternalIP"}, {"address", nodeV6(i)}},
+                                              {{"type", "Hostname"}, {"address", nodeName(i)}}})}};
+    SLUICE_RETURN_IF_ERROR(statusOf(api_->patchStatus(ObjectRef{"Node", "", nodeName(i)}, status)));
+  }
+  // The sync barrier's objects (waitSyncedKube): they select and isolate nobody.
+  json barrier = {
+      {"apiVersion", "v1"},
+      {"kind", "List"},
+      {"items",
+       json::array(
+           {{{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", kBarrierNs}}}},
+            {{"apiVersion", "networking.k8s.io/v1"},
+             {"kind", "NetworkPolicy"},
+             {"metadata", {{"name", "barrier"}, {"namespace", kBarrierNs}}},
+             {"spec",
+              {{"podSelector", {{"matchLabels", {{"sluice-e2e-barrier", "selects-nothing"}}}}},
+               {"policyTypes", json::array({"Ingress"})}}}},
+            {{"apiVersion", "v1"},
+             {"kind", "Pod"},
+             {"metadata", {{"name", "barrier"}, {"namespace", kBarrierNs}}},
+             {"spec",
+              {{"nodeName", "no-such-node"},
+               {"containers",
+                json::array({{{"name", "app"}, {"image", "sluice-e2e/none"}}})}}}}})}};
+  return statusOf(api_->apply(barrier.dump()));
+}
+
+Status SimCluster::startDaemon(int node, bool waitReady) {
   fs::path dir = runDir_ / nodeName(node);
   Command cmd;
   cmd.argv = {binary("policyd/daemon/sluice-policyd").string(),
               "--node-name", nodeName(node),
-              "--source", "dir:" + manifests_.string(),
               "--datapath", "bpf",
               "--socket", (dir / "policyd.sock").string(),
               "--state-dir", (dir / "state").string(),
               "--bpf-pin-dir", "/sys/fs/bpf/" + prefix_ + "-" + nodeName(node),
               "--established", opts_.established,
               "--metrics-addr", "127.0.0.1:9090",
-              "--flow-log", (dir / "flows.jsonl").string(),
-              "--pod-cidr", podCidrV4(node),
-              "--pod-cidr", podCidrV6(node)};
+              "--flow-log", (dir / "flows.jsonl").string()};
+  if (api_) {
+    // The node's podCIDRs come from its Node object.
+    cmd.argv.insert(cmd.argv.end(),
+                    {"--source", "kube", "--kubeconfig", api_->nodeKubeconfig().string()});
+  } else {
+    cmd.argv.insert(cmd.argv.end(), {"--source", "dir:" + manifests_.string(), "--pod-cidr",
+                                     podCidrV4(node), "--pod-cidr", podCidrV6(node)});
+  }
   cmd.netns = nodeNetns(node);
   cmd.outputFile = daemonLog(node).string();
   SLUICE_ASSIGN_OR_RETURN(daemons_[node], spawn(cmd));
+  if (!waitReady) return Status::Ok();
   // Ready = first snapshot compiled and applied (the daemon writes <state-dir>/ready).
   auto deadline = std::chrono::steady_clock::now() + 20s;
   while (!fs::exists(dir / "state" / "ready")) {
-    if (!daemons_[node].running()) return makeError("sluice-policyd on " + nodeName(node) + " exited; see " + daemonLog(node).string());
-    if (std::chrono::steady_clock::now() > deadline) return makeError("sluice-policyd on " + nodeName(node) + " not ready after 20 s");
+    if (!daemons_[node].running()) {
+      return makeError("sluice-policyd on " + nodeName(node) + " exited; see " +
+                       daemonLog(node).string());
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return makeError("sluice-policyd on " + nodeName(node) + " not ready after 20 s; see " +
+                       daemonLog(node).string());
+    }
     std::this_thread::sleep_for(20ms);
   }
   return Status::Ok();
@@ -223,6 +290,7 @@ void SimCluster::tearDown() {
   servers_.clear();
   for (auto& d : daemons_) d.stop();
   daemons_.clear();
+  api_.reset();
   for (const auto& [key, pod] : pods_) (void)ip({"netns", "delete", pod.netnsName});
   pods_.clear();
   for (int i = 0; i < opts_.nodes; ++i) {
@@ -238,11 +306,30 @@ void SimCluster::tearDown() {
 }
 
 Status SimCluster::writeManifest(const std::string& file, const std::string& text) {
+  if (api_) {
+    SLUICE_ASSIGN_OR_RETURN(auto now, KubeApi::objectsOf(text));
+    std::vector<ObjectRef> gone;
+    for (const auto& ref : fileObjects_[file]) {
+      if (std::find(now.begin(), now.end(), ref) == now.end()) gone.push_back(ref);
+    }
+    if (auto st = api_->remove(gone); !st.ok()) return st.error().wrap("kube: " + file);
+    // Tracked before applying: on a rejected object the others of the file may be in place.
+    fileObjects_[file] = now;
+    auto applied = api_->apply(text);
+    if (!applied.ok()) return applied.error().wrap("kube: " + file);
+    lastWrite_ = std::move(applied).value();
+  }
   SLUICE_RETURN_IF_ERROR(writeFileAtomic(manifests_ / file, text));
   return Status::Ok();
 }
 
 Status SimCluster::removeManifest(const std::string& file) {
+  if (api_) {
+    if (auto st = api_->remove(fileObjects_[file]); !st.ok()) {
+      return st.error().wrap("kube: " + file);
+    }
+    fileObjects_.erase(file);
+  }
   std::error_code ec;
   fs::remove(manifests_ / file, ec);
   if (ec) return makeError("remove " + file + ": " + ec.message());
@@ -274,9 +361,19 @@ Status SimCluster::writePodObject(const PodInfo& pod) {
                {{"namespace", pod.spec.ns}, {"name", pod.spec.name}, {"labels", pod.spec.labels}}},
               {"spec",
                {{"nodeName", nodeName(pod.spec.node)},
-                {"containers", json::array({{{"name", "app"}, {"ports", ports}}})}}}};
+                {"containers", json::array({{{"name", "app"},
+                                              {"image", "sluice-e2e/none"},
+                                              {"ports", ports}}})}}}};
   if (!pod.ips.empty()) obj["status"] = {{"podIP", pod.ips[0].toString()}, {"podIPs", ips}};
-  return writeManifest("pod-" + pod.spec.ns + "." + pod.spec.name + ".json", obj.dump(2));
+  SLUICE_RETURN_IF_ERROR(
+      writeManifest("pod-" + pod.spec.ns + "." + pod.spec.name + ".json", obj.dump(2)));
+  if (api_ && !pod.ips.empty()) {
+    // Status is a subresource: kubelet reports the addresses after the sandbox is up.
+    std::vector<std::string> addrs;
+    for (const auto& a : pod.ips) addrs.push_back(a.toString());
+    SLUICE_RETURN_IF_ERROR(statusOf(api_->setPodIps(pod.spec.ns, pod.spec.name, addrs)));
+  }
+  return Status::Ok();
 }
 
 std::string SimCluster::pluginConfig(int node) const {
@@ -399,6 +496,65 @@ const PodInfo* SimCluster::pod(const std::string& key) const {
 }
 
 Status SimCluster::waitSynced(std::chrono::milliseconds timeout) {
+  return api_ ? waitSyncedKube(timeout) : waitSyncedDir(timeout);
+}
+
+Status SimCluster::waitSyncedKube(std::chrono::milliseconds timeout) {
+  // Each watch delivers its kind's events in resourceVersion order, and etcd revisions grow
+  // across kinds. Bumping one barrier object of each kind after every write we made gives, per
+  // kind, a resourceVersion that is newer than all of them; a daemon whose applied snapshot has
+  // seen that version of every kind has applied everything written before.
+  std::map<std::string, uint64_t> target;
+  ++syncRound_;
+  const std::string note = std::to_string(syncRound_);
+  const std::vector<std::pair<std::string, ObjectRef>> barriers = {
+      {"namespaces", {"Namespace", "", kBarrierNs}},
+      {"pods", {"Pod", kBarrierNs, "barrier"}},
+      {"networkpolicies", {"NetworkPolicy", kBarrierNs, "barrier"}}};
+  for (const auto& [resource, ref] : barriers) {
+    json patch = {{"metadata", {{"annotations", {{"sluice.io/e2e-barrier", note}}}}}};
+    std::string path = ref.kind == "Namespace" ? "/api/v1/namespaces/" + ref.name
+                       : ref.kind == "Pod"
+                           ? "/api/v1/namespaces/" + ref.ns + "/pods/" + ref.name
+                           : "/apis/networking.k8s.io/v1/namespaces/" + ref.ns +
+                                 "/networkpolicies/" + ref.name;
+    SLUICE_ASSIGN_OR_RETURN(auto r, api_->request("PATCH", path, patch.dump(),
+                                                  "application/merge-patch+json"));
+    if (r.first != 200) return makeError("barrier " + ref.str() + ": HTTP " + std::to_string(r.first));
+    json obj = json::parse(r.second, nullptr, false);
+    target[resource] = std::stoull(obj["metadata"].value("resourceVersion", "0"));
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string detail;
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool all = true;
+    detail.clear();
+    for (int i = 0; i < opts_.nodes && all; ++i) {
+      std::ifstream f(runDir_ / nodeName(i) / "state" / "applied-versions.json");
+      std::stringstream text;
+      text << f.rdbuf();
+      json applied = json::parse(text.str(), nullptr, false);
+      for (const auto& [resource, rv] : target) {
+        uint64_t have = 0;
+        if (applied.is_object() && applied.contains(resource) && applied[resource].is_string()) {
+          have = std::strtoull(applied[resource].get<std::string>().c_str(), nullptr, 10);
+        }
+        if (have < rv) {
+          all = false;
+          detail = nodeName(i) + " " + resource + " " + std::to_string(have) + " < " +
+                   std::to_string(rv);
+          break;
+        }
+      }
+    }
+    if (all) return Status::Ok();
+    std::this_thread::sleep_for(5ms);
+  }
+  return makeError("daemons did not apply the API's objects in time (" + detail + "); see " +
+                   daemonLog(0).string());
+}
+
+Status SimCluster::waitSyncedDir(std::chrono::milliseconds timeout) {
   // Each daemon records in <state-dir>/applied the wall-clock time (ns) at which its source
   // began reading the snapshot it last applied. We write a no-op manifest (a comment) to make
   // every daemon read again and wait for a read that began after that write returned: such a

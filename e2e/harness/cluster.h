@@ -14,6 +14,7 @@
 
 #include "common/ip.h"
 #include "common/result.h"
+#include "e2e/harness/kube_api.h"
 #include "e2e/harness/process.h"
 
 namespace sluice::e2e {
@@ -23,6 +24,11 @@ struct ClusterOptions {
   std::string established = "recheck";  // --established
   std::filesystem::path binaryDir;      // the CMake build directory
   bool keepLogs = false;                // leave the run directory behind for inspection
+  // Where the daemons learn the cluster from: "dir" (a manifests directory) or "kube" (a real
+  // kube-apiserver + etcd started in the fabric namespace; every manifest the harness writes is
+  // also applied through the API, and pods get their IPs by a status PATCH, as from kubelet).
+  std::string source = "dir";
+  std::filesystem::path kubeBinDir;  // kube mode: where kube-apiserver is (findKubeBinDir())
 };
 
 struct PodSpec {
@@ -69,7 +75,16 @@ class SimCluster {
   const std::filesystem::path& manifestsDir() const { return manifests_; }
   std::string nodeNetns(int node) const;
 
-  // Writes (or removes) a file in the manifests directory both daemons watch.
+  // The API server in kube mode (null in dir mode).
+  KubeApi* api() const { return api_.get(); }
+  bool kubeMode() const { return api_ != nullptr; }
+  // Kube mode: the resourceVersions the API server gave the objects of the last writeManifest.
+  const std::map<ObjectRef, uint64_t>& lastWriteVersions() const { return lastWrite_; }
+
+  // Writes (or removes) a file in the manifests directory both daemons watch. In kube mode the
+  // file is kept as the dry run's input and its objects are applied through the API (objects the
+  // previous version of the file had and this one lacks are deleted); an object the API server
+  // rejects fails the write.
   Status writeManifest(const std::string& file, const std::string& yamlOrJson);
   Status removeManifest(const std::string& file);
   // Namespace objects with labels (kubernetes.io/metadata.name is added by the decoder).
@@ -107,7 +122,8 @@ class SimCluster {
 
   // Daemon lifecycle (restart tests).
   Status stopDaemon(int node);
-  Status startDaemon(int node);
+  // waitReady=false returns once the process runs (e.g. while its source is unreachable).
+  Status startDaemon(int node, bool waitReady = true);
   std::filesystem::path daemonLog(int node) const;
   std::filesystem::path binary(const std::string& rel) const { return opts_.binaryDir / rel; }
   // Runs sluice (CNI) with `command` for a pod on its node; returns stdout/exit code.
@@ -118,6 +134,9 @@ class SimCluster {
   Status setUp();
   void tearDown();
   Status writePodObject(const PodInfo& pod);
+  Status waitSyncedDir(std::chrono::milliseconds timeout);
+  Status waitSyncedKube(std::chrono::milliseconds timeout);
+  Status startKubeApi();
   std::string pluginConfig(int node) const;
 
   ClusterOptions opts_;
@@ -130,6 +149,9 @@ class SimCluster {
   int nextPod_ = 0;
   int syncRound_ = 0;
   bool fabricUp_ = false;
+  std::unique_ptr<KubeApi> api_;
+  std::map<std::string, std::vector<ObjectRef>> fileObjects_;  // kube mode: manifest -> objects
+  std::map<ObjectRef, uint64_t> lastWrite_;
 };
 
 }  // namespace sluice::e2e
