@@ -2,6 +2,8 @@
 // token (its file reread on every request, so a rotated service-account token is picked up) or
 // client certificate. One easy handle per client: an informer owns one for its list+watch
 // stream. The body is handed over as it arrives, so a watch is decoded incrementally.
+// libcurl runs with CURLOPT_NOSIGNAL (it is used from several threads), so the process must
+// ignore SIGPIPE, as sluice-policyd and sluicectl do: a TLS write to a closed peer raises it.
 #pragma once
 
 #include <chrono>

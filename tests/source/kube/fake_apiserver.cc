@@ -2,7 +2,10 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,9 +24,22 @@ using Json = nlohmann::json;
 // Every wait in the server is bounded, so a test that goes wrong ends instead of hanging.
 constexpr auto kMaxWatch = std::chrono::seconds(30);
 
+// Each connection is served on its own thread; with TLS, its SSL object.
+thread_local SSL* tlsConn = nullptr;
+
+ssize_t sendSome(int fd, std::string_view data) {
+  if (tlsConn) return SSL_write(tlsConn, data.data(), static_cast<int>(data.size()));
+  return ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+}
+
+ssize_t recvSome(int fd, char* buf, size_t len) {
+  if (tlsConn) return SSL_read(tlsConn, buf, static_cast<int>(len));
+  return ::recv(fd, buf, len, 0);
+}
+
 bool sendAll(int fd, std::string_view data) {
   while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    ssize_t n = sendSome(fd, data);
     if (n <= 0) return false;
     data.remove_prefix(static_cast<size_t>(n));
   }
@@ -78,7 +94,17 @@ bool peerClosed(int fd) {
 
 }  // namespace
 
-FakeApiServer::FakeApiServer(std::string tokenFile) : tokenFile_(std::move(tokenFile)) {
+FakeApiServer::FakeApiServer(std::string tokenFile, TlsFiles tls)
+    : tokenFile_(std::move(tokenFile)) {
+  // SSL_write to a client that went away raises SIGPIPE (the daemon ignores it the same way).
+  ::signal(SIGPIPE, SIG_IGN);
+  if (!tls.certFile.empty()) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, tls.certFile.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, tls.keyFile.c_str(), SSL_FILETYPE_PEM) != 1)
+      throw std::runtime_error("fake apiserver: cannot load " + tls.certFile + " / " + tls.keyFile);
+    sslCtx_ = ctx;
+  }
   listenFd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -103,9 +129,12 @@ FakeApiServer::~FakeApiServer() {
   for (auto& t : connections_) t.request_stop();
   cv_.notify_all();
   connections_.clear();  // joins
+  if (sslCtx_) SSL_CTX_free(static_cast<SSL_CTX*>(sslCtx_));
 }
 
-std::string FakeApiServer::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+std::string FakeApiServer::url() const {
+  return std::string(sslCtx_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_);
+}
 
 std::string FakeApiServer::keyOf(const Json& o) {
   const Json& md = o.at("metadata");
@@ -218,7 +247,24 @@ void FakeApiServer::acceptLoop(std::stop_token stop) {
     }
     std::lock_guard lock(connMu_);
     connections_.emplace_back([this, fd](std::stop_token st) {
+      SSL* ssl = nullptr;
+      if (sslCtx_) {
+        ssl = SSL_new(static_cast<SSL_CTX*>(sslCtx_));
+        SSL_set_fd(ssl, fd);
+        if (SSL_accept(ssl) != 1) {  // e.g. the client did not trust our certificate
+          ++tlsFailures_;
+          SSL_free(ssl);
+          ::close(fd);
+          return;
+        }
+        tlsConn = ssl;
+      }
       serve(fd, st);
+      if (ssl) {
+        SSL_shutdown(ssl);
+        SSL_free(ssl);
+        tlsConn = nullptr;
+      }
       ::close(fd);
     });
   }
@@ -230,7 +276,7 @@ void FakeApiServer::serve(int fd, std::stop_token stop) {
   while (head.find("\r\n\r\n") == std::string::npos) {
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, 5000) <= 0) return;
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    ssize_t n = recvSome(fd, buf, sizeof buf);
     if (n <= 0) return;
     head.append(buf, static_cast<size_t>(n));
     if (head.size() > 65536) return;

@@ -29,8 +29,12 @@ class FakeApiServer {
     GoneStatus,     // the watch is answered with HTTP 410
   };
 
+  struct TlsFiles {
+    std::string certFile;  // PEM chain; empty: plain HTTP
+    std::string keyFile;
+  };
   // `tokenFile` non-empty: every request must carry "Bearer <its current content>".
-  explicit FakeApiServer(std::string tokenFile = "");
+  explicit FakeApiServer(std::string tokenFile = "", TlsFiles tls = {});
   ~FakeApiServer();
 
   std::string url() const;
@@ -59,6 +63,7 @@ class FakeApiServer {
   std::vector<std::string> watchVersions(const std::string& collection) const;
   int unauthorized() const;
   int openWatches() const;
+  int tlsFailures() const { return tlsFailures_.load(); }
 
  private:
   struct Event {
@@ -103,6 +108,8 @@ class FakeApiServer {
   int unauthorized_ = 0;
   int openWatches_ = 0;
   std::atomic<bool> stopping_{false};
+  void* sslCtx_ = nullptr;  // SSL_CTX*, kept out of the header
+  std::atomic<int> tlsFailures_{0};
 
   std::mutex connMu_;
   std::vector<std::jthread> connections_;
