@@ -28,6 +28,7 @@
 #include "policyd/datapath/bpf/bpf_backend.h"
 #include "policyd/datapath/bpf/drop_event_reader.h"
 #include "policyd/source/dir/dir_source.h"
+#include "policyd/source/kube/kube_source.h"
 
 namespace {
 
@@ -100,10 +101,6 @@ int main(int argc, char** argv) {
     std::fputs(usage().c_str(), stdout);
     return 0;
   }
-  if (opts.source == "kube") {
-    std::fprintf(stderr, "sluice-policyd: --source kube is not implemented yet; use dir:PATH\n");
-    return kExitUsage;
-  }
   if (opts.datapath == "nft") {
     std::fprintf(stderr, "sluice-policyd: --datapath nft is not implemented yet; use bpf\n");
     return kExitUsage;
@@ -165,11 +162,22 @@ int main(int argc, char** argv) {
     flows = std::move(*pump);
   }
 
-  source::DirSourceOptions sourceOptions;
-  sourceOptions.root = opts.sourceDir;
-  sourceOptions.debounce = opts.sourceDebounce;
-  source::DirSource source(sourceOptions);
-  if (auto st = source.start([&agent](source::Snapshot s) { agent.onSnapshot(std::move(s)); });
+  std::unique_ptr<source::Source> source;
+  if (opts.source == "kube") {
+    // Starts without waiting for the API server: until every kind is listed the agent stays not
+    // ready and pinned state keeps enforcing.
+    auto kube = source::kube::makeKubeSource(
+        {opts.kubeconfig, opts.context, opts.nodeName,
+         [dir = opts.stateDir](const auto& cidrs) { return writePodCidrs(dir, cidrs); }});
+    if (!kube.ok()) return fail(kube.error().wrap("--source kube").message);
+    source = std::move(*kube);
+  } else {
+    source::DirSourceOptions sourceOptions;
+    sourceOptions.root = opts.sourceDir;
+    sourceOptions.debounce = opts.sourceDebounce;
+    source = std::make_unique<source::DirSource>(sourceOptions);
+  }
+  if (auto st = source->start([&agent](source::Snapshot s) { agent.onSnapshot(std::move(s)); });
       !st.ok()) {
     return fail(st.error().message);
   }
@@ -177,7 +185,7 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("shutting down signal={}; enforcement stays in place", sig == SIGTERM ? "TERM" : "INT");
-  source.stop();
+  source->stop();
   flows.reset();
   agent.stop();
   server.stop();

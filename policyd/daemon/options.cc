@@ -26,7 +26,7 @@ Result<std::chrono::milliseconds> parseMillis(const std::string& flag, const std
 
 std::string usage() {
   return R"(usage: sluice-policyd --node-name NAME --source kube|dir:PATH [--kubeconfig FILE]
-                      [--datapath bpf|nft] [--socket PATH] [--state-dir DIR]
+                      [--context NAME] [--datapath bpf|nft] [--socket PATH] [--state-dir DIR]
                       [--bpf-pin-dir DIR] [--established recheck|keep]
                       [--metrics-addr HOST:PORT] [--flow-log PATH|-]
                       [--pod-cidr CIDR]... [--log-level LEVEL]
@@ -34,7 +34,9 @@ std::string usage() {
   --node-name NAME          this node's name (Pod spec.nodeName)
   --source kube|dir:PATH    where Namespaces, Pods and NetworkPolicies come from: the API
                             server, or a directory of YAML/JSON manifests (reloaded on change)
-  --kubeconfig FILE         kubeconfig for --source kube (default: in-cluster)
+  --kubeconfig FILE         kubeconfig for --source kube (default: $KUBECONFIG, else the
+                            in-cluster service account)
+  --context NAME            kubeconfig context (default: its current-context)
   --datapath bpf|nft        enforcement backend (default bpf)
   --socket PATH             endpoint socket for the CNI plugin (default /run/sluice/policyd.sock)
   --state-dir DIR           registry, pod CIDRs and ready marker (default /var/lib/sluice)
@@ -60,6 +62,7 @@ Result<DaemonOptions> parseArgs(const std::vector<std::string>& args) {
       {"--node-name", [&](const std::string& v) { o.nodeName = v; }},
       {"--source", [&](const std::string& v) { o.source = v; }},
       {"--kubeconfig", [&](const std::string& v) { o.kubeconfig = v; }},
+      {"--context", [&](const std::string& v) { o.context = v; }},
       {"--datapath", [&](const std::string& v) { o.datapath = v; }},
       {"--socket", [&](const std::string& v) { o.socketPath = v; }},
       {"--state-dir", [&](const std::string& v) { o.stateDir = v; }},
@@ -98,14 +101,15 @@ Result<DaemonOptions> parseArgs(const std::vector<std::string>& args) {
   }
 
   if (o.nodeName.empty()) return makeError("--node-name is required");
-  if (o.source == "kube") {
-    // Accepted here; main reports that it is not implemented yet.
-  } else if (o.source.starts_with("dir:") && o.source.size() > 4) {
+  if (o.source.starts_with("dir:") && o.source.size() > 4) {
     o.sourceDir = o.source.substr(4);
   } else if (o.source.empty()) {
     return makeError("--source is required (kube or dir:PATH)");
-  } else {
+  } else if (o.source != "kube") {
     return makeError("--source: want kube or dir:PATH, got \"" + o.source + "\"");
+  }
+  if (o.source != "kube" && (!o.kubeconfig.empty() || !o.context.empty())) {
+    return makeError("--kubeconfig and --context need --source kube");
   }
   if (o.datapath != "bpf" && o.datapath != "nft") {
     return makeError("--datapath: want bpf or nft, got \"" + o.datapath + "\"");

@@ -14,7 +14,8 @@ struct DaemonOptions {
   std::string nodeName;
   std::string source;     // "kube" or "dir:PATH"
   std::string sourceDir;  // PATH of dir:PATH
-  std::string kubeconfig;
+  std::string kubeconfig;  // --source kube: empty = $KUBECONFIG, else in-cluster
+  std::string context;     // kubeconfig context; empty = current-context
   std::string datapath = "bpf";
   std::string socketPath = "/run/sluice/policyd.sock";
   std::string stateDir = "/var/lib/sluice";

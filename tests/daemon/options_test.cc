@@ -36,6 +36,14 @@ TEST(DaemonOptionsTest, Defaults) {
   EXPECT_TRUE(o->flowLog.empty());
 }
 
+TEST(DaemonOptionsTest, KubeconfigAndContext) {
+  auto o = parseArgs(
+      {"--node-name", "n1", "--source", "kube", "--kubeconfig", "/k/config", "--context=prod"});
+  ASSERT_TRUE(o.ok()) << o.error().message;
+  EXPECT_EQ(o->kubeconfig, "/k/config");
+  EXPECT_EQ(o->context, "prod");
+}
+
 TEST(DaemonOptionsTest, BadFlagsNameTheProblem) {
   struct Case {
     std::vector<std::string> args;
@@ -54,6 +62,7 @@ TEST(DaemonOptionsTest, BadFlagsNameTheProblem) {
            {{"--node-name", "n", "--source", "kube", "--frobnicate"}, "unknown flag --frobnicate"},
            {{"--node-name", "n", "--source", "kube", "stray"}, "unexpected argument"},
            {{"--node-name"}, "needs a value"},
+           {{"--node-name", "n", "--source", "dir:/m", "--context", "c"}, "need --source kube"},
        }) {
     auto o = parseArgs(c.args);
     ASSERT_FALSE(o.ok()) << c.want;

@@ -1,0 +1,242 @@
+#include "policyd/source/kube/kube_source.h"
+
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+
+namespace sluice::source::kube {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t wallNowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+size_t idx(Kind k) { return static_cast<size_t>(k); }
+
+}  // namespace
+
+KubeSource::KubeSource(KubeSourceOptions options) : options_(std::move(options)) {}
+
+KubeSource::~KubeSource() { stop(); }
+
+Result<std::unique_ptr<KubeSource>> KubeSource::create(KubeSourceOptions options) {
+  auto src = std::unique_ptr<KubeSource>(new KubeSource(std::move(options)));
+  for (Kind k : kAllKinds) {
+    auto client = HttpClient::create(src->options_.cluster);
+    if (!client.ok()) return client.error();
+    src->informers_.push_back(std::make_unique<Informer>(
+        k, std::move(*client), src->options_.informer, static_cast<InformerSink&>(*src)));
+  }
+  if (src->options_.routes || src->options_.onLocalPodCidrs) {
+    src->router_ = std::make_unique<NodeRouter>(src->options_.nodeName, src->options_.routes.get(),
+                                                src->options_.onLocalPodCidrs);
+  }
+  return src;
+}
+
+std::string KubeSource::describe() const { return "kube:" + options_.cluster.server; }
+
+Status KubeSource::start(Callback onSnapshot) {
+  callback_ = std::move(onSnapshot);
+  deliver_ = std::jthread([this](std::stop_token st) { deliverLoop(st); });
+  for (auto& i : informers_) i->start();
+  return Status::Ok();
+}
+
+void KubeSource::stop() {
+  for (auto& i : informers_) i->stop();
+  if (deliver_.joinable()) {
+    deliver_.request_stop();
+    cv_.notify_all();
+    deliver_.join();
+  }
+}
+
+void KubeSource::record(Kind kind, const std::optional<Change>& c) {
+  if (c && keepLog_) log_.emplace_back(kind, *c);
+}
+
+void KubeSource::markDirty(Kind kind, Clock::time_point received) {
+  if (kind == Kind::Node) {
+    nodesDirty_ = true;
+  }
+  if (!dirty_) {
+    dirty_ = true;
+    firstPending_ = received;
+    firstPendingWallNs_ =
+        wallNowNs() -
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - received).count();
+  }
+  cv_.notify_all();
+}
+
+void KubeSource::listed(Kind kind, std::vector<Object> items, Clock::time_point received) {
+  std::lock_guard lock(mu_);
+  auto changes = stores_[idx(kind)].replace(std::move(items));
+  for (const auto& c : changes) record(kind, c);
+  bool first = !listed_[idx(kind)];
+  listed_[idx(kind)] = true;
+  ++stats_.lists;
+  spdlog::info("kube list kind={} objects={} changes={} {}", kindName(kind),
+               stores_[idx(kind)].entries().size(), changes.size(), first ? "initial" : "relist");
+  if (first || !changes.empty()) markDirty(kind, received);
+}
+
+void KubeSource::event(Kind kind, EventType type, Object object, Clock::time_point received) {
+  std::lock_guard lock(mu_);
+  ++stats_.events;
+  std::optional<Change> c;
+  if (type == EventType::Deleted) {
+    c = stores_[idx(kind)].remove(object.key);
+  } else {
+    if (object.error) spdlog::warn("kube rejected {}", object.error->message);
+    c = stores_[idx(kind)].upsert(std::move(object));
+  }
+  record(kind, c);
+  if (c) markDirty(kind, received);
+}
+
+void KubeSource::failed(Kind kind, const Error& error) {
+  std::lock_guard lock(mu_);
+  ++stats_.failures;
+  lastError_ = error;
+  spdlog::warn("kube informer kind={} error=\"{}\"", kindName(kind), error.message);
+}
+
+Snapshot KubeSource::buildSnapshot() {
+  Snapshot s;
+  for (Kind k : {Kind::Namespace, Kind::Pod, Kind::NetworkPolicy}) {
+    for (const auto& [key, e] : stores_[idx(k)].entries()) {
+      if (e.error) s.errors.push_back(*e.error);
+      if (!e.good) continue;
+      std::visit(
+          [&](const auto& v) {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, model::Namespace>) {
+              s.cluster.namespaces.push_back(v);
+            } else if constexpr (std::is_same_v<T, model::Pod>) {
+              s.cluster.pods.push_back(v);
+            } else if constexpr (std::is_same_v<T, model::NetworkPolicy>) {
+              s.cluster.policies.push_back(v);
+            }
+          },
+          *e.good);
+    }
+  }
+  return s;
+}
+
+void KubeSource::deliverLoop(std::stop_token stop) {
+  for (;;) {
+    Snapshot snap;
+    std::map<std::string, Node> nodes;
+    bool routeNodes = false;
+    {
+      std::unique_lock lock(mu_);
+      auto allListed = [&] {
+        for (bool l : listed_)
+          if (!l) return false;
+        return true;
+      };
+      cv_.wait(lock, stop, [&] { return dirty_ && allListed(); });
+      if (stop.stop_requested()) return;
+      snap = buildSnapshot();
+      snap.eventSeen = firstPending_;
+      snap.readWallNs = firstPendingWallNs_;
+      snap.generation = ++generation_;
+      dirty_ = false;
+      if (nodesDirty_ && router_) {
+        for (const auto& [key, e] : stores_[idx(Kind::Node)].entries())
+          if (e.good) nodes.emplace(key, std::get<Node>(*e.good));
+        routeNodes = true;
+      }
+      nodesDirty_ = false;
+    }
+    if (routeNodes) {
+      for (const auto& e : router_->sync(nodes)) {
+        spdlog::warn("kube node routes error=\"{}\"", e.message);
+        // Retried with the next snapshot that touches Nodes; mark so it is not forgotten.
+        std::lock_guard lock(mu_);
+        nodesDirty_ = true;
+      }
+    }
+    if (callback_) callback_(std::move(snap));
+    {
+      std::lock_guard lock(mu_);
+      ++stats_.snapshots;
+      synced_ = true;
+    }
+    syncedCv_.notify_all();
+  }
+}
+
+bool KubeSource::waitSynced(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return syncedCv_.wait_for(lock, timeout, [&] { return synced_; });
+}
+
+std::optional<Error> KubeSource::lastError() const {
+  std::lock_guard lock(mu_);
+  return lastError_;
+}
+
+KubeSource::Stats KubeSource::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+std::vector<std::pair<Kind, Change>> KubeSource::changeLog() const {
+  std::lock_guard lock(mu_);
+  return log_;
+}
+
+void KubeSource::keepChangeLog(bool keep) {
+  std::lock_guard lock(mu_);
+  keepLog_ = keep;
+}
+
+Result<std::unique_ptr<Source>> makeKubeSource(const KubeSourceFactoryOptions& options) {
+  auto config = resolveConfig(options.kubeconfig, options.context, processEnv());
+  if (!config.ok()) return config.error();
+  KubeSourceOptions o;
+  o.cluster = std::move(*config);
+  o.nodeName = options.nodeName;
+  auto routes = makeNetlinkRouteTable();
+  if (!routes.ok()) return routes.error();
+  o.routes = std::move(*routes);
+  o.onLocalPodCidrs = options.onLocalPodCidrs;
+  spdlog::info("kube source server={} config=\"{}\"", o.cluster.server, o.cluster.origin);
+  auto src = KubeSource::create(std::move(o));
+  if (!src.ok()) return src.error();
+  return std::unique_ptr<Source>(std::move(*src));
+}
+
+Result<Snapshot> readClusterOnce(const ClusterConfig& config, std::chrono::milliseconds timeout) {
+  KubeSourceOptions o;
+  o.cluster = config;
+  auto src = KubeSource::create(std::move(o));
+  if (!src.ok()) return src.error();
+  std::mutex m;
+  std::optional<Snapshot> got;
+  auto st = (*src)->start([&](Snapshot s) {
+    std::lock_guard lock(m);
+    if (!got) got = std::move(s);
+  });
+  if (!st.ok()) return st.error();
+  bool ok = (*src)->waitSynced(timeout);
+  (*src)->stop();
+  if (!ok || !got) {
+    auto e = (*src)->lastError();
+    std::string why = e ? e->message : "no answer";
+    return makeError("reading the cluster at " + config.server + " (" + config.origin +
+                     "): not complete after " + std::to_string(timeout.count()) + "ms: " + why);
+  }
+  return std::move(*got);
+}
+
+}  // namespace sluice::source::kube

@@ -1,0 +1,121 @@
+// The Kubernetes API server as the cluster source: one informer (list+watch) per kind —
+// Namespaces, Pods, NetworkPolicies, Nodes — feeding per-kind stores (store.h) that know every
+// per-object add, update and delete.
+//
+// Delivery: the source still hands the daemon whole snapshots (source.h). There is no fixed
+// debounce: a snapshot is built as soon as the events that arrived are in the stores, and
+// whatever arrives while the consumer is busy with the previous one is coalesced into the next.
+// Snapshot::eventSeen is when the first event of that batch was received.
+//
+// Readiness: the first snapshot is delivered only once the initial list of every kind is
+// complete. start() does not wait for it: with the API server down at start the daemon stays
+// up and not ready (pinned state keeps enforcing) while the informers retry.
+//
+// Nodes never reach the snapshot: this node's spec.podCIDRs go to `onLocalPodCidrs` (the
+// podcidrs file the CNI `usePodCidr` mode reads) and every other node's podCIDRs are routed
+// via its InternalIP (node_routes.h), in step as Nodes come, change and go.
+#pragma once
+
+#include <array>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "policyd/source/kube/config.h"
+#include "policyd/source/kube/informer.h"
+#include "policyd/source/kube/node_routes.h"
+#include "policyd/source/kube/store.h"
+#include "policyd/source/source.h"
+
+namespace sluice::source::kube {
+
+struct KubeSourceOptions {
+  ClusterConfig cluster;
+  std::string nodeName;
+  InformerOptions informer;
+  // Null: no routes are managed (sluicectl, tests that do not look at routes).
+  std::shared_ptr<RouteTable> routes;
+  NodeRouter::PodCidrsSink onLocalPodCidrs;
+};
+
+class KubeSource final : public Source, private InformerSink {
+ public:
+  static Result<std::unique_ptr<KubeSource>> create(KubeSourceOptions options);
+  ~KubeSource() override;
+
+  Status start(Callback onSnapshot) override;
+  void stop() override;
+  std::string describe() const override;
+
+  // Waits until the first snapshot has been delivered (sluicectl's one-shot read). False on
+  // timeout.
+  bool waitSynced(std::chrono::milliseconds timeout);
+  // The most recent informer failure (for sluicectl's error message and tests).
+  std::optional<Error> lastError() const;
+
+  // Counters, for tests and logs.
+  struct Stats {
+    uint64_t lists = 0;   // complete lists applied (initial + relists)
+    uint64_t events = 0;  // watch events applied
+    uint64_t failures = 0;
+    uint64_t snapshots = 0;
+  };
+  Stats stats() const;
+  // Every store change so far, in order (tests: relist diffs).
+  std::vector<std::pair<Kind, Change>> changeLog() const;
+  void keepChangeLog(bool keep);
+
+ private:
+  explicit KubeSource(KubeSourceOptions options);
+
+  void listed(Kind kind, std::vector<Object> items,
+              std::chrono::steady_clock::time_point received) override;
+  void event(Kind kind, EventType type, Object object,
+             std::chrono::steady_clock::time_point received) override;
+  void failed(Kind kind, const Error& error) override;
+
+  void markDirty(Kind kind, std::chrono::steady_clock::time_point received);
+  void record(Kind kind, const std::optional<Change>& c);
+  void deliverLoop(std::stop_token stop);
+  Snapshot buildSnapshot();
+
+  KubeSourceOptions options_;
+  Callback callback_;
+  std::vector<std::unique_ptr<Informer>> informers_;
+
+  mutable std::mutex mu_;
+  std::condition_variable_any cv_;
+  std::array<KindStore, kKindCount> stores_;
+  std::array<bool, kKindCount> listed_{};
+  bool dirty_ = false;
+  bool nodesDirty_ = false;
+  std::chrono::steady_clock::time_point firstPending_{};
+  int64_t firstPendingWallNs_ = 0;
+  bool synced_ = false;
+  std::condition_variable syncedCv_;
+  std::optional<Error> lastError_;
+  Stats stats_;
+  bool keepLog_ = false;
+  std::vector<std::pair<Kind, Change>> log_;
+  uint64_t generation_ = 0;
+  std::unique_ptr<NodeRouter> router_;
+  std::jthread deliver_;  // last: stopped first
+};
+
+// What sluice-policyd's `--source kube` builds: config from --kubeconfig/--context or the
+// in-cluster defaults, routes through netlink, the node's pod CIDRs through `onLocalPodCidrs`.
+struct KubeSourceFactoryOptions {
+  std::string kubeconfig;
+  std::string context;
+  std::string nodeName;
+  NodeRouter::PodCidrsSink onLocalPodCidrs;
+};
+Result<std::unique_ptr<Source>> makeKubeSource(const KubeSourceFactoryOptions& options);
+
+// One consistent read of the cluster (sluicectl): lists every kind once and returns the
+// snapshot, or the error that kept it from completing within `timeout`.
+Result<Snapshot> readClusterOnce(const ClusterConfig& config, std::chrono::milliseconds timeout);
+
+}  // namespace sluice::source::kube
