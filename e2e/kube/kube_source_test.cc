@@ -29,6 +29,7 @@ std::unique_ptr<SimCluster> makeKubeCluster(int nodes) {
   opts.binaryDir = SLUICE_BINARY_DIR;
   opts.nodes = nodes;
   opts.source = "kube";
+  opts.keepLogs = std::getenv("SLUICE_E2E_KEEP_LOGS") != nullptr;
   auto c = SimCluster::create(opts);
   EXPECT_TRUE(c.ok()) << c.error().message;
   return c.ok() ? std::move(c).value() : nullptr;
@@ -89,7 +90,7 @@ class KubeSourceTest : public ::testing::Test {
 
 // A watch event enforced on the node: the daemon's own measure (event received -> datapath
 // updated, sync.json updateLatencyNs) and the harness's (API write returned -> the daemon's
-// applied-versions shows that resourceVersion). Every change is checked with a real packet.
+// applied-versions shows that resourceVersion, from before the write is sent). Every change is checked with a real packet.
 TEST_F(KubeSourceTest, EventToEnforcedLatency) {
   auto c = makeKubeCluster(1);
   ASSERT_TRUE(c);
@@ -100,7 +101,7 @@ TEST_F(KubeSourceTest, EventToEnforcedLatency) {
                           {80}, {});
   ASSERT_TRUE(client.ok()) << client.error().message;
   ASSERT_TRUE(c->writeManifest("policy.yaml", serverPolicy("client")).ok());
-  ASSERT_TRUE(c->waitSynced().ok());
+  { auto s = c->waitSynced(); ASSERT_TRUE(s.ok()) << s.error().message; }
 
   const std::string clientNetns = "/run/netns/" + client->netnsName;
   auto probe = [&]() {
@@ -151,7 +152,8 @@ TEST_F(KubeSourceTest, EventToEnforcedLatency) {
       "[ figures ] event -> enforced through kube-apiserver, %d changes (pod relabel, policy "
       "change):\n"
       "[ figures ]   daemon (watch event received -> datapath updated): p50 %.2f ms, p99 %.2f ms\n"
-      "[ figures ]   end to end (API write returned -> applied): p50 %.2f ms, p99 %.2f ms\n",
+      "[ figures ]   harness (API write sent -> daemon applied it; includes the harness's curl "
+      "calls): p50 %.2f ms, p99 %.2f ms\n",
       kIterations, percentile(daemonMs, 0.5), percentile(daemonMs, 0.99),
       percentile(endToEndMs, 0.5), percentile(endToEndMs, 0.99));
   // The target is 10 ms p99 inside the daemon; on a shared 2-core CI machine allow headroom.
@@ -201,7 +203,7 @@ TEST_F(KubeSourceTest, ApiServerRestartAndCompactionHoldThenConverge) {
   auto other = c->addPod(podSpec("r", "other", 0, {{"app", "other"}}), {80}, {});
   ASSERT_TRUE(other.ok()) << other.error().message;
   ASSERT_TRUE(c->writeManifest("policy.yaml", kOnlyAllowed).ok());
-  ASSERT_TRUE(c->waitSynced().ok());
+  { auto s = c->waitSynced(); ASSERT_TRUE(s.ok()) << s.error().message; }
 
   // Continuous probes: allowed -> server must always pass; other -> server must never pass
   // until the change is written.

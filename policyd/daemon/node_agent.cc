@@ -438,6 +438,7 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
     podKeys_.clear();
     for (const auto& p : cluster_.pods) podKeys_.insert(p.key());
     pendingAppliedWallNs_ = snapshot->readWallNs;
+    pendingVersions_ = snapshot->resourceVersions;
     pendingEventSeen_ = pendingEventSeen_ ? std::min(*pendingEventSeen_, snapshot->eventSeen)
                                           : snapshot->eventSeen;
     needCompile = true;
@@ -606,7 +607,15 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
         !w.ok()) {
       spdlog::warn("sync stats error=\"{}\"", w.error().message);
     }
+    if (!pendingVersions_.empty()) {
+      if (auto w = writeFileAtomic(dir + std::string(kAppliedVersionsFile),
+                                   nlohmann::json(pendingVersions_).dump() + "\n", false);
+          !w.ok()) {
+        spdlog::warn("applied versions error=\"{}\"", w.error().message);
+      }
+    }
     pendingAppliedWallNs_.reset();
+    pendingVersions_.clear();
     pendingEventSeen_.reset();
   }
   if (!ready_.load()) {

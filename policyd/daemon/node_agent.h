@@ -162,6 +162,7 @@ class NodeAgent {
   bool needFullSync_ = true;
   bool haveSnapshot_ = false;
   std::optional<int64_t> pendingAppliedWallNs_;
+  std::map<std::string, std::string> pendingVersions_;
   std::optional<std::chrono::steady_clock::time_point> pendingEventSeen_;
 
   // Published for other threads.

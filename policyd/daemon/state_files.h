@@ -9,6 +9,10 @@
 //                   op "status" answers from the same readiness).
 //   applied         wall-clock ns (decimal) at which the daemon began reading the source
 //                   snapshot it last applied: every manifest change older than that is enforced
+//   applied-versions.json
+//                   {"pods":"RV",...}: per resource, the newest resourceVersion the applied
+//                   snapshot includes (kube source only): a write with that version or older is
+//                   enforced
 //   sync.json       the last sync: revision, timings, policy update latency (for benchmarks)
 //   lock            flock held while a daemon owns the directory
 #pragma once
@@ -27,6 +31,7 @@ inline constexpr std::string_view kPodCidrsFile = "podcidrs.json";
 inline constexpr std::string_view kReadyFile = "ready";
 inline constexpr std::string_view kAppliedFile = "applied";
 inline constexpr std::string_view kSyncStatsFile = "sync.json";
+inline constexpr std::string_view kAppliedVersionsFile = "applied-versions.json";
 inline constexpr std::string_view kLockFile = "lock";
 
 // `durable`: fsync the data and the directory (the registry); otherwise only rename (status

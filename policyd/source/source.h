@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,11 @@ struct Snapshot {
   // Wall clock (CLOCK_REALTIME, ns since the epoch) at which the source began reading the state
   // this snapshot holds: any change written before this instant is included.
   int64_t readWallNs = 0;
+  // Sources with versioned objects (the Kubernetes API): resource ("pods", "namespaces",
+  // "networkpolicies") -> the resourceVersion of the newest event of that kind this snapshot
+  // includes. The daemon writes it to <state-dir>/applied-versions.json once applied, so a
+  // writer can wait for "my change is enforced" (watches deliver each kind in order).
+  std::map<std::string, std::string> resourceVersions;
 };
 
 class Source {

@@ -75,8 +75,23 @@ void KubeSource::markDirty(Kind kind, Clock::time_point received) {
   cv_.notify_all();
 }
 
+namespace {
+// resourceVersions are opaque by contract but etcd revisions in practice; a list carries no
+// order, so the largest numeric one stands for it (kept as is when not numeric).
+bool newerVersion(const std::string& a, const std::string& b) {
+  if (b.empty()) return true;
+  if (a.size() != b.size()) return a.size() > b.size();
+  return a > b;
+}
+}  // namespace
+
 void KubeSource::listed(Kind kind, std::vector<Object> items, Clock::time_point received) {
   std::lock_guard lock(mu_);
+  for (const auto& o : items) {
+    if (newerVersion(o.resourceVersion, newestVersion_[idx(kind)])) {
+      newestVersion_[idx(kind)] = o.resourceVersion;
+    }
+  }
   auto changes = stores_[idx(kind)].replace(std::move(items));
   for (const auto& c : changes) record(kind, c);
   bool first = !listed_[idx(kind)];
@@ -90,6 +105,8 @@ void KubeSource::listed(Kind kind, std::vector<Object> items, Clock::time_point 
 void KubeSource::event(Kind kind, EventType type, Object object, Clock::time_point received) {
   std::lock_guard lock(mu_);
   ++stats_.events;
+  // Watch events of one kind arrive in resourceVersion order.
+  if (!object.resourceVersion.empty()) newestVersion_[idx(kind)] = object.resourceVersion;
   std::optional<Change> c;
   if (type == EventType::Deleted) {
     c = stores_[idx(kind)].remove(object.key);
@@ -146,6 +163,12 @@ void KubeSource::deliverLoop(std::stop_token stop) {
       cv_.wait(lock, stop, [&] { return dirty_ && allListed(); });
       if (stop.stop_requested()) return;
       snap = buildSnapshot();
+      for (Kind k : kAllKinds) {
+        if (!newestVersion_[idx(k)].empty()) {
+          std::string resource = resourceName(k);  // plural, without the API group
+          snap.resourceVersions[resource.substr(0, resource.find('.'))] = newestVersion_[idx(k)];
+        }
+      }
       snap.eventSeen = firstPending_;
       snap.readWallNs = firstPendingWallNs_;
       snap.generation = ++generation_;

@@ -100,6 +100,8 @@ class KubeSource final : public Source, private InformerSink {
   bool keepLog_ = false;
   std::vector<std::pair<Kind, Change>> log_;
   uint64_t generation_ = 0;
+  // Per kind, the resourceVersion of the newest event (or listed object) in the stores.
+  std::array<std::string, kKindCount> newestVersion_;
   std::unique_ptr<NodeRouter> router_;
   std::jthread deliver_;  // last: stopped first
 };
