@@ -218,6 +218,7 @@ Result<std::unique_ptr<BpfBackend>> openAndAttach(const std::string& pinDir, con
   att->id = 1;
   att->ifname = topo.hostVeth();
   att->ifindex = static_cast<int>(if_nametoindex(topo.hostVeth().c_str()));
+  att->ips = {IpAddr::parse(kPodAddr).value()};
   SLUICE_RETURN_IF_ERROR(backend->attach(*att));
   SLUICE_ASSIGN_OR_RETURN(bool attached, backend->attached(*att));
   if (!attached) return makeError("attached() is false after attach()");
