@@ -8,6 +8,7 @@
 #include <linux/pkt_cls.h>
 #include <net/if.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -1003,6 +1004,36 @@ TEST_F(DatapathPacketTest, EndpointsAreReadBackFromThePinnedMaps) {
   run({{"spoofed after the restart", Hook::FromPod,
         out("10.1.0.30", kTcp, 443, [](PacketSpec& p) { p.src = "10.1.0.20"; }), kShot},
        {"own source after the restart", Hook::FromPod, out("10.1.0.30", kTcp, 443), kOk}});
+}
+
+// A /metrics scrape reads counters on its own thread while the daemon writes: no lock of the
+// caller's, no shared C++ state, every read succeeds.
+TEST_F(DatapathPacketTest, CountersAreReadableWhileTheBackendWrites) {
+  open();
+  const compiler::State a = baseState();
+  compiler::State b = a;
+  b.endpoints[kPod].entries.insert(AllowEntry{Direction::Ingress, 30, kTcp, {81, 81}, 6});
+  b.rules.resize(7);
+  b.revision = 2;
+  program(a);
+  std::atomic<bool> stop{false};
+  std::atomic<int> reads{0}, failures{0};
+  std::thread scraper([&] {
+    while (!stop.load()) {
+      auto c = backend_->counters();
+      auto d = backend_->dropCounts();
+      if (!c.ok() || !d.ok() || c->size() < 6 || d->empty()) failures++;
+      reads++;
+    }
+  });
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(backend_->sync(i % 2 ? a : b).ok());
+    ASSERT_TRUE(backend_->attach(kPodLink).ok());
+  }
+  stop = true;
+  scraper.join();
+  EXPECT_GT(reads.load(), 0);
+  EXPECT_EQ(failures.load(), 0);
 }
 
 }  // namespace
