@@ -35,6 +35,9 @@
  *   link-local or its own address. Any other ND-typed message is dropped as
  *   "nd-invalid" rather than checked as policy: it is never legitimate, and
  *   a non-isolated pod must not reach off-link neighbour caches with it.
+ *   MLD (listener reports from the pod, queries to it) bypasses policy the
+ *   same way only with hop limit 1, source :: or link-local and a link-scope
+ *   multicast destination (ff02::/16); otherwise it is an ordinary packet.
  * - ICMP errors (v4: destination unreachable incl. fragmentation needed, time
  *   exceeded, parameter problem; v6: destination unreachable, packet too big,
  *   time exceeded, parameter problem) pass only as related to a tracked flow:
@@ -113,6 +116,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define NDISC_NEIGHBOUR_SOLICITATION 135
 #define NDISC_NEIGHBOUR_ADVERTISEMENT 136
 #define NDISC_REDIRECT 137
+#define MLD_QUERY 130
+#define MLD_REPORT 131
+#define MLD_DONE 132
+#define MLD2_REPORT 143
 
 #define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
@@ -211,6 +218,7 @@ struct flow {
 	__u8 fragment;   /* part of a fragmented datagram */
 	__u8 later_frag; /* a fragment other than the first: no L4 header */
 	__u8 nd_type;    /* ICMPv6 ND message type, 0 when not ND */
+	__u8 mld_type;   /* ICMPv6 MLD message type, 0 when not MLD */
 	__u8 hop_limit;
 	__u8 tcp_flags;
 	__u8 icmp_error; /* 1: an ICMP error; 2: one whose quoted tuple parsed */
@@ -633,6 +641,10 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off,
 			   hdr[0] >= NDISC_ROUTER_SOLICITATION &&
 			   hdr[0] <= NDISC_REDIRECT) {
 			f->nd_type = hdr[0];
+		} else if (f->t.protocol == IPPROTO_ICMPV6 &&
+			   ((hdr[0] >= MLD_QUERY && hdr[0] <= MLD_DONE) ||
+			    hdr[0] == MLD2_REPORT)) {
+			f->mld_type = hdr[0];
 		}
 	}
 	return 0;
@@ -775,6 +787,26 @@ static __always_inline int nd_valid(const struct flow *f,
 	return is_link_local(dst) || is_nd_multicast(dst) || own_ipv6(ep, dst);
 }
 
+/*
+ * Multicast listener discovery that stays on the link: hop limit 1, from the
+ * unspecified or a link-local source, to link-scope multicast (ff02::/16).
+ * The pod's stack reports the groups it joins (solicited-node included) when
+ * its interface comes up; the node may query. Anything else is checked like
+ * any packet (so a report from a link-local source with another hop limit or
+ * destination is "spoofed").
+ */
+static __always_inline int mld_valid(const struct flow *f, __u8 direction)
+{
+	const __u8 *src = f->t.src, *dst = f->t.dst;
+
+	if (f->hop_limit != 1 || f->fragment || dst[0] != 0xff ||
+	    dst[1] != 0x02 || (!is_unspecified(src) && !is_link_local(src)))
+		return 0;
+	if (direction == SLUICE_DIR_EGRESS)
+		return f->mld_type != MLD_QUERY;
+	return f->mld_type == MLD_QUERY;
+}
+
 /* Is the packet's source one of the endpoint's own addresses? */
 static __always_inline int source_is_own(const struct flow *f,
 					 const struct sluice_endpoint *ep)
@@ -841,6 +873,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 			return TC_ACT_OK;
 		return drop(skb, &f, ep, direction, 0, SLUICE_DROP_ND_INVALID);
 	}
+	if (f.mld_type && mld_valid(&f, direction))
+		return TC_ACT_OK;
 
 	if (!ep)
 		return drop(skb, &f, ep, direction, 0, SLUICE_DROP_NO_ENDPOINT);

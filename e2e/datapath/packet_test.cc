@@ -617,6 +617,33 @@ TEST_F(DatapathPacketTest, NeighbourDiscoveryStaysOnTheLink) {
       {"to the pod: NA -> another address", Hook::ToPod, nd(kNa, "fe80::2", "fd00::20"), kShot},
   });
   EXPECT_EQ(dropped("nd-invalid"), 8u);
+
+  // MLD: the pod's stack reports the groups it joins as its link comes up (hop limit 1,
+  // link-local source, link-scope multicast); nothing else of it passes as control.
+  auto mld = [](uint8_t type, const char* src, const char* dst, uint8_t hop) {
+    PacketSpec s;
+    s.protocol = kIcmpv6;
+    s.icmpType = type;
+    s.src = src;
+    s.dst = dst;
+    s.hopLimit = hop;
+    s.ipv6ExtHeaders = {0};  // hop-by-hop (router alert)
+    return buildPacket(s);
+  };
+  constexpr uint8_t kMldQuery = 130, kMld2Report = 143;
+  run({
+      {"MLDv2 report -> ff02::16", Hook::FromPod, mld(kMld2Report, "fe80::1", "ff02::16", 1), kOk},
+      {"MLDv2 report from ::", Hook::FromPod, mld(kMld2Report, "::", "ff02::16", 1), kOk},
+      {"MLD report with hop limit 64", Hook::FromPod, mld(kMld2Report, "fe80::1", "ff02::16", 64),
+       kShot},
+      {"MLD report -> a global address", Hook::FromPod,
+       mld(kMld2Report, "fe80::1", "2001:db8::1", 1), kShot},
+      {"MLD report -> site-scope multicast", Hook::FromPod,
+       mld(kMld2Report, "fe80::1", "ff05::16", 1), kShot},
+      {"MLD query from a pod", Hook::FromPod, mld(kMldQuery, "fe80::1", "ff02::1", 1), kShot},
+      {"to the pod: MLD query", Hook::ToPod, mld(kMldQuery, "fe80::2", "ff02::1", 1), kOk},
+  });
+  EXPECT_EQ(dropped("nd-invalid"), 8u) << "MLD is not ND";
 }
 
 // A router's error about a packet the pod sent (`quoted`), addressed to `to`.
