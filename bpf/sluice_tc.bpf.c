@@ -19,7 +19,9 @@
  *   a link-local source (below). Towards the pod, the node's addresses (class
  *   HOST) are always allowed only for packets the node itself sends
  *   (skb->ingress_ifindex == 0 on tc egress: a locally generated skb has no
- *   input device; a forwarded one has the device it came in on). A forwarded
+ *   input device; a forwarded one has the device it came in on, which is
+ *   the node's own only when it is the loopback, e.g. a connection to
+ *   127.0.0.1 that the node NATs to a pod). A forwarded
  *   packet with a node source is forged and dropped as "spoofed", also when
  *   it matches a tracked flow with the node (the entry remembers the peer is
  *   the node). Traffic the node masquerades to its own address (a NodePort
@@ -127,6 +129,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define TCP_FLAG_ACK 0x10
 
 #define NSEC_PER_SEC 1000000000ull
+#define LOOPBACK_IFINDEX 1 /* the kernel gives every namespace's lo index 1 */
 #define EEXIST 17
 
 struct {
@@ -848,8 +851,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	const struct sluice_config *cfg;
 	__u32 zero = 0, ifindex = skb->ifindex;
 	__u32 rule = 0, peer_class = 0;
-	/* tc egress: 0 for a packet the node itself sent, else its input device. */
-	int forwarded = direction == SLUICE_DIR_INGRESS && skb->ingress_ifindex;
+	/* tc egress: 0 for a packet the node itself sent, else its input device;
+	 * only the node's own packets come in on its loopback. */
+	int forwarded = direction == SLUICE_DIR_INGRESS &&
+			skb->ingress_ifindex != 0 &&
+			skb->ingress_ifindex != LOOPBACK_IFINDEX;
 	struct flow f = {};
 	enum sluice_drop_reason reason;
 	int allowed, err, reply = 0;

@@ -573,6 +573,8 @@ TEST_F(DatapathPacketTest, NodeSourceIsTrustedOnlyWhenTheNodeSentIt) {
       {"node source, forwarded: forged", Hook::ToPod, fromNode(40001), kShot, forwarded},
       {"forged packet of the node's tracked flow", Hook::ToPod, fromNode(40000), kShot, forwarded},
       {"same flow from the node itself", Hook::ToPod, fromNode(40000), kOk},
+      {"node source in on the node's loopback (localhost NAT)", Hook::ToPod, fromNode(40002), kOk,
+       SkbContext{0, 1}},
       {"pod -> node", Hook::FromPod, toNode, kOk},
       {"forwarded 'reply' from the node's address", Hook::ToPod, nodeReply, kShot, forwarded},
       {"the node's real reply", Hook::ToPod, nodeReply, kOk},
