@@ -47,8 +47,9 @@
  *   endpoint that is in conntrack and still allowed, and the error must be
  *   addressed to the quoted packet's sender. The rule of that flow is
  *   credited. Anything else is dropped as "icmp-unrelated", so errors cannot
- *   probe or reset others' connections. A quoted IPv6 packet with extension
- *   headers, or a non-first IPv4 fragment, quotes no ports and is unrelated.
+ *   probe or reset others' connections. A quoted non-first fragment, or an
+ *   IPv6 packet with more than 3 extension headers, quotes no ports and is
+ *   unrelated.
  *
  * Conntrack: a plain (non-LRU, preallocated) hash of SLUICE_MAX_CONNTRACK
  * flows. It never evicts, so no tracked flow can lose its entry (and its
@@ -98,6 +99,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* IPv6 extension headers walked before the L4 header; more is dropped. */
 #define MAX_IPV6_EXT_HDRS 8
+/* ... and in the packet an ICMPv6 error quotes; more is unrelated. */
+#define MAX_QUOTED_EXT_HDRS 3
 
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
@@ -577,10 +580,34 @@ static __always_inline void parse_quoted(struct __sk_buff *skb, __u32 off,
 		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) ||
 		    ip6.version != 6)
 			return;
+		__u8 ext[4];
+		int i;
+
 		__builtin_memcpy(q->src, &ip6.saddr, 16);
 		__builtin_memcpy(q->dst, &ip6.daddr, 16);
 		q->protocol = ip6.nexthdr;
 		off += sizeof(ip6);
+		/* A few extension headers, e.g. the fragment header of a
+		 * fragmented datagram that met a smaller MTU (packet too big). */
+		for (i = 0; i < MAX_QUOTED_EXT_HDRS; i++) {
+			if (q->protocol != IPPROTO_HOPOPTS &&
+			    q->protocol != IPPROTO_ROUTING &&
+			    q->protocol != IPPROTO_DSTOPTS &&
+			    q->protocol != IPPROTO_FRAGMENT)
+				break;
+			if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext)))
+				return;
+			if (q->protocol == IPPROTO_FRAGMENT) {
+				/* Only a first fragment quotes ports. */
+				if ((((__u16)ext[2] << 8) | ext[3]) &
+				    IP6_OFFSET_MASK)
+					return;
+				off += 8;
+			} else {
+				off += (ext[1] + 1) * 8;
+			}
+			q->protocol = ext[0];
+		}
 	}
 	if (bpf_skb_load_bytes(skb, off, l4, sizeof(l4)))
 		return;

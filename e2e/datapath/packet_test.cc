@@ -674,6 +674,19 @@ PacketSpec tuple(const char* src, uint16_t sport, const char* dst, uint16_t dpor
   return s;
 }
 
+PacketSpec fragmentOf(PacketSpec s, uint16_t offset) {
+  s.fragment = true;
+  s.fragOffset = offset;
+  s.moreFragments = true;
+  s.fragId = 99;
+  return s;
+}
+
+PacketSpec withExtensions(PacketSpec s, std::vector<uint8_t> headers) {
+  s.ipv6ExtHeaders = std::move(headers);
+  return s;
+}
+
 TEST_F(DatapathPacketTest, IcmpErrorsPassOnlyAsRelatedToATrackedFlow) {
   open();
   program(baseState());
@@ -707,6 +720,12 @@ TEST_F(DatapathPacketTest, IcmpErrorsPassOnlyAsRelatedToATrackedFlow) {
        icmpError("2001:db8::ff", "fd00::10", 2, 0, podReply6, 1280), kOk},
       {"v6 unreachable quoting no flow", Hook::ToPod,
        icmpError("2001:db8::ff", "fd00::10", 1, 4, untracked6), kShot},
+      {"v6 packet too big quoting the first fragment of the pod's reply", Hook::ToPod,
+       icmpError("2001:db8::ff", "fd00::10", 2, 0, fragmentOf(podReply6, 0), 1280), kOk},
+      {"v6 packet too big quoting a later fragment (no ports)", Hook::ToPod,
+       icmpError("2001:db8::ff", "fd00::10", 2, 0, fragmentOf(podReply6, 8), 1280), kShot},
+      {"v6 error quoting the reply behind a destination options header", Hook::ToPod,
+       icmpError("2001:db8::ff", "fd00::10", 1, 4, withExtensions(podReply6, {60, 0})), kOk},
       {"v6 error quoting the v4 flow's ports (other family)", Hook::ToPod,
        icmpError("2001:db8::ff", "fd00::10", 1, 4, tuple("fd00::10", 40000, "fd00::30", 443)),
        kShot},
@@ -716,11 +735,11 @@ TEST_F(DatapathPacketTest, IcmpErrorsPassOnlyAsRelatedToATrackedFlow) {
        icmpError("10.1.0.10", "10.1.0.30", 3, 3, tuple("10.1.0.30", 5354, "10.1.0.10", 53, kUdp)),
        kShot},
   });
-  EXPECT_EQ(dropped("icmp-unrelated"), 5u);
+  EXPECT_EQ(dropped("icmp-unrelated"), 6u);
   auto after = backend_->counters();
   ASSERT_TRUE(after.ok());
   EXPECT_EQ((*after)[4].packets, rule4 + 2) << "related errors credit the flow's rule";
-  EXPECT_EQ((*after)[0].packets, rule0 + 1);
+  EXPECT_EQ((*after)[0].packets, rule0 + 3);
 
   // Not isolated: an unrelated error is still dropped (it could reset someone's connection).
   program(baseState([](compiler::EndpointPolicy& ep) {
