@@ -15,8 +15,8 @@
  * - Source addresses. A packet leaving the pod must carry the pod's own IPv4
  *   or IPv6 address (the endpoint entry holds them, one per family), else it
  *   is dropped as "spoofed"; a pod with no address of a family sends nothing
- *   of that family. Only IPv6 neighbour discovery may use the unspecified or
- *   a link-local source (below). Towards the pod, the node's addresses (class
+ *   of that family. Only IPv6 neighbour and multicast listener discovery may
+ *   use the unspecified or a link-local source (below). Towards the pod, the node's addresses (class
  *   HOST) are always allowed only for packets the node itself sends
  *   (skb->ingress_ifindex == 0 on tc egress: a locally generated skb has no
  *   input device; a forwarded one has the device it came in on, which is
@@ -71,9 +71,9 @@
  *   established 6 h, closing 60 s, closed 10 s; other protocols 60 s) are in
  *   sluice_config, so tests can shorten them.
  * - An expired entry is deleted when a packet looks it up; entries nobody
- *   looks up are removed by sweep_ct, a program the daemon runs every few
- *   seconds through BPF_PROG_TEST_RUN (bpf_for_each_map_elem), so the
- *   counting stays in one place and atomic.
+ *   looks up are removed by sweep_ct, a program the daemon runs every 10 s
+ *   (BpfOptions::conntrack.sweepInterval) through BPF_PROG_TEST_RUN
+ *   (bpf_for_each_map_elem), so the quota counting stays in BPF, atomic.
  *
  * Addresses are family-aware everywhere (class trie, conntrack, fragments,
  * events): an IPv6 packet between v4-mapped addresses is IPv6 and is
@@ -82,6 +82,9 @@
  * Known limits, by choice:
  * - TCP sequence numbers are not tracked: a packet is matched to its flow by
  *   5-tuple (and state), not by window.
+ * - Map layouts changed with the above (endpoint addresses, family-aware
+ *   keys, non-LRU conntrack): pins left by an older build are not migrated;
+ *   loading fails and names the pin directory to clear.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
