@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <set>
+#include <string_view>
 
 namespace sluice::datapath::bpf {
 namespace {
@@ -45,6 +47,35 @@ TEST(DropEventTest, DecodesIpv6AndUnknownReasons) {
   EXPECT_EQ(e.src.toString(), "fd00::1");
   EXPECT_EQ(e.reason, DropReason::None);
   EXPECT_EQ(dropReasonName(DropReason::FragmentWithoutFirst), "fragment-without-first");
+}
+
+// The event's family decides, not the address bytes: an IPv6 packet between v4-mapped addresses
+// is reported as IPv6, as the datapath classified it.
+TEST(DropEventTest, V4MappedIpv6StaysIpv6) {
+  sluice_drop_event raw{};
+  const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 168, 77, 5};
+  std::memcpy(raw.src, mapped, 16);
+  std::memcpy(raw.dst, mapped, 16);
+  raw.family = 6;
+  EXPECT_EQ(decodeDropEvent(raw).src.toString(), "::ffff:192.168.77.5");
+  EXPECT_FALSE(decodeDropEvent(raw).src.isV4());
+  raw.family = 4;
+  EXPECT_EQ(decodeDropEvent(raw).src.toString(), "192.168.77.5");
+}
+
+TEST(DropEventTest, EveryReasonHasADistinctStableName) {
+  EXPECT_EQ(dropReasonName(DropReason::Spoofed), "spoofed");
+  EXPECT_EQ(dropReasonName(DropReason::IcmpUnrelated), "icmp-unrelated");
+  EXPECT_EQ(dropReasonName(DropReason::NdInvalid), "nd-invalid");
+  EXPECT_EQ(dropReasonName(DropReason::ConntrackFull), "ct-full");
+  std::set<std::string_view> names;
+  for (int r = 0; r < kDropReasonCount; ++r) {
+    const std::string_view name = dropReasonName(static_cast<DropReason>(r));
+    EXPECT_NE(name, "unknown") << "reason " << r;
+    EXPECT_TRUE(names.insert(name).second) << "duplicate name " << name;
+  }
+  const sluice_drop_event raw{.reason = SLUICE_DROP_SPOOFED};
+  EXPECT_EQ(decodeDropEvent(raw).reason, DropReason::Spoofed);
 }
 
 }  // namespace
