@@ -147,6 +147,14 @@ fs::path SimCluster::daemonLog(int node) const {
   return runDir_ / nodeName(node) / "policyd.log";
 }
 
+std::string SimCluster::bpfPinDir(int node) const {
+  return "/sys/fs/bpf/" + prefix_ + "-" + nodeName(node);
+}
+
+fs::path SimCluster::daemonSocket(int node) const {
+  return runDir_ / nodeName(node) / "policyd.sock";
+}
+
 Status SimCluster::setUp() {
   fs::create_directories(manifests_);
   std::string fab = prefix_ + "-fab";
