@@ -24,6 +24,7 @@
 #define SLUICE_MAP_DROP_COUNTERS "sluice_drop_stats"
 #define SLUICE_MAP_DROP_EVENTS "sluice_drops"
 #define SLUICE_MAP_CONFIG "sluice_config"
+#define SLUICE_MAP_CT_COUNT "sluice_ct_count"
 
 #define SLUICE_MAX_CLASS_PREFIXES 262144
 #define SLUICE_MAX_ENDPOINTS 4096
@@ -31,6 +32,8 @@
 #define SLUICE_MAX_CONNTRACK 262144
 #define SLUICE_MAX_FRAGMENTS 8192
 #define SLUICE_MAX_RULES 65536
+/* Endpoints with tracked flows; room for ids whose endpoint was never detached. */
+#define SLUICE_MAX_CT_COUNTS (2 * SLUICE_MAX_ENDPOINTS)
 #define SLUICE_DROP_EVENTS_BYTES (1 << 20)
 
 /* Reserved class ids (same values as compiler::kAnyPeer/kHostClass/kWorldClass). */
@@ -47,12 +50,19 @@
 #define SLUICE_RULE_HOST 0xfffffffeu         /* node -> pod, always allowed */
 
 /*
- * Address -> peer class. One trie for both families: IPv4 is stored as
- * ::ffff:a.b.c.d with prefixlen 96 + n, so 0.0.0.0/0 is ::ffff:0:0/96.
+ * Address -> peer class. One trie for both families, the family byte first:
+ * IPv4 a.b.c.d/n is {4, a.b.c.d} with prefixlen 8 + n, IPv6 x/n is {6, x}
+ * with prefixlen 8 + n. So an IPv6 prefix such as ::ffff:192.168.77.0/120
+ * never matches an IPv4 packet (Kubernetes and the engine treat it as IPv6),
+ * and ::ffff:0:0/96 and 0.0.0.0/0 are different keys.
  */
+#define SLUICE_CLASS_PREFIX_FAMILY 8
+
 struct sluice_class_key {
 	__u32 prefixlen; /* host order, as the LPM trie requires */
-	__u8 addr[16];
+	__u8 family;     /* 4 or 6 */
+	__u8 addr[16];   /* IPv4 in the first 4 bytes, the rest zero */
+	__u8 pad[3];     /* always zero; never part of a prefix */
 };
 
 /* ifindex of the host-side veth -> endpoint. */
@@ -60,9 +70,19 @@ struct sluice_class_key {
 #define SLUICE_EP_EGRESS_ISOLATED (1u << 1)
 #define SLUICE_EP_POLICY_READY (1u << 2)
 
+/*
+ * The pod's own addresses (Kubernetes allows one per family): a packet
+ * leaving the pod with any other source is dropped as spoofed, and a family
+ * the pod has no address of cannot be sent at all.
+ */
 struct sluice_endpoint {
 	__u32 id;
 	__u32 flags; /* SLUICE_EP_* */
+	__u8 has_ipv4;
+	__u8 has_ipv6;
+	__u8 pad[2];
+	__u8 ipv4[4];
+	__u8 ipv6[16];
 };
 
 /*
@@ -96,7 +116,9 @@ struct sluice_policy_value {
 /*
  * Conntrack, keyed in the orientation of the flow's first packet as seen by
  * the endpoint in `direction`. Ports are 0 for protocols without ports; for
- * ICMP echo both hold the echo identifier.
+ * ICMP echo both hold the echo identifier. Addresses are 16 bytes (IPv4 as
+ * ::ffff:a.b.c.d) and `family` keeps an IPv4 flow apart from an IPv6 flow
+ * between v4-mapped addresses.
  */
 struct sluice_ct_key {
 	__u8 src[16];
@@ -106,14 +128,26 @@ struct sluice_ct_key {
 	__u32 endpoint;
 	__u8 protocol;
 	__u8 direction;
-	__u8 pad[2];
+	__u8 family; /* 4 or 6 */
+	__u8 pad;
+};
+
+/* TCP state of a tracked flow; other protocols stay SLUICE_CT_OTHER. */
+enum sluice_ct_state {
+	SLUICE_CT_OTHER = 0,
+	SLUICE_CT_TCP_SYN = 1,         /* SYN seen, no reply yet */
+	SLUICE_CT_TCP_ESTABLISHED = 2, /* reply seen (or picked up mid-stream) */
+	SLUICE_CT_TCP_CLOSING = 3,     /* FIN seen */
+	SLUICE_CT_TCP_CLOSED = 4,      /* RST seen */
 };
 
 struct sluice_ct_value {
 	__u64 revision; /* policy revision the flow was last checked against */
 	__u64 last_seen_ns;
 	__u32 rule;
-	__u32 pad;
+	__u8 state;     /* enum sluice_ct_state */
+	__u8 host_peer; /* the peer is the node (class HOST) */
+	__u8 pad[2];
 };
 
 /*
@@ -127,7 +161,8 @@ struct sluice_frag_key {
 	__u32 endpoint;
 	__u8 protocol;
 	__u8 direction;
-	__u8 pad[2];
+	__u8 family; /* 4 or 6 */
+	__u8 pad;
 };
 
 struct sluice_frag_value {
@@ -153,7 +188,11 @@ enum sluice_drop_reason {
 	SLUICE_DROP_MALFORMED = 7,       /* truncated headers */
 	SLUICE_DROP_UNSUPPORTED_L3 = 8,  /* neither IPv4, IPv6 nor ARP */
 	SLUICE_DROP_EVENTS_LOST = 9,     /* counter only: ring buffer full */
-	SLUICE_DROP_REASON_MAX = 10,
+	SLUICE_DROP_SPOOFED = 10,        /* source not the pod's, or a forwarded node source */
+	SLUICE_DROP_ICMP_UNRELATED = 11, /* ICMP error quoting no tracked flow */
+	SLUICE_DROP_ND_INVALID = 12,     /* IPv6 ND off the link (hop limit, addresses) */
+	SLUICE_DROP_CT_FULL = 13,        /* new flow, but conntrack table or quota full */
+	SLUICE_DROP_REASON_MAX = 14,
 };
 
 struct sluice_drop_event {
@@ -177,6 +216,14 @@ struct sluice_drop_event {
 struct sluice_config {
 	__u64 revision; /* bumped by the writer on every change to classes or policy */
 	__u32 flags;    /* SLUICE_CONFIG_* */
+	/* Tracked flows one endpoint may hold; 0 = no quota below the table size. */
+	__u32 ct_quota;
+	/* Idle timeouts of tracked flows, in seconds, by state. */
+	__u32 ct_tcp_syn_s;
+	__u32 ct_tcp_established_s;
+	__u32 ct_tcp_closing_s; /* after a FIN */
+	__u32 ct_tcp_closed_s;  /* after a RST */
+	__u32 ct_other_s;       /* UDP, SCTP, ICMP echo, any other protocol */
 	__u32 pad;
 };
 

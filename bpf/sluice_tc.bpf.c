@@ -5,20 +5,71 @@
  * Policy is data: the program is compiled once and only reads maps the
  * daemon writes (layout in sluice_abi.h). Per packet it does a fixed number
  * of hash and LPM lookups, whatever the number of policies, rules or pods:
- *   endpoint (hash), config (array), conntrack (2 x LRU hash), and for a new
- *   flow peer class (LPM) + allow set (2 x LPM).
+ *   endpoint (hash), config (array), conntrack (2 x hash), and for a new
+ *   flow peer class (LPM) + allow set (2 x LPM) + the endpoint's flow count.
  *
  * Every verdict fails closed: unknown interface, policy not applied yet,
  * unparsable headers and unknown L3 protocols are dropped.
  *
+ * The pod as attacker:
+ * - Source addresses. A packet leaving the pod must carry the pod's own IPv4
+ *   or IPv6 address (the endpoint entry holds them, one per family), else it
+ *   is dropped as "spoofed"; a pod with no address of a family sends nothing
+ *   of that family. Only IPv6 neighbour discovery may use the unspecified or
+ *   a link-local source (below). Towards the pod, the node's addresses (class
+ *   HOST) are always allowed only for packets the node itself sends
+ *   (skb->ingress_ifindex == 0 on tc egress: a locally generated skb has no
+ *   input device; a forwarded one has the device it came in on). A forwarded
+ *   packet with a node source is forged and dropped as "spoofed", also when
+ *   it matches a tracked flow with the node (the entry remembers the peer is
+ *   the node). Traffic the node masquerades to its own address (a NodePort
+ *   with SNAT) is forwarded, so it is dropped too: use
+ *   externalTrafficPolicy=Local for such services.
+ * - IPv6 ND (router/neighbour solicitation and advertisement, redirect)
+ *   bypasses policy in any endpoint state, but only with hop limit 255 (it
+ *   was not routed), a type the direction can legitimately carry (a pod sends
+ *   RS, NS, NA; it receives RA, NS, NA, redirect) and on-link addresses:
+ *   destination link-local (fe80::/10), solicited-node (ff02::1:ff00:0/104),
+ *   all-nodes or all-routers (ff02::1, ff02::2), or towards the pod its own
+ *   address (unicast NUD probes); from the pod the source must be ::,
+ *   link-local or its own address. Any other ND-typed message is dropped as
+ *   "nd-invalid" rather than checked as policy: it is never legitimate, and
+ *   a non-isolated pod must not reach off-link neighbour caches with it.
+ * - ICMP errors (v4: destination unreachable incl. fragmentation needed, time
+ *   exceeded, parameter problem; v6: destination unreachable, packet too big,
+ *   time exceeded, parameter problem) pass only as related to a tracked flow:
+ *   the quoted header (IP + first 8 bytes of L4) must name a flow of this
+ *   endpoint that is in conntrack and still allowed, and the error must be
+ *   addressed to the quoted packet's sender. The rule of that flow is
+ *   credited. Anything else is dropped as "icmp-unrelated", so errors cannot
+ *   probe or reset others' connections. A quoted IPv6 packet with extension
+ *   headers, or a non-first IPv4 fragment, quotes no ports and is unrelated.
+ *
+ * Conntrack: a plain (non-LRU, preallocated) hash of SLUICE_MAX_CONNTRACK
+ * flows. It never evicts, so no tracked flow can lose its entry (and its
+ * replies their verdict) to somebody else's new flows. Limits:
+ * - Per endpoint, at most sluice_config.ct_quota flows (default 16384, 1/16
+ *   of the table; counted in sluice_ct_count by atomic add on insert and
+ *   subtract on delete). A new flow over the quota, or when the table is
+ *   full, is dropped as "ct-full": the flooding pod's new connections fail
+ *   closed while every established flow, its own included, keeps passing.
+ * - TCP state: SYN -> established (a packet in the reply direction) -> closing
+ *   (FIN) or closed (RST); a new SYN on a closing or closed entry starts a new
+ *   flow (policy checked again). Idle timeouts by state (defaults: SYN 60 s,
+ *   established 6 h, closing 60 s, closed 10 s; other protocols 60 s) are in
+ *   sluice_config, so tests can shorten them.
+ * - An expired entry is deleted when a packet looks it up; entries nobody
+ *   looks up are removed by sweep_ct, a program the daemon runs every few
+ *   seconds through BPF_PROG_TEST_RUN (bpf_for_each_map_elem), so the
+ *   counting stays in one place and atomic.
+ *
+ * Addresses are family-aware everywhere (class trie, conntrack, fragments,
+ * events): an IPv6 packet between v4-mapped addresses is IPv6 and is
+ * classified by IPv6 prefixes only, as the engine does.
+ *
  * Known limits, by choice:
- * - ICMP errors (destination unreachable, packet too big, time exceeded) are
- *   not matched to the flow they quote; they are checked as new ICMP packets,
- *   so an isolated pod without an any-protocol rule does not get them (path
- *   MTU discovery relies on the veth MTU being right).
- * - Conntrack has no TCP state machine and no timeouts: entries of closed
- *   connections stay until the LRU evicts them. A reply is matched by its
- *   5-tuple only.
+ * - TCP sequence numbers are not tracked: a packet is matched to its flow by
+ *   5-tuple (and state), not by window.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -43,11 +94,27 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define IP6_MF 0x0001
 
 #define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
 #define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PARAMPROB 4
 #define ICMPV6_ECHO_REQUEST 128
 #define ICMPV6_ECHO_REPLY 129
 #define NDISC_ROUTER_SOLICITATION 133
+#define NDISC_ROUTER_ADVERTISEMENT 134
+#define NDISC_NEIGHBOUR_SOLICITATION 135
+#define NDISC_NEIGHBOUR_ADVERTISEMENT 136
 #define NDISC_REDIRECT 137
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+#define NSEC_PER_SEC 1000000000ull
+#define EEXIST 17
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -73,11 +140,18 @@ struct {
 } sluice_policy SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct sluice_ct_key);
 	__type(value, struct sluice_ct_value);
 	__uint(max_entries, SLUICE_MAX_CONNTRACK);
 } sluice_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32); /* endpoint id */
+	__type(value, __s64); /* flows it holds in sluice_ct */
+	__uint(max_entries, SLUICE_MAX_CT_COUNTS);
+} sluice_ct_count SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -112,18 +186,28 @@ struct {
 	__uint(max_entries, 1);
 } sluice_config SEC(".maps");
 
-/* What the program knows about a packet once its headers are parsed. */
-struct flow {
-	__u8 src[16]; /* IPv4 as ::ffff:a.b.c.d, like the class trie */
+/* A 5-tuple: of the packet, or of the packet an ICMP error quotes. */
+struct tuple {
+	__u8 src[16]; /* IPv4 as ::ffff:a.b.c.d */
 	__u8 dst[16];
 	__be16 sport; /* 0 for protocols without ports */
 	__be16 dport;
-	__u32 frag_id;
 	__u8 protocol;
+	__u8 pad[3];
+} __attribute__((aligned(4))); /* addr_eq compares 32-bit words */
+
+/* What the program knows about a packet once its headers are parsed. */
+struct flow {
+	struct tuple t;
+	struct tuple quoted; /* valid when icmp_error == 2 */
+	__u32 frag_id;
 	__u8 family;
 	__u8 fragment;   /* part of a fragmented datagram */
 	__u8 later_frag; /* a fragment other than the first: no L4 header */
-	__u8 bypass;     /* link-local control (IPv6 ND) the pod needs in any state */
+	__u8 nd_type;    /* ICMPv6 ND message type, 0 when not ND */
+	__u8 hop_limit;
+	__u8 tcp_flags;
+	__u8 icmp_error; /* 1: an ICMP error; 2: one whose quoted tuple parsed */
 };
 
 static __always_inline int has_ports(__u8 protocol)
@@ -164,12 +248,12 @@ static __always_inline int drop(struct __sk_buff *skb, const struct flow *f,
 	e->timestamp_ns = bpf_ktime_get_ns();
 	e->endpoint = ep ? ep->id : 0;
 	e->ifindex = skb->ifindex;
-	__builtin_memcpy(e->src, f->src, sizeof(e->src));
-	__builtin_memcpy(e->dst, f->dst, sizeof(e->dst));
-	e->sport = f->sport;
-	e->dport = f->dport;
+	__builtin_memcpy(e->src, f->t.src, sizeof(e->src));
+	__builtin_memcpy(e->dst, f->t.dst, sizeof(e->dst));
+	e->sport = f->t.sport;
+	e->dport = f->t.dport;
 	e->peer_class = peer_class;
-	e->protocol = f->protocol;
+	e->protocol = f->t.protocol;
 	e->direction = direction;
 	e->reason = reason;
 	e->family = f->family;
@@ -178,12 +262,26 @@ static __always_inline int drop(struct __sk_buff *skb, const struct flow *f,
 	return TC_ACT_SHOT;
 }
 
-static __always_inline __u32 classify(const __u8 addr[16])
+static __always_inline int addr_eq(const __u8 *a, const __u8 *b)
 {
-	struct sluice_class_key key = { .prefixlen = 128 };
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
+static __always_inline __u32 classify(const __u8 addr[16], __u8 family)
+{
+	struct sluice_class_key key = {};
 	__u32 *class_id;
 
-	__builtin_memcpy(key.addr, addr, sizeof(key.addr));
+	key.family = family;
+	if (family == 4) {
+		key.prefixlen = SLUICE_CLASS_PREFIX_FAMILY + 32;
+		__builtin_memcpy(key.addr, &addr[12], 4);
+	} else {
+		key.prefixlen = SLUICE_CLASS_PREFIX_FAMILY + 128;
+		__builtin_memcpy(key.addr, addr, 16);
+	}
 	class_id = bpf_map_lookup_elem(&sluice_classes, &key);
 	/* The compiler maps ::/0 and 0.0.0.0/0 to WORLD; this covers a gap. */
 	return class_id ? *class_id : SLUICE_CLASS_WORLD;
@@ -201,8 +299,8 @@ static __always_inline __u32 classify(const __u8 addr[16])
  */
 static __always_inline int policy_allows(const struct sluice_endpoint *ep,
 					 __u8 direction, const __u8 peer[16],
-					 __u8 protocol, __u16 port, __u32 *rule,
-					 __u32 *peer_class)
+					 __u8 family, __u8 protocol, __u16 port,
+					 __u32 *rule, __u32 *peer_class)
 {
 	struct sluice_policy_value *v;
 	struct sluice_policy_key key = {};
@@ -210,8 +308,9 @@ static __always_inline int policy_allows(const struct sluice_endpoint *ep,
 				      SLUICE_EP_INGRESS_ISOLATED :
 				      SLUICE_EP_EGRESS_ISOLATED;
 
-	*peer_class = classify(peer);
-	/* The node's own addresses always reach its pods (kubelet probes). */
+	*peer_class = classify(peer, family);
+	/* The node's own addresses always reach its pods (kubelet probes);
+	 * the caller drops forwarded packets with a node source. */
 	if (direction == SLUICE_DIR_INGRESS &&
 	    *peer_class == SLUICE_CLASS_HOST) {
 		*rule = SLUICE_RULE_HOST;
@@ -239,17 +338,145 @@ static __always_inline int policy_allows(const struct sluice_endpoint *ep,
 	return 1;
 }
 
+static __always_inline __u64 ct_timeout_ns(__u8 protocol, __u8 state,
+					   const struct sluice_config *cfg)
+{
+	__u32 s = cfg->ct_other_s;
+
+	if (protocol == IPPROTO_TCP) {
+		switch (state) {
+		case SLUICE_CT_TCP_SYN:
+			s = cfg->ct_tcp_syn_s;
+			break;
+		case SLUICE_CT_TCP_CLOSING:
+			s = cfg->ct_tcp_closing_s;
+			break;
+		case SLUICE_CT_TCP_CLOSED:
+			s = cfg->ct_tcp_closed_s;
+			break;
+		default:
+			s = cfg->ct_tcp_established_s;
+			break;
+		}
+	}
+	return (__u64)s * NSEC_PER_SEC;
+}
+
+static __always_inline int ct_expired(const struct sluice_ct_key *key,
+				      const struct sluice_ct_value *ct,
+				      __u64 now, const struct sluice_config *cfg)
+{
+	return now - ct->last_seen_ns > ct_timeout_ns(key->protocol, ct->state,
+						      cfg);
+}
+
+/* Deletes a flow; only the deleter (one CPU) gives back its quota slot. */
+static __always_inline void ct_delete(const struct sluice_ct_key *key)
+{
+	__u32 endpoint = key->endpoint;
+	__s64 *n;
+
+	if (bpf_map_delete_elem(&sluice_ct, key))
+		return;
+	n = bpf_map_lookup_elem(&sluice_ct_count, &endpoint);
+	if (n)
+		__sync_fetch_and_add(n, -1);
+}
+
+/* Tracks a new flow within the endpoint's quota; 0 when tracked. */
+static __always_inline int ct_create(const struct sluice_ct_key *key,
+				     const struct sluice_ct_value *value,
+				     const struct sluice_config *cfg)
+{
+	__u32 endpoint = key->endpoint;
+	__s64 zero = 0, *n;
+	long err;
+
+	n = bpf_map_lookup_elem(&sluice_ct_count, &endpoint);
+	if (!n) {
+		bpf_map_update_elem(&sluice_ct_count, &endpoint, &zero,
+				    BPF_NOEXIST);
+		n = bpf_map_lookup_elem(&sluice_ct_count, &endpoint);
+		if (!n)
+			return -1;
+	}
+	/* Checked before the insert, so concurrent CPUs may pass it by a
+	 * few flows: a soft limit, never one that evicts. */
+	if (cfg->ct_quota && *n >= (__s64)cfg->ct_quota)
+		return -1;
+	err = bpf_map_update_elem(&sluice_ct, key, value, BPF_NOEXIST);
+	if (err == -EEXIST) /* another CPU tracked it first */
+		return 0;
+	if (err)
+		return -1; /* E2BIG: the table is full */
+	__sync_fetch_and_add(n, 1);
+	return 0;
+}
+
+static __always_inline void ct_fill_key(struct sluice_ct_key *key,
+					const struct tuple *t, __u8 family,
+					__u32 endpoint, __u8 direction,
+					int reversed)
+{
+	if (reversed) {
+		__builtin_memcpy(key->src, t->dst, 16);
+		__builtin_memcpy(key->dst, t->src, 16);
+		key->sport = t->dport;
+		key->dport = t->sport;
+		key->direction = direction ^ 1;
+	} else {
+		__builtin_memcpy(key->src, t->src, 16);
+		__builtin_memcpy(key->dst, t->dst, 16);
+		key->sport = t->sport;
+		key->dport = t->dport;
+		key->direction = direction;
+	}
+	key->endpoint = endpoint;
+	key->protocol = t->protocol;
+	key->family = family;
+	key->pad = 0;
+}
+
+/*
+ * The live entry of the flow `t` belongs to, seen by the endpoint in
+ * `direction`: first as the flow's first packet's orientation, then as a
+ * reply (reversed tuple, first seen in the other direction). *reply says
+ * which; *key holds the found entry's key. Expired entries are deleted.
+ */
+static __always_inline struct sluice_ct_value *
+ct_find(struct sluice_ct_key *key, const struct tuple *t, __u8 family,
+	__u32 endpoint, __u8 direction, __u64 now,
+	const struct sluice_config *cfg, int *reply)
+{
+	struct sluice_ct_value *ct;
+	int r;
+
+	for (r = 0; r < 2; r++) {
+		ct_fill_key(key, t, family, endpoint, direction, r);
+		ct = bpf_map_lookup_elem(&sluice_ct, key);
+		if (!ct)
+			continue;
+		if (ct_expired(key, ct, now, cfg)) {
+			ct_delete(key);
+			continue;
+		}
+		*reply = r;
+		return ct;
+	}
+	return 0;
+}
+
 /*
  * A packet of a tracked flow. With EstablishedMode::Recheck, a flow last
  * checked under an older policy revision is checked again against the
  * current policy, in the direction and orientation of its first packet, so a
  * newly written deny cuts connections that are already open.
  */
-static __always_inline int ct_established(const struct sluice_ct_key *key,
-					  struct sluice_ct_value *ct,
-					  const struct sluice_endpoint *ep,
-					  const struct sluice_config *cfg,
-					  __u32 *rule)
+static __always_inline int ct_recheck(const struct sluice_ct_key *key,
+				      struct sluice_ct_value *ct,
+				      const struct sluice_endpoint *ep,
+				      const struct sluice_config *cfg,
+				      __u32 *rule)
 {
 	__u32 peer_class;
 	__u32 r;
@@ -259,58 +486,154 @@ static __always_inline int ct_established(const struct sluice_ct_key *key,
 		const __u8 *peer = key->direction == SLUICE_DIR_EGRESS ?
 					   key->dst : key->src;
 
-		if (!policy_allows(ep, key->direction, peer, key->protocol,
-				   bpf_ntohs(key->dport), &r, &peer_class)) {
-			bpf_map_delete_elem(&sluice_ct, key);
+		if (!policy_allows(ep, key->direction, peer, key->family,
+				   key->protocol, bpf_ntohs(key->dport), &r,
+				   &peer_class)) {
+			ct_delete(key);
 			return 0;
 		}
 		ct->revision = cfg->revision;
 		ct->rule = r;
 	}
-	ct->last_seen_ns = bpf_ktime_get_ns();
 	*rule = ct->rule;
 	return 1;
+}
+
+static __always_inline void ct_tcp_update(struct sluice_ct_value *ct,
+					  __u8 flags, int reply)
+{
+	if (flags & TCP_FLAG_RST)
+		ct->state = SLUICE_CT_TCP_CLOSED;
+	else if (flags & TCP_FLAG_FIN) {
+		if (ct->state < SLUICE_CT_TCP_CLOSING)
+			ct->state = SLUICE_CT_TCP_CLOSING;
+	} else if (ct->state == SLUICE_CT_TCP_SYN && reply)
+		ct->state = SLUICE_CT_TCP_ESTABLISHED;
+}
+
+static __always_inline __u8 ct_initial_state(const struct flow *f)
+{
+	if (f->t.protocol != IPPROTO_TCP)
+		return SLUICE_CT_OTHER;
+	if (f->tcp_flags & TCP_FLAG_FIN)
+		return SLUICE_CT_TCP_CLOSING;
+	if ((f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		return SLUICE_CT_TCP_SYN;
+	return SLUICE_CT_TCP_ESTABLISHED; /* picked up mid-stream */
+}
+
+static __always_inline int is_echo(__u8 protocol, __u8 type)
+{
+	return (protocol == IPPROTO_ICMP &&
+		(type == ICMP_ECHO || type == ICMP_ECHOREPLY)) ||
+	       (protocol == IPPROTO_ICMPV6 &&
+		(type == ICMPV6_ECHO_REQUEST || type == ICMPV6_ECHO_REPLY));
+}
+
+/*
+ * The packet an ICMP error quotes, at `off` (its IP header). Leaves
+ * f->icmp_error at 1 when it names no trackable flow (truncated, a later
+ * fragment, IPv6 extension headers, a protocol without ports or echo id).
+ */
+static __always_inline void parse_quoted(struct __sk_buff *skb, __u32 off,
+					 struct flow *f)
+{
+	struct tuple *q = &f->quoted;
+	__u8 l4[8];
+
+	if (f->family == 4) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) ||
+		    ip.version != 4 || ip.ihl < 5 ||
+		    (bpf_ntohs(ip.frag_off) & IP_OFFSET))
+			return;
+		q->src[10] = q->src[11] = 0xff;
+		q->dst[10] = q->dst[11] = 0xff;
+		__builtin_memcpy(&q->src[12], &ip.saddr, 4);
+		__builtin_memcpy(&q->dst[12], &ip.daddr, 4);
+		q->protocol = ip.protocol;
+		off += ip.ihl * 4;
+	} else {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) ||
+		    ip6.version != 6)
+			return;
+		__builtin_memcpy(q->src, &ip6.saddr, 16);
+		__builtin_memcpy(q->dst, &ip6.daddr, 16);
+		q->protocol = ip6.nexthdr;
+		off += sizeof(ip6);
+	}
+	if (bpf_skb_load_bytes(skb, off, l4, sizeof(l4)))
+		return;
+	if (has_ports(q->protocol)) {
+		__builtin_memcpy(&q->sport, &l4[0], 2);
+		__builtin_memcpy(&q->dport, &l4[2], 2);
+	} else if (is_echo(q->protocol, l4[0])) {
+		__builtin_memcpy(&q->sport, &l4[4], 2);
+		q->dport = q->sport;
+	} else {
+		return;
+	}
+	f->icmp_error = 2;
+}
+
+static __always_inline int is_icmp_error(__u8 protocol, __u8 type)
+{
+	if (protocol == IPPROTO_ICMP)
+		return type == ICMP_DEST_UNREACH ||
+		       type == ICMP_TIME_EXCEEDED ||
+		       type == ICMP_PARAMETERPROB;
+	return protocol == IPPROTO_ICMPV6 && type >= ICMPV6_DEST_UNREACH &&
+	       type <= ICMPV6_PARAMPROB;
 }
 
 static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off,
 				    struct flow *f)
 {
-	__u8 hdr[8];
+	__u8 hdr[14];
 
 	if (f->later_frag)
 		return 0;
-	if (has_ports(f->protocol)) {
-		/* TCP, UDP and SCTP all start with source and destination port. */
-		if (bpf_skb_load_bytes(skb, off, hdr, 4))
+	if (f->t.protocol == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, off, hdr, 14))
 			return -1;
-		__builtin_memcpy(&f->sport, &hdr[0], 2);
-		__builtin_memcpy(&f->dport, &hdr[2], 2);
+		__builtin_memcpy(&f->t.sport, &hdr[0], 2);
+		__builtin_memcpy(&f->t.dport, &hdr[2], 2);
+		f->tcp_flags = hdr[13];
 		return 0;
 	}
-	if (f->protocol == IPPROTO_ICMP || f->protocol == IPPROTO_ICMPV6) {
+	if (has_ports(f->t.protocol)) {
+		/* UDP and SCTP start with source and destination port too. */
+		if (bpf_skb_load_bytes(skb, off, hdr, 4))
+			return -1;
+		__builtin_memcpy(&f->t.sport, &hdr[0], 2);
+		__builtin_memcpy(&f->t.dport, &hdr[2], 2);
+		return 0;
+	}
+	if (f->t.protocol == IPPROTO_ICMP || f->t.protocol == IPPROTO_ICMPV6) {
 		if (bpf_skb_load_bytes(skb, off, hdr, 8))
 			return -1;
 		/* Echo request and reply share the identifier: track it as both ports. */
-		if ((f->protocol == IPPROTO_ICMP &&
-		     (hdr[0] == ICMP_ECHO || hdr[0] == ICMP_ECHOREPLY)) ||
-		    (f->protocol == IPPROTO_ICMPV6 &&
-		     (hdr[0] == ICMPV6_ECHO_REQUEST ||
-		      hdr[0] == ICMPV6_ECHO_REPLY))) {
-			__builtin_memcpy(&f->sport, &hdr[4], 2);
-			f->dport = f->sport;
+		if (is_echo(f->t.protocol, hdr[0])) {
+			__builtin_memcpy(&f->t.sport, &hdr[4], 2);
+			f->t.dport = f->t.sport;
+		} else if (is_icmp_error(f->t.protocol, hdr[0])) {
+			f->icmp_error = 1;
+			/* An error of a first fragment still quotes a packet. */
+			parse_quoted(skb, off + 8, f);
+		} else if (f->t.protocol == IPPROTO_ICMPV6 &&
+			   hdr[0] >= NDISC_ROUTER_SOLICITATION &&
+			   hdr[0] <= NDISC_REDIRECT) {
+			f->nd_type = hdr[0];
 		}
-		/* Router solicitation/advertisement, neighbour solicitation/
-		 * advertisement and redirect: link-local (hop limit 255 checked
-		 * by the caller), needed to reach the gateway in any state. */
-		if (f->protocol == IPPROTO_ICMPV6 &&
-		    hdr[0] >= NDISC_ROUTER_SOLICITATION &&
-		    hdr[0] <= NDISC_REDIRECT)
-			f->bypass = 1;
 	}
 	return 0;
 }
 
-static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
+/* Not inlined: the parser's header buffers get their own stack frame. */
+static __noinline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
 {
 	struct iphdr ip;
 	__u16 frag_off;
@@ -318,11 +641,11 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) || ip.ihl < 5)
 		return -1;
 	f->family = 4;
-	f->src[10] = f->src[11] = 0xff;
-	f->dst[10] = f->dst[11] = 0xff;
-	__builtin_memcpy(&f->src[12], &ip.saddr, 4);
-	__builtin_memcpy(&f->dst[12], &ip.daddr, 4);
-	f->protocol = ip.protocol;
+	f->t.src[10] = f->t.src[11] = 0xff;
+	f->t.dst[10] = f->t.dst[11] = 0xff;
+	__builtin_memcpy(&f->t.src[12], &ip.saddr, 4);
+	__builtin_memcpy(&f->t.dst[12], &ip.daddr, 4);
+	f->t.protocol = ip.protocol;
 	frag_off = bpf_ntohs(ip.frag_off);
 	if (frag_off & (IP_MF | IP_OFFSET)) {
 		f->fragment = 1;
@@ -332,7 +655,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
 	return parse_l4(skb, ETH_HLEN + ip.ihl * 4, f);
 }
 
-static __always_inline int parse_ipv6(struct __sk_buff *skb, struct flow *f)
+static __noinline int parse_ipv6(struct __sk_buff *skb, struct flow *f)
 {
 	struct ipv6hdr ip6;
 	__u32 off = ETH_HLEN + sizeof(ip6);
@@ -343,8 +666,9 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct flow *f)
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)))
 		return -1;
 	f->family = 6;
-	__builtin_memcpy(f->src, &ip6.saddr, 16);
-	__builtin_memcpy(f->dst, &ip6.daddr, 16);
+	f->hop_limit = ip6.hop_limit;
+	__builtin_memcpy(f->t.src, &ip6.saddr, 16);
+	__builtin_memcpy(f->t.dst, &ip6.daddr, 16);
 	nexthdr = ip6.nexthdr;
 
 	/* Bounded walk over the extension headers that may precede L4. */
@@ -378,21 +702,84 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct flow *f)
 				/* The rest is payload; nexthdr names what it
 				 * continues. */
 				f->later_frag = 1;
-				f->protocol = nexthdr;
+				f->t.protocol = nexthdr;
 				return 0;
 			}
 			continue;
 		}
 		default:
-			f->protocol = nexthdr;
-			if (parse_l4(skb, off, f))
-				return -1;
-			if (f->bypass && ip6.hop_limit != 255)
-				f->bypass = 0;
-			return 0;
+			f->t.protocol = nexthdr;
+			return parse_l4(skb, off, f);
 		}
 	}
 	return -1;
+}
+
+static __always_inline int is_link_local(const __u8 *a)
+{
+	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
+}
+
+static __always_inline int is_unspecified(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+
+	return (w[0] | w[1] | w[2] | w[3]) == 0;
+}
+
+/* ff02::1, ff02::2 or ff02::1:ffXX:XXXX: multicast that stays on the link. */
+static __always_inline int is_nd_multicast(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+
+	if (w[0] != bpf_htonl(0xff020000) || w[1] != 0)
+		return 0;
+	if (w[2] == 0)
+		return w[3] == bpf_htonl(1) || w[3] == bpf_htonl(2);
+	return w[2] == bpf_htonl(1) && a[12] == 0xff;
+}
+
+static __always_inline int own_ipv6(const struct sluice_endpoint *ep,
+				    const __u8 *a)
+{
+	return ep && ep->has_ipv6 && addr_eq(ep->ipv6, a);
+}
+
+/* Neighbour discovery that may bypass policy (see the header comment). */
+static __always_inline int nd_valid(const struct flow *f,
+				    const struct sluice_endpoint *ep,
+				    __u8 direction)
+{
+	const __u8 *src = f->t.src, *dst = f->t.dst;
+
+	if (f->hop_limit != 255 || f->fragment)
+		return 0;
+	if (direction == SLUICE_DIR_EGRESS) {
+		if (f->nd_type != NDISC_ROUTER_SOLICITATION &&
+		    f->nd_type != NDISC_NEIGHBOUR_SOLICITATION &&
+		    f->nd_type != NDISC_NEIGHBOUR_ADVERTISEMENT)
+			return 0;
+		if (!is_unspecified(src) && !is_link_local(src) &&
+		    !own_ipv6(ep, src))
+			return 0;
+		return is_link_local(dst) || is_nd_multicast(dst);
+	}
+	if (f->nd_type == NDISC_ROUTER_SOLICITATION)
+		return 0;
+	return is_link_local(dst) || is_nd_multicast(dst) || own_ipv6(ep, dst);
+}
+
+/* Is the packet's source one of the endpoint's own addresses? */
+static __always_inline int source_is_own(const struct flow *f,
+					 const struct sluice_endpoint *ep)
+{
+	if (f->family == 4) {
+		const __u32 *own = (const __u32 *)ep->ipv4;
+		const __u32 *src = (const __u32 *)&f->t.src[12];
+
+		return ep->has_ipv4 && *own == *src;
+	}
+	return own_ipv6(ep, f->t.src);
 }
 
 /*
@@ -406,26 +793,29 @@ static __always_inline void frag_key(struct sluice_frag_key *key,
 				     const struct flow *f, __u32 endpoint,
 				     __u8 direction)
 {
-	__builtin_memcpy(key->src, f->src, 16);
-	__builtin_memcpy(key->dst, f->dst, 16);
+	__builtin_memcpy(key->src, f->t.src, 16);
+	__builtin_memcpy(key->dst, f->t.dst, 16);
 	key->id = f->frag_id;
 	key->endpoint = endpoint;
-	key->protocol = f->protocol;
+	key->protocol = f->t.protocol;
 	key->direction = direction;
+	key->family = f->family;
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 {
 	struct sluice_ct_value *ct, new_ct = {};
-	struct sluice_ct_key key = {}, rkey = {};
+	struct sluice_ct_key key = {};
 	const struct sluice_endpoint *ep;
 	const struct sluice_config *cfg;
 	__u32 zero = 0, ifindex = skb->ifindex;
 	__u32 rule = 0, peer_class = 0;
+	/* tc egress: 0 for a packet the node itself sent, else its input device. */
+	int forwarded = direction == SLUICE_DIR_INGRESS && skb->ingress_ifindex;
 	struct flow f = {};
-	const __u8 *peer;
 	enum sluice_drop_reason reason;
-	int allowed, err;
+	int allowed, err, reply = 0;
+	__u64 now;
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
 		return TC_ACT_OK; /* the pod resolves its gateway in any state */
@@ -439,11 +829,17 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 		return drop(skb, &f, ep, direction, 0, SLUICE_DROP_UNSUPPORTED_L3);
 	if (err)
 		return drop(skb, &f, ep, direction, 0, SLUICE_DROP_MALFORMED);
-	if (f.bypass)
-		return TC_ACT_OK;
+	if (f.nd_type) {
+		/* The pod reaches its gateway in any state, policy or not. */
+		if (nd_valid(&f, ep, direction))
+			return TC_ACT_OK;
+		return drop(skb, &f, ep, direction, 0, SLUICE_DROP_ND_INVALID);
+	}
 
 	if (!ep)
 		return drop(skb, &f, ep, direction, 0, SLUICE_DROP_NO_ENDPOINT);
+	if (direction == SLUICE_DIR_EGRESS && !source_is_own(&f, ep))
+		return drop(skb, &f, ep, direction, 0, SLUICE_DROP_SPOOFED);
 	if (!(ep->flags & SLUICE_EP_POLICY_READY))
 		return drop(skb, &f, ep, direction, 0, SLUICE_DROP_NOT_READY);
 	cfg = bpf_map_lookup_elem(&sluice_config, &zero);
@@ -466,48 +862,72 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 		return TC_ACT_OK;
 	}
 
-	/* Same direction as the flow's first packet. */
-	__builtin_memcpy(key.src, f.src, 16);
-	__builtin_memcpy(key.dst, f.dst, 16);
-	key.sport = f.sport;
-	key.dport = f.dport;
-	key.endpoint = ep->id;
-	key.protocol = f.protocol;
-	key.direction = direction;
-	ct = bpf_map_lookup_elem(&sluice_ct, &key);
-	if (ct) {
-		allowed = ct_established(&key, ct, ep, cfg, &rule);
-		reason = SLUICE_DROP_POLICY_REVOKED;
-	} else {
-		/* A reply: the reversed tuple, first seen in the other direction. */
-		__builtin_memcpy(rkey.src, f.dst, 16);
-		__builtin_memcpy(rkey.dst, f.src, 16);
-		rkey.sport = f.dport;
-		rkey.dport = f.sport;
-		rkey.endpoint = ep->id;
-		rkey.protocol = f.protocol;
-		rkey.direction = direction ^ 1;
-		ct = bpf_map_lookup_elem(&sluice_ct, &rkey);
-		if (ct) {
-			allowed = ct_established(&rkey, ct, ep, cfg, &rule);
-			reason = SLUICE_DROP_POLICY_REVOKED;
-		} else {
-			peer = direction == SLUICE_DIR_EGRESS ? f.dst : f.src;
-			allowed = policy_allows(ep, direction, peer, f.protocol,
-						bpf_ntohs(f.dport), &rule,
-						&peer_class);
-			reason = SLUICE_DROP_POLICY;
-			if (allowed) {
-				/* Tracked even when not isolated, so a later
-				 * policy sees the flow the same way. */
-				new_ct.revision = cfg->revision;
-				new_ct.last_seen_ns = bpf_ktime_get_ns();
-				new_ct.rule = rule;
-				bpf_map_update_elem(&sluice_ct, &key, &new_ct,
-						    BPF_ANY);
+	now = bpf_ktime_get_ns();
+	if (f.icmp_error) {
+		/* The quoted packet is one the error's receiver sent: it went
+		 * the other way through this endpoint. */
+		const struct tuple *q = &f.quoted;
+
+		allowed = 0;
+		reason = SLUICE_DROP_ICMP_UNRELATED;
+		if (f.icmp_error == 2 &&
+		    addr_eq(direction == SLUICE_DIR_INGRESS ? f.t.dst : f.t.src,
+			    direction == SLUICE_DIR_INGRESS ? q->src : q->dst)) {
+			ct = ct_find(&key, q, f.family, ep->id, direction ^ 1,
+				     now, cfg, &reply);
+			if (ct) {
+				allowed = ct_recheck(&key, ct, ep, cfg, &rule);
+				reason = SLUICE_DROP_POLICY_REVOKED;
 			}
 		}
+		goto verdict;
 	}
+
+	ct = ct_find(&key, &f.t, f.family, ep->id, direction, now, cfg, &reply);
+	if (ct && forwarded && ct->host_peer)
+		return drop(skb, &f, ep, direction, SLUICE_CLASS_HOST,
+			    SLUICE_DROP_SPOOFED);
+	if (ct && f.t.protocol == IPPROTO_TCP &&
+	    (f.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN &&
+	    ct->state >= SLUICE_CT_TCP_CLOSING) {
+		/* A new connection on the tuple of a closed one. */
+		ct_delete(&key);
+		ct = 0;
+	}
+	if (ct) {
+		allowed = ct_recheck(&key, ct, ep, cfg, &rule);
+		reason = SLUICE_DROP_POLICY_REVOKED;
+		if (allowed) {
+			ct->last_seen_ns = now;
+			if (f.t.protocol == IPPROTO_TCP)
+				ct_tcp_update(ct, f.tcp_flags, reply);
+		}
+	} else {
+		const __u8 *peer = direction == SLUICE_DIR_EGRESS ? f.t.dst :
+								   f.t.src;
+
+		allowed = policy_allows(ep, direction, peer, f.family,
+					f.t.protocol, bpf_ntohs(f.t.dport),
+					&rule, &peer_class);
+		reason = SLUICE_DROP_POLICY;
+		if (forwarded && peer_class == SLUICE_CLASS_HOST)
+			return drop(skb, &f, ep, direction, peer_class,
+				    SLUICE_DROP_SPOOFED);
+		/* Tracked even when not isolated, so a later policy sees the
+		 * flow the same way. A RST alone opens nothing. */
+		if (allowed && !(f.tcp_flags & TCP_FLAG_RST)) {
+			ct_fill_key(&key, &f.t, f.family, ep->id, direction, 0);
+			new_ct.revision = cfg->revision;
+			new_ct.last_seen_ns = now;
+			new_ct.rule = rule;
+			new_ct.state = ct_initial_state(&f);
+			new_ct.host_peer = peer_class == SLUICE_CLASS_HOST;
+			if (ct_create(&key, &new_ct, cfg))
+				return drop(skb, &f, ep, direction, peer_class,
+					    SLUICE_DROP_CT_FULL);
+		}
+	}
+verdict:
 	if (f.fragment) {
 		/* First fragment: later ones of this datagram follow it. */
 		struct sluice_frag_key fk = {};
@@ -540,4 +960,47 @@ SEC("tc")
 int to_pod(struct __sk_buff *skb)
 {
 	return handle(skb, SLUICE_DIR_INGRESS);
+}
+
+struct sweep_ctx {
+	struct sluice_config cfg;
+	__u64 now;
+	__u32 deleted;
+};
+
+static long sweep_one(void *map, struct sluice_ct_key *key,
+		      struct sluice_ct_value *ct, struct sweep_ctx *ctx)
+{
+	if (ct_expired(key, ct, ctx->now, &ctx->cfg)) {
+		__u32 endpoint = key->endpoint;
+		__s64 *n;
+
+		if (bpf_map_delete_elem(&sluice_ct, key) == 0) {
+			n = bpf_map_lookup_elem(&sluice_ct_count, &endpoint);
+			if (n)
+				__sync_fetch_and_add(n, -1);
+			ctx->deleted++;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Not attached: the daemon runs it (BPF_PROG_TEST_RUN) to delete expired
+ * flows nobody looks up any more. Returns how many it deleted.
+ */
+SEC("tc")
+int sweep_ct(struct __sk_buff *skb)
+{
+	struct sweep_ctx ctx = {};
+	struct sluice_config *cfg;
+	__u32 zero = 0;
+
+	cfg = bpf_map_lookup_elem(&sluice_config, &zero);
+	if (!cfg)
+		return 0;
+	ctx.cfg = *cfg;
+	ctx.now = bpf_ktime_get_ns();
+	bpf_for_each_map_elem(&sluice_ct, sweep_one, &ctx, 0);
+	return ctx.deleted;
 }

@@ -29,7 +29,9 @@ using datapath::bpf::BpfOptions;
 constexpr int kOk = TC_ACT_OK;
 constexpr int kShot = TC_ACT_SHOT;
 constexpr compiler::EndpointId kPod = 1;
-const EndpointAttachment kPodLink{kPod, "lo", 1};
+IpAddr A(const char* text) { return IpAddr::parse(text).value(); }
+// The pod's own addresses: the only sources it may send from.
+const EndpointAttachment kPodLink{kPod, "lo", 1, {A("10.1.0.10"), A("fd00::10")}};
 
 enum class Hook { FromPod, ToPod };  // pod egress / pod ingress
 

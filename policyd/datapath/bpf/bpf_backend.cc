@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/if_ether.h>
 #include <linux/magic.h>
 #include <net/if.h>
 #include <spdlog/spdlog.h>
@@ -10,12 +11,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdarg>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "bpf/sluice_tc.skel.h"
 #include "policyd/datapath/bpf/lowering.h"
@@ -137,6 +142,51 @@ const char* hookName(bpf_tc_attach_point point) {
   return point == BPF_TC_INGRESS ? "ingress" : "egress";
 }
 
+bool sameEntry(const sluice_endpoint& a, const sluice_endpoint& b) {
+  return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+// The endpoint entry for `ep` with `flags`: its addresses, at most one per family.
+Result<sluice_endpoint> endpointEntry(const EndpointAttachment& ep, uint32_t flags) {
+  sluice_endpoint entry{};
+  entry.id = ep.id;
+  entry.flags = flags;
+  for (const IpAddr& ip : ep.ips) {
+    uint8_t& has = ip.isV4() ? entry.has_ipv4 : entry.has_ipv6;
+    if (has) {
+      return makeError("endpoint " + std::to_string(ep.id) + " ips: more than one " +
+                           (ip.isV4() ? "IPv4" : "IPv6") + " address (" + ip.toString() + ")",
+                       EINVAL);
+    }
+    has = 1;
+    if (ip.isV4()) {
+      std::memcpy(entry.ipv4, ip.bytes().data(), 4);
+    } else {
+      std::memcpy(entry.ipv6, ip.bytes().data(), 16);
+    }
+  }
+  return entry;
+}
+
+std::vector<IpAddr> entryAddresses(const sluice_endpoint& entry) {
+  std::vector<IpAddr> out;
+  if (entry.has_ipv4) {
+    const uint8_t* b = entry.ipv4;
+    out.push_back(
+        IpAddr::v4((uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3]));
+  }
+  if (entry.has_ipv6) {
+    std::array<uint8_t, 16> a;
+    std::memcpy(a.data(), entry.ipv6, 16);
+    out.push_back(IpAddr::v6(a));
+  }
+  return out;
+}
+
+uint32_t seconds(std::chrono::seconds s) {
+  return static_cast<uint32_t>(std::clamp<int64_t>(s.count(), 1, UINT32_MAX));
+}
+
 }  // namespace
 
 struct BpfBackend::Impl {
@@ -150,6 +200,24 @@ struct BpfBackend::Impl {
   uint64_t revision = 0;
   uint32_t configFlags = 0;
   WriteStats last;
+  // Rule ids counters() reports; read by counters() on any thread without the caller's lock.
+  std::atomic<size_t> counterLimit{0};
+  bool synced = false;  // sync() or apply() ran: `state` is what the maps were written from
+
+  // The conntrack sweeper; stopped and joined before the skeleton goes.
+  std::mutex sweepMutex;
+  std::condition_variable sweepWake;
+  bool sweepStop = false;
+  std::thread sweeper;
+
+  ~Impl() {
+    {
+      std::lock_guard lock(sweepMutex);
+      sweepStop = true;
+    }
+    sweepWake.notify_all();
+    if (sweeper.joinable()) sweeper.join();
+  }
 
   bpf_map* classes() const { return skel->maps.sluice_classes; }
   bpf_map* policy() const { return skel->maps.sluice_policy; }
@@ -164,6 +232,10 @@ struct BpfBackend::Impl {
   Status attachHook(int ifindex, bpf_tc_attach_point point, int progFd, const std::string& what);
   Status detachHook(int ifindex, bpf_tc_attach_point point, const std::string& what);
   Status forgetConntrack(compiler::EndpointId id);
+  Status zeroRuleCounters(const std::vector<compiler::RuleId>& ids);
+  void updateCounterLimit();
+  Result<uint32_t> sweep();
+  void sweepLoop();
 };
 
 Status BpfBackend::Impl::load() {
@@ -213,6 +285,13 @@ Status BpfBackend::Impl::writeConfig() {
   sluice_config cfg{};
   cfg.revision = revision;
   cfg.flags = configFlags;
+  const ConntrackOptions& ct = options.conntrack;
+  cfg.ct_quota = ct.perEndpointQuota;
+  cfg.ct_tcp_syn_s = seconds(ct.tcpSyn);
+  cfg.ct_tcp_established_s = seconds(ct.tcpEstablished);
+  cfg.ct_tcp_closing_s = seconds(ct.tcpClosing);
+  cfg.ct_tcp_closed_s = seconds(ct.tcpClosed);
+  cfg.ct_other_s = seconds(ct.other);
   if (int err = bpf_map_update_elem(bpf_map__fd(config()), &zero, &cfg, BPF_ANY); err) {
     return mapError("update", config(), "0", err);
   }
@@ -263,7 +342,9 @@ Status BpfBackend::Impl::write(const MapOps& ops) {
     }
     for (const auto& [ifindex, entry] : std::map<int, sluice_endpoint>(endpoints)) {
       if (entry.id != id || entry.flags == flags) continue;
-      SLUICE_RETURN_IF_ERROR(writeEndpoint(ifindex, sluice_endpoint{id, flags}));
+      sluice_endpoint updated = entry;  // keeps the addresses
+      updated.flags = flags;
+      SLUICE_RETURN_IF_ERROR(writeEndpoint(ifindex, updated));
       spdlog::info("bpf endpoint={} ifindex={} flags={:#x}", id, ifindex, flags);
     }
   }
@@ -325,7 +406,56 @@ Status BpfBackend::Impl::forgetConntrack(compiler::EndpointId id) {
       })));
   const int fd = bpf_map__fd(skel->maps.sluice_ct);
   for (const auto& k : stale) bpf_map_delete_elem(fd, &k);
+  // Its quota count goes with its flows (the endpoint entry is gone, so no new ones come).
+  bpf_map_delete_elem(bpf_map__fd(skel->maps.sluice_ct_count), &id);
   return Status::Ok();
+}
+
+Status BpfBackend::Impl::zeroRuleCounters(const std::vector<compiler::RuleId>& ids) {
+  if (ids.empty()) return Status::Ok();
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return makeError("possible cpus: " + errnoText(cpus), posErr(cpus));
+  const std::vector<sluice_counter> zeros(static_cast<size_t>(cpus));
+  const int fd = bpf_map__fd(skel->maps.sluice_rule_stats);
+  for (compiler::RuleId id : ids) {
+    if (id >= SLUICE_MAX_RULES) continue;
+    if (int err = bpf_map_update_elem(fd, &id, zeros.data(), BPF_ANY); err) {
+      return mapError("zero", skel->maps.sluice_rule_stats, "rule=" + std::to_string(id), err);
+    }
+  }
+  spdlog::debug("bpf zeroed counters of {} reused rule ids", ids.size());
+  return Status::Ok();
+}
+
+void BpfBackend::Impl::updateCounterLimit() {
+  size_t limit = state.rules.size();
+  for (const auto& [key, rule] : mirror.policy) limit = std::max<size_t>(limit, size_t{rule} + 1);
+  counterLimit.store(std::min<size_t>(limit, SLUICE_MAX_RULES), std::memory_order_relaxed);
+}
+
+Result<uint32_t> BpfBackend::Impl::sweep() {
+  // The program needs a frame to run on; it reads nothing of it.
+  std::vector<uint8_t> frame(ETH_HLEN, 0);
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(),
+              .data_size_in = static_cast<uint32_t>(frame.size()), .repeat = 1);
+  if (int err = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.sweep_ct), &opts); err) {
+    return makeError("run conntrack sweep program: " + errnoText(err), posErr(err));
+  }
+  return static_cast<uint32_t>(opts.retval);
+}
+
+void BpfBackend::Impl::sweepLoop() {
+  std::unique_lock lock(sweepMutex);
+  while (!sweepWake.wait_for(lock, options.conntrack.sweepInterval, [&] { return sweepStop; })) {
+    lock.unlock();
+    auto n = sweep();
+    if (!n.ok()) {
+      spdlog::warn("bpf conntrack sweep pin_dir={}: {}", options.pinDir, n.error().message);
+    } else if (*n > 0) {
+      spdlog::debug("bpf conntrack sweep deleted={}", *n);
+    }
+    lock.lock();
+  }
 }
 
 BpfBackend::BpfBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -342,6 +472,11 @@ Result<std::unique_ptr<BpfBackend>> BpfBackend::open(const BpfOptions& options) 
   SLUICE_RETURN_IF_ERROR(impl->load());
   SLUICE_RETURN_IF_ERROR(impl->readBack());
   SLUICE_RETURN_IF_ERROR(impl->writeConfig());
+  impl->updateCounterLimit();
+  if (options.conntrack.sweepInterval.count() > 0) {
+    Impl* raw = impl.get();
+    impl->sweeper = std::thread([raw] { raw->sweepLoop(); });
+  }
   spdlog::info(
       "bpf datapath pin_dir={} maps={} revision={} endpoints={} classes={} policy_entries={} "
       "established={}",
@@ -359,19 +494,20 @@ Status BpfBackend::attach(const EndpointAttachment& ep) {
   // The entry goes in first: until the policy is applied its flags lack POLICY_READY, so the
   // programs drop everything from the moment they see the link.
   auto flagsIt = impl_->mirror.endpointFlags.find(ep.id);
-  const sluice_endpoint entry{ep.id,
-                              flagsIt == impl_->mirror.endpointFlags.end() ? 0 : flagsIt->second};
+  auto built =
+      endpointEntry(ep, flagsIt == impl_->mirror.endpointFlags.end() ? 0 : flagsIt->second);
+  if (!built.ok()) return built.error().wrap(what);
+  const sluice_endpoint entry = *built;
   auto cur = impl_->endpoints.find(ifindex);
-  if (cur == impl_->endpoints.end() || cur->second.id != entry.id ||
-      cur->second.flags != entry.flags) {
+  if (cur == impl_->endpoints.end() || !sameEntry(cur->second, entry)) {
     if (auto s = impl_->writeEndpoint(ifindex, entry); !s.ok()) return s.error().wrap(what);
   }
   SLUICE_RETURN_IF_ERROR(impl_->attachHook(ifindex, BPF_TC_INGRESS,
                                            bpf_program__fd(impl_->skel->progs.from_pod), what));
   SLUICE_RETURN_IF_ERROR(
       impl_->attachHook(ifindex, BPF_TC_EGRESS, bpf_program__fd(impl_->skel->progs.to_pod), what));
-  spdlog::info("bpf attach endpoint={} ifname={} ifindex={} ready={}", ep.id, ep.ifname, ifindex,
-               (entry.flags & SLUICE_EP_POLICY_READY) != 0);
+  spdlog::info("bpf attach endpoint={} ifname={} ifindex={} ips={} ready={}", ep.id, ep.ifname,
+               ifindex, ep.ips.size(), (entry.flags & SLUICE_EP_POLICY_READY) != 0);
   return Status::Ok();
 }
 
@@ -420,8 +556,20 @@ Result<bool> BpfBackend::attached(const EndpointAttachment& ep) {
 }
 
 Status BpfBackend::apply(const compiler::Diff& diff) {
+  // A rule id that gets a new origin is a new rule: it must not inherit the old one's counts.
+  std::vector<compiler::RuleId> reused;
+  for (const auto& [id, origin] : diff.rulesUpsert) {
+    if (!impl_->synced || id >= impl_->state.rules.size() || impl_->state.rules[id] != origin) {
+      reused.push_back(id);
+    }
+  }
   const MapOps ops = lowerDiff(impl_->mirror, impl_->state, diff);
   if (auto s = impl_->write(ops); !s.ok()) {
+    return s.error().wrap("bpf apply revision " + std::to_string(diff.revision));
+  }
+  impl_->synced = true;
+  impl_->updateCounterLimit();
+  if (auto s = impl_->zeroRuleCounters(reused); !s.ok()) {
     return s.error().wrap("bpf apply revision " + std::to_string(diff.revision));
   }
   const auto& w = impl_->last;
@@ -437,8 +585,23 @@ Status BpfBackend::sync(const compiler::State& desired) {
   impl_->endpoints.clear();
   if (auto s = impl_->readBack(); !s.ok()) return s.error().wrap("bpf sync");
   const MapOps ops = reconcile(impl_->mirror, lower(desired));
+  // Ids whose origin changed since the State these maps were written from. After a restart that
+  // State is unknown, so every id starts from zero (a counter reset, as on any process restart)
+  // rather than risk crediting an old rule's packets to a new one.
+  std::vector<compiler::RuleId> reused;
+  for (compiler::RuleId id = 0; id < desired.rules.size(); ++id) {
+    if (!impl_->synced || id >= impl_->state.rules.size() ||
+        impl_->state.rules[id] != desired.rules[id]) {
+      reused.push_back(id);
+    }
+  }
   impl_->state = desired;
   if (auto s = impl_->write(ops); !s.ok()) {
+    return s.error().wrap("bpf sync revision " + std::to_string(desired.revision));
+  }
+  impl_->synced = true;
+  impl_->updateCounterLimit();
+  if (auto s = impl_->zeroRuleCounters(reused); !s.ok()) {
     return s.error().wrap("bpf sync revision " + std::to_string(desired.revision));
   }
   const auto& w = impl_->last;
@@ -468,10 +631,8 @@ Result<std::vector<RuleCounter>> BpfBackend::counters() {
   const int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) return makeError("possible cpus: " + errnoText(cpus), posErr(cpus));
   std::vector<sluice_counter> buf(static_cast<size_t>(cpus));
-  size_t limit = impl_->state.rules.size();
-  for (const auto& [key, rule] : impl_->mirror.policy)
-    limit = std::max<size_t>(limit, size_t{rule} + 1);
-  limit = std::min<size_t>(limit, SLUICE_MAX_RULES);
+  // Only the atomic limit and map fds: never the sync path's state.
+  const size_t limit = impl_->counterLimit.load(std::memory_order_relaxed);
   std::vector<RuleCounter> out;
   out.reserve(limit);
   for (uint32_t id = 0; id < limit; ++id) {
@@ -498,6 +659,7 @@ Result<std::vector<EndpointAttachment>> BpfBackend::endpoints() {
     EndpointAttachment ep;
     ep.id = entry.id;
     ep.ifindex = static_cast<int>(key);
+    ep.ips = entryAddresses(entry);
     char name[IF_NAMESIZE] = {};
     if (if_indextoname(key, name) != nullptr) ep.ifname = name;
     out.push_back(std::move(ep));
@@ -528,6 +690,8 @@ Result<std::vector<DropCount>> BpfBackend::dropCounts() {
   }
   return out;
 }
+
+Result<uint32_t> BpfBackend::sweepConntrack() { return impl_->sweep(); }
 
 const WriteStats& BpfBackend::lastWrite() const { return impl_->last; }
 bool BpfBackend::reusedPinnedMaps() const { return impl_->reused; }

@@ -11,6 +11,7 @@
 // endpoint from the IR it has seen, so a partial diff on an unknown base would lose entries.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -22,9 +23,24 @@
 
 namespace sluice::datapath::bpf {
 
+// Conntrack limits (see the header comment of bpf/sluice_tc.bpf.c): idle timeouts by TCP state
+// and protocol, and how many flows one endpoint may hold in the shared, non-evicting table.
+struct ConntrackOptions {
+  std::chrono::seconds tcpSyn{60};
+  std::chrono::seconds tcpEstablished{6 * 3600};
+  std::chrono::seconds tcpClosing{60};  // after a FIN
+  std::chrono::seconds tcpClosed{10};   // after a RST
+  std::chrono::seconds other{60};       // UDP, SCTP, ICMP echo, other protocols
+  uint32_t perEndpointQuota = 16384;    // 0: only the table size (262144) limits
+  // How often a thread of the backend deletes expired flows nobody looks up; 0: never (tests
+  // call sweepConntrack() themselves).
+  std::chrono::milliseconds sweepInterval{10000};
+};
+
 struct BpfOptions {
   std::string pinDir = "/sys/fs/bpf/sluice";  // --bpf-pin-dir; created if missing, on a bpffs
   EstablishedMode established = EstablishedMode::Recheck;  // --established
+  ConntrackOptions conntrack;
 };
 
 struct DropCounter {
@@ -66,6 +82,9 @@ class BpfBackend final : public Backend {
   // The revision established flows are re-checked against (bumped on every change).
   uint64_t revision() const;
   const std::string& pinDir() const;
+  // Deletes the conntrack entries whose idle timeout has passed; returns how many. Thread-safe
+  // (the sweeper thread calls it too).
+  Result<uint32_t> sweepConntrack();
   // Program fds (owned by this object), for BPF_PROG_TEST_RUN in tests and benchmarks.
   int fromPodProgramFd() const;
   int toPodProgramFd() const;

@@ -29,6 +29,14 @@ std::string_view dropReasonName(DropReason reason) {
       return "unsupported-l3";
     case DropReason::EventsLost:
       return "events-lost";
+    case DropReason::Spoofed:
+      return "spoofed";
+    case DropReason::IcmpUnrelated:
+      return "icmp-unrelated";
+    case DropReason::NdInvalid:
+      return "nd-invalid";
+    case DropReason::ConntrackFull:
+      return "ct-full";
   }
   return "unknown";
 }

@@ -23,10 +23,14 @@ enum class DropReason : uint8_t {
   Malformed = SLUICE_DROP_MALFORMED,
   UnsupportedL3 = SLUICE_DROP_UNSUPPORTED_L3,
   EventsLost = SLUICE_DROP_EVENTS_LOST,
+  Spoofed = SLUICE_DROP_SPOOFED,
+  IcmpUnrelated = SLUICE_DROP_ICMP_UNRELATED,
+  NdInvalid = SLUICE_DROP_ND_INVALID,
+  ConntrackFull = SLUICE_DROP_CT_FULL,
 };
 inline constexpr int kDropReasonCount = SLUICE_DROP_REASON_MAX;
 
-// Stable names for logs and metrics labels ("policy", "not-ready", ...).
+// Stable names for logs and metrics labels ("policy", "not-ready", "spoofed", ...).
 std::string_view dropReasonName(DropReason reason);
 
 struct DropEvent {

@@ -36,9 +36,10 @@ std::vector<PortBlock> decomposePortRange(compiler::PortRange range) {
 ClassKey classKey(const Prefix& prefix) {
   ClassKey key;
   const bool v4 = prefix.addr().isV4();
-  key.raw.prefixlen = static_cast<uint32_t>(prefix.len() + (v4 ? 96 : 0));
-  auto bytes = prefix.addr().toMapped();  // Prefix already masks host bits
-  std::memcpy(key.raw.addr, bytes.data(), sizeof(key.raw.addr));
+  key.raw.prefixlen = static_cast<uint32_t>(SLUICE_CLASS_PREFIX_FAMILY + prefix.len());
+  key.raw.family = v4 ? 4 : 6;
+  // Prefix already masks host bits; an IPv4 address fills the first 4 bytes.
+  std::memcpy(key.raw.addr, prefix.addr().bytes().data(), v4 ? 4 : 16);
   return key;
 }
 
@@ -66,16 +67,15 @@ PolicyKey policyKey(EndpointId endpoint, Direction direction, ClassId peer, uint
 EndpointId policyKeyEndpoint(const PolicyKey& key) { return ntohl(key.raw.endpoint); }
 
 std::string toString(const ClassKey& key) {
+  const int len = static_cast<int>(key.raw.prefixlen) - SLUICE_CLASS_PREFIX_FAMILY;
+  if (key.raw.family == 4) {
+    const uint8_t* b = key.raw.addr;
+    uint32_t v4 = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
+    return IpAddr::v4(v4).toString() + "/" + std::to_string(len);
+  }
   std::array<uint8_t, 16> bytes;
   std::memcpy(bytes.data(), key.raw.addr, 16);
-  const bool mapped = key.raw.prefixlen >= 96 && bytes[10] == 0xff && bytes[11] == 0xff &&
-                      std::all_of(bytes.begin(), bytes.begin() + 10, [](uint8_t b) { return !b; });
-  if (mapped) {
-    uint32_t v4 = (uint32_t{bytes[12]} << 24) | (uint32_t{bytes[13]} << 16) |
-                  (uint32_t{bytes[14]} << 8) | bytes[15];
-    return IpAddr::v4(v4).toString() + "/" + std::to_string(key.raw.prefixlen - 96);
-  }
-  return IpAddr::v6(bytes).toString() + "/" + std::to_string(key.raw.prefixlen);
+  return IpAddr::v6(bytes).toString() + "/" + std::to_string(len);
 }
 
 std::string toString(const PolicyKey& key) {

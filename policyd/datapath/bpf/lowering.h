@@ -22,8 +22,8 @@
 
 namespace sluice::datapath::bpf {
 
-static_assert(sizeof(sluice_class_key) == 20);
-static_assert(sizeof(sluice_endpoint) == 8);
+static_assert(sizeof(sluice_class_key) == 24);
+static_assert(sizeof(sluice_endpoint) == 32);
 static_assert(sizeof(sluice_policy_key) == 20);
 static_assert(sizeof(sluice_policy_value) == 4);
 static_assert(sizeof(sluice_ct_key) == 44);
@@ -32,7 +32,7 @@ static_assert(sizeof(sluice_frag_key) == 44);
 static_assert(sizeof(sluice_frag_value) == 8);
 static_assert(sizeof(sluice_counter) == 16);
 static_assert(sizeof(sluice_drop_event) == 64);
-static_assert(sizeof(sluice_config) == 16);
+static_assert(sizeof(sluice_config) == 40);
 static_assert(SLUICE_CLASS_ANY == compiler::kAnyPeer);
 static_assert(SLUICE_CLASS_HOST == compiler::kHostClass);
 static_assert(SLUICE_CLASS_WORLD == compiler::kWorldClass);
@@ -78,7 +78,9 @@ struct LpmKey {
 using ClassKey = LpmKey<sluice_class_key>;
 using PolicyKey = LpmKey<sluice_policy_key>;
 
-// IPv4 a.b.c.d/n becomes ::ffff:a.b.c.d/(96 + n): one trie for both families.
+// One trie for both families, keyed by family first (sluice_abi.h): IPv4 a.b.c.d/n and the IPv6
+// prefix ::ffff:a.b.c.d/(96 + n) are different keys, as they are different prefixes to the
+// engine and to Kubernetes.
 ClassKey classKey(const Prefix& prefix);
 // protocol == kAnyProtocol: matches every protocol and port; block.bits == 0: every port of
 // `protocol`; otherwise the ports of `block`.

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <set>
+#include <string_view>
 
 namespace sluice::datapath::bpf {
 namespace {
@@ -45,6 +47,21 @@ TEST(DropEventTest, DecodesIpv6AndUnknownReasons) {
   EXPECT_EQ(e.src.toString(), "fd00::1");
   EXPECT_EQ(e.reason, DropReason::None);
   EXPECT_EQ(dropReasonName(DropReason::FragmentWithoutFirst), "fragment-without-first");
+}
+
+TEST(DropEventTest, EveryReasonHasADistinctStableName) {
+  EXPECT_EQ(dropReasonName(DropReason::Spoofed), "spoofed");
+  EXPECT_EQ(dropReasonName(DropReason::IcmpUnrelated), "icmp-unrelated");
+  EXPECT_EQ(dropReasonName(DropReason::NdInvalid), "nd-invalid");
+  EXPECT_EQ(dropReasonName(DropReason::ConntrackFull), "ct-full");
+  std::set<std::string_view> names;
+  for (int r = 0; r < kDropReasonCount; ++r) {
+    const std::string_view name = dropReasonName(static_cast<DropReason>(r));
+    EXPECT_NE(name, "unknown") << "reason " << r;
+    EXPECT_TRUE(names.insert(name).second) << "duplicate name " << name;
+  }
+  const sluice_drop_event raw{.reason = SLUICE_DROP_SPOOFED};
+  EXPECT_EQ(decodeDropEvent(raw).reason, DropReason::Spoofed);
 }
 
 }  // namespace

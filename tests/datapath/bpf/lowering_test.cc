@@ -74,23 +74,41 @@ TEST(PortRangeTest, EmptyRangeGivesNoBlocks) { EXPECT_TRUE(decomposePortRange({1
 
 // ---- keys -----------------------------------------------------------------------------------
 
-TEST(ClassKeyTest, Ipv4IsMappedWithPrefixPlus96) {
+TEST(ClassKeyTest, Ipv4IsItsOwnFamilyWithPrefixPlus8) {
   ClassKey k = classKey(P("10.1.0.0/16"));
-  EXPECT_EQ(k.raw.prefixlen, 112u);
-  const uint8_t want[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 0, 0};
+  EXPECT_EQ(k.raw.prefixlen, 24u);
+  EXPECT_EQ(k.raw.family, 4);
+  const uint8_t want[16] = {10, 1, 0, 0};
   EXPECT_EQ(std::memcmp(k.raw.addr, want, 16), 0);
   EXPECT_EQ(toString(k), "10.1.0.0/16");
-  EXPECT_EQ(classKey(P("0.0.0.0/0")).raw.prefixlen, 96u);
-  EXPECT_EQ(classKey(P("10.1.2.3/32")).raw.prefixlen, 128u);
+  EXPECT_EQ(classKey(P("0.0.0.0/0")).raw.prefixlen, 8u);
+  EXPECT_EQ(classKey(P("10.1.2.3/32")).raw.prefixlen, 40u);
 }
 
 TEST(ClassKeyTest, Ipv6IsItself) {
   ClassKey k = classKey(P("fd00:10::/32"));
-  EXPECT_EQ(k.raw.prefixlen, 32u);
+  EXPECT_EQ(k.raw.prefixlen, 40u);
+  EXPECT_EQ(k.raw.family, 6);
   EXPECT_EQ(k.raw.addr[0], 0xfd);
   EXPECT_EQ(k.raw.addr[3], 0x10);
   EXPECT_EQ(toString(k), "fd00:10::/32");
-  EXPECT_EQ(classKey(P("::/0")).raw.prefixlen, 0u);
+  EXPECT_EQ(classKey(P("::/0")).raw.prefixlen, 8u);
+}
+
+// Kubernetes and the engine treat ::ffff:a.b.c.d/n as an IPv6 prefix: it must never share a
+// key (or a trie path) with the IPv4 prefix a.b.c.d/(n - 96).
+TEST(ClassKeyTest, V4MappedIpv6PrefixesStayIpv6) {
+  const ClassKey mapped = classKey(P("::ffff:192.168.77.0/120"));
+  const ClassKey v4 = classKey(P("192.168.77.0/24"));
+  EXPECT_EQ(mapped.raw.family, 6);
+  EXPECT_EQ(v4.raw.family, 4);
+  EXPECT_NE(mapped, v4);
+  EXPECT_EQ(toString(mapped), "::ffff:192.168.77.0/120");
+  EXPECT_NE(classKey(P("::ffff:0:0/96")), classKey(P("0.0.0.0/0")));
+  compiler::State s;
+  s.classes[P("::ffff:0:0/96")] = 7;
+  s.classes[P("0.0.0.0/0")] = compiler::kWorldClass;
+  EXPECT_EQ(lower(s).classes.size(), 2u);
 }
 
 TEST(PolicyKeyTest, FieldsAreBigEndianAndPrefixStopsWhereTheRuleDoes) {
