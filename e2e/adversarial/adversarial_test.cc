@@ -6,6 +6,7 @@
 //
 // Delivery is observed by a packet socket on the target pod's eth0 (sluice-attack sniff): it
 // sees whatever the host veth lets through, whether or not a socket would accept it.
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
@@ -21,6 +22,7 @@
 
 #include "bpf/sluice_abi.h"
 #include "common/endpoint_api.h"
+#include "common/netns.h"
 #include "common/unique_fd.h"
 #include "e2e/harness/cluster.h"
 #include "policyd/datapath/bpf/drop_event.h"
@@ -450,28 +452,32 @@ TEST_F(AdversarialTest, NeighbourDiscoveryToOffLinkAddressIsDropped) {
 // sender is node 0 (192.0.2.10), an address no pod and no policy names otherwise, so only the
 // ipBlock can admit it at a pod on node 1.
 TEST_F(AdversarialTest, MappedIpBlockVerdictMatchesExplain) {
-  std::string src = nodeAddr(0, false);
-  for (const char* key : {"adv/mapped", "adv/mapped-control"}) {
-    SCOPED_TRACE(key);
-    const PodInfo& target = pod(key);
-    auto r = run(Command{{c().binary("policyd/ctl/sluicectl").string(), "explain", "-f",
-                          c().manifestsDir().string(), "--from", src, "--to", key, "--port", "80",
-                          "--protocol", "UDP", "-o", "json"}},
-                 30s);
-    ASSERT_TRUE(r.ok()) << r.error().message;
-    json j = json::parse(r->out, nullptr, false);
-    ASSERT_FALSE(j.is_discarded()) << r->out << r->err;
-    bool explained = j.value("allowed", false);
-    bool control = std::string(key) == "adv/mapped-control";
-    // Kubernetes semantics: ::ffff:a.b.c.d/120 is an IPv6 prefix; only the IPv4 block admits.
-    EXPECT_EQ(explained, control) << r->out;
-    auto before = drops(1);
-    std::string mark = marker("mapped");
-    std::string dst = addrOf(target, false).toString();
-    int got = delivered(target, mark, [&] { sendFrom(c().nodeNetns(0), udp(src, dst, mark)); });
-    EXPECT_EQ(got > 0, explained) << "datapath delivered " << got << " while explain says "
-                                  << (explained ? "allowed" : "denied");
-    if (!explained) expectCounted(1, before, "policy", kAttackCount, "mapped ipBlock");
+  // IPv4 192.0.2.10, and the IPv6 packet whose source is its mapped form ::ffff:192.0.2.10:
+  // the first is outside the IPv6 block, the second inside it.
+  for (bool v6 : {false, true}) {
+    std::string src = v6 ? "::ffff:" + nodeAddr(0, false) : nodeAddr(0, false);
+    for (const char* key : {"adv/mapped", "adv/mapped-control"}) {
+      SCOPED_TRACE(std::string(key) + " from " + src);
+      const PodInfo& target = pod(key);
+      auto r = run(Command{{c().binary("policyd/ctl/sluicectl").string(), "explain", "-f",
+                            c().manifestsDir().string(), "--from", src, "--to", key, "--port", "80",
+                            "--protocol", "UDP", "-o", "json"}},
+                   30s);
+      ASSERT_TRUE(r.ok()) << r.error().message;
+      json j = json::parse(r->out, nullptr, false);
+      ASSERT_FALSE(j.is_discarded()) << r->out << r->err;
+      bool explained = j.value("allowed", false);
+      bool mappedPolicy = std::string(key) == "adv/mapped";
+      // Kubernetes semantics: ::ffff:a.b.c.d/120 is an IPv6 prefix, 192.0.2.0/25 an IPv4 one.
+      EXPECT_EQ(explained, mappedPolicy == v6) << r->out;
+      auto before = drops(1);
+      std::string mark = marker("mapped");
+      std::string dst = addrOf(target, v6).toString();
+      int got = delivered(target, mark, [&] { sendFrom(c().nodeNetns(0), udp(src, dst, mark)); });
+      EXPECT_EQ(got > 0, explained) << "datapath delivered " << got << " while explain says "
+                                    << (explained ? "allowed" : "denied");
+      if (!explained) expectCounted(1, before, "policy", kAttackCount, "mapped ipBlock");
+    }
   }
 }
 
@@ -564,6 +570,80 @@ TEST_P(FamilyTest, ConntrackFloodDoesNotCutAnotherPodsConnection) {
                               "TCP", 1000);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(*r, "ok");
+}
+
+// GET http://127.0.0.1:<port><path> inside a node's namespace (where its daemon serves
+// /metrics). Bounded by socket timeouts; the guard returns this thread to its namespace.
+Result<std::string> httpGetIn(const std::string& netns, uint16_t port, const std::string& path) {
+  UniqueFd fd;
+  {
+    SLUICE_ASSIGN_OR_RETURN(NetnsGuard guard, NetnsGuard::enter(netns));
+    fd = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  }
+  if (fd.get() < 0) return makeError(std::string("socket: ") + std::strerror(errno));
+  timeval tv{5, 0};
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    return makeError("connect 127.0.0.1:" + std::to_string(port) + " in " + netns + ": " +
+                     std::strerror(errno));
+  }
+  std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  if (send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    return makeError(std::string("send request: ") + std::strerror(errno));
+  }
+  std::string resp;
+  char buf[4096];
+  for (int i = 0; i < 4096; ++i) {  // at most 16 MiB
+    ssize_t n = recv(fd.get(), buf, sizeof(buf), 0);
+    if (n < 0) return makeError(std::string("read response: ") + std::strerror(errno));
+    if (n == 0) break;
+    resp.append(buf, static_cast<size_t>(n));
+  }
+  return resp;
+}
+
+// sluice_dropped_packets_total{reason="..."} samples of a /metrics page.
+std::map<std::string, double> dropMetric(const std::string& page) {
+  std::map<std::string, double> out;
+  const std::string prefix = "sluice_dropped_packets_total{reason=\"";
+  std::istringstream in(page);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    auto q = line.find('"', prefix.size());
+    auto sp = line.rfind(' ');
+    if (q == std::string::npos || sp == std::string::npos) continue;
+    out[line.substr(prefix.size(), q - prefix.size())] =
+        std::strtod(line.c_str() + sp + 1, nullptr);
+  }
+  return out;
+}
+
+// The operator-facing view of the same counters: /metrics reports every drop reason the
+// datapath counts, at least as high as the pinned map read just before.
+TEST_F(AdversarialTest, DropMetricReportsEveryReason) {
+  const PodInfo& hostile = pod("adv/hostile");
+  const PodInfo& victim = pod("adv/victim");
+  std::string atk = marker("metric");
+  sendFrom(netnsOf(hostile), udp(addrOf(pod("adv/allowed"), false).toString(),
+                                 addrOf(victim, false).toString(), atk));
+  auto pinned = readDrops(c().bpfPinDir(0));
+  ASSERT_TRUE(pinned.ok()) << pinned.error().message;
+  auto page = httpGetIn(c().nodeNetns(0), 9090, "/metrics");
+  ASSERT_TRUE(page.ok()) << page.error().message;
+  auto metric = dropMetric(*page);
+  ASSERT_FALSE(metric.empty()) << "no sluice_dropped_packets_total in /metrics:\n" << *page;
+  EXPECT_GE(metric["spoofed"], kAttackCount) << *page;
+  for (const auto& [reason, packets] : *pinned) {
+    if (reason == "none") continue;
+    ASSERT_TRUE(metric.count(reason)) << "/metrics lacks reason " << reason;
+    EXPECT_GE(metric[reason], static_cast<double>(packets)) << reason;
+  }
 }
 
 std::string tcFilters(const std::string& netns, const std::string& dev, const std::string& dir) {
