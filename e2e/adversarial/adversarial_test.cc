@@ -309,19 +309,27 @@ TEST_P(FamilyTest, SpoofedPodSourceIsDroppedAndCounted) {
   const PodInfo& hostile = pod("adv/hostile");
   const PodInfo& allowed = pod("adv/allowed");
   for (const char* victimKey : {"adv/victim", "adv/victim-local"}) {
-    SCOPED_TRACE(victimKey);
-    const PodInfo& victim = pod(victimKey);
-    std::string dst = addrOf(victim, v6()).toString();
-    std::string forged = addrOf(allowed, v6()).toString();
-    // Positive control: the same datagram from the pod whose address it carries.
-    std::string ctl = marker("spoof-control");
-    EXPECT_GT(delivered(victim, ctl, [&] { sendFrom(netnsOf(allowed), udp(forged, dst, ctl)); }), 0)
-        << "the legitimate send did not arrive: the tool or sniffer is broken";
-    auto before = drops(0);
-    std::string atk = marker("spoof");
-    EXPECT_EQ(delivered(victim, atk, [&] { sendFrom(netnsOf(hostile), udp(forged, dst, atk)); }), 0)
-        << "a datagram with a forged source (" << forged << ") reached " << victimKey;
-    expectCounted(0, before, "spoofed", kAttackCount, "forged pod source");
+    for (const char* proto : {"udp", "tcp"}) {
+      SCOPED_TRACE(std::string(victimKey) + " " + proto);
+      const PodInfo& victim = pod(victimKey);
+      std::string dst = addrOf(victim, v6()).toString();
+      std::string forged = addrOf(allowed, v6()).toString();
+      auto packet = [&](const std::string& mark) {
+        auto args = udp(forged, dst, mark);
+        args[2] = proto;  // --proto
+        return args;
+      };
+      // Positive control: the same packet from the pod whose address it carries.
+      std::string ctl = marker("spoof-control");
+      EXPECT_GT(delivered(victim, ctl, [&] { sendFrom(netnsOf(allowed), packet(ctl)); }), 0)
+          << "the legitimate send did not arrive: the tool or sniffer is broken";
+      auto before = drops(0);
+      std::string atk = marker("spoof");
+      EXPECT_EQ(delivered(victim, atk, [&] { sendFrom(netnsOf(hostile), packet(atk)); }), 0)
+          << "a " << proto << " packet with a forged source (" << forged << ") reached "
+          << victimKey;
+      expectCounted(0, before, "spoofed", kAttackCount, "forged pod source");
+    }
   }
 }
 
@@ -349,7 +357,6 @@ TEST_P(FamilyTest, IcmpErrorsPassOnlyWhenRelatedToATrackedFlow) {
   const PodInfo& peer = pod("open/peer");
   const PodInfo& hostile = pod("adv/hostile");
   std::string va = addrOf(v, v6()).toString(), pa = addrOf(peer, v6()).toString();
-  std::string ha = addrOf(hostile, v6()).toString();
   // The victim's real flow: v:41000 -> peer:9999 (UDP, egress allowed).
   std::string flow = marker("flow");
   sendFrom(netnsOf(v), {"send", "--src", va, "--dst", pa, "--sport", "41000", "--dport", "9999",
@@ -376,19 +383,35 @@ TEST_P(FamilyTest, IcmpErrorsPassOnlyWhenRelatedToATrackedFlow) {
                                     "--marker",
                                     mark};
   };
+  struct Attack {
+    const PodInfo* from;
+    const char* sport;
+    const char* what;
+  };
+  // An attacker who knows or guesses the 5-tuple of the victim's flow (a reset by ICMP), an
+  // attacker quoting a flow the victim never had (a probe), and the real peer doing the same.
+  const std::vector<Attack> attacks = {
+      {&hostile, "41000", "a third pod quoting the victim's real flow"},
+      {&hostile, "41001", "a third pod quoting a flow the victim never had"},
+      {&peer, "41001", "the peer quoting a flow the victim never had"},
+  };
   for (const char* kind : {"ptb", "unreach"}) {
     SCOPED_TRACE(kind);
     std::string rel = marker(std::string("related-") + kind);
     EXPECT_GT(delivered(v, rel, [&] { sendFrom(netnsOf(peer), error(pa, kind, "41000", rel)); }), 0)
         << kind << " for the victim's own flow was not delivered (PMTU black hole)";
-    auto before = drops(kAllNodes);
-    std::string unrel = marker(std::string("unrelated-") + kind);
-    EXPECT_EQ(
-        delivered(v, unrel, [&] { sendFrom(netnsOf(hostile), error(ha, kind, "41001", unrel)); }),
-        0)
-        << kind << " quoting a flow the victim never had reached it";
-    expectCounted(kAllNodes, before, "icmp-unrelated", kAttackCount,
-                  std::string("unrelated ") + kind);
+    for (const auto& a : attacks) {
+      SCOPED_TRACE(a.what);
+      auto before = drops(kAllNodes);
+      std::string unrel = marker(std::string("unrelated-") + kind);
+      std::string src = addrOf(*a.from, v6()).toString();
+      EXPECT_EQ(delivered(v, unrel,
+                          [&] { sendFrom(netnsOf(*a.from), error(src, kind, a.sport, unrel)); }),
+                0)
+          << kind << " from " << a.what << " reached the victim";
+      expectCounted(kAllNodes, before, "icmp-unrelated", kAttackCount,
+                    std::string("unrelated ") + kind);
+    }
   }
 }
 
