@@ -16,7 +16,7 @@
 //   sluice-attack sniff --marker S [--iface eth0] [--duration-ms N]
 //       Captures what arrives on the interface; prints "got <proto> <src> -> <dst>" for each
 //       received packet holding the marker, then "count N". Prints "sniffing" once bound.
-//   sluice-attack push-serve --port N [--interval-ms N]
+//   sluice-attack push-serve --port N [--interval-ms N] [--duration-ms N]
 //       TCP server that writes "tick\n" every interval to each connection, unprompted.
 //   sluice-attack push-read --count N [--timeout-ms N] ADDR:PORT
 //       Connects and reads ticks; prints "<i> ok" per tick or "<i> fail" when one is late.
@@ -44,6 +44,32 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using Bytes = std::vector<uint8_t>;
+
+// Owns a file descriptor: every socket here is closed on every path.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = o.fd_;
+      o.fd_ = -1;
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  void reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
 
 constexpr uint8_t kProtoIcmp = 1;
 constexpr uint8_t kProtoTcp = 6;
@@ -180,17 +206,12 @@ Bytes ipPacket(const Addr& src, const Addr& dst, uint8_t proto, const Bytes& seg
 class RawSender {
  public:
   explicit RawSender(bool v4) : v4_(v4) {
-    fd_ = socket(v4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
-    if (fd_ < 0) std::fprintf(stderr, "sluice-attack: raw socket: %s\n", std::strerror(errno));
+    fd_ = Fd(socket(v4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+    if (!ok()) std::fprintf(stderr, "sluice-attack: raw socket: %s\n", std::strerror(errno));
     int big = 4 << 20;
-    if (fd_ >= 0) setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+    if (ok()) setsockopt(fd_.get(), SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
   }
-  ~RawSender() {
-    if (fd_ >= 0) close(fd_);
-  }
-  RawSender(const RawSender&) = delete;
-  RawSender& operator=(const RawSender&) = delete;
-  bool ok() const { return fd_ >= 0; }
+  bool ok() const { return fd_.get() >= 0; }
   // Returns false on an error other than a full buffer (which the flood expects).
   bool send(const Bytes& pkt, const Addr& dst) {
     sockaddr_storage ss{};
@@ -206,7 +227,7 @@ class RawSender {
       std::memcpy(&a->sin6_addr, dst.b, 16);
       len = sizeof(*a);
     }
-    if (sendto(fd_, pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) >= 0) {
+    if (sendto(fd_.get(), pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) >= 0) {
       return true;
     }
     if (errno == ENOBUFS || errno == EAGAIN) return true;
@@ -217,7 +238,7 @@ class RawSender {
 
  private:
   bool v4_;
-  int fd_ = -1;
+  Fd fd_;
 };
 
 struct Options {
@@ -262,11 +283,11 @@ int cmdSend(const Options& o) {
   if (dport <= 0 || dport > 65535 || sport <= 0 || sport > 65535) return fail("send: bad port");
   if (count < 1 || count > 1000) return fail("send: --count must be 1..1000");
   std::string proto = o.get("proto", "udp");
+  if (proto != "tcp" && proto != "udp") return fail("send: --proto must be udp or tcp");
   std::string marker = o.get("marker", "sluice-attack");
   auto p16 = [](long v) { return static_cast<uint16_t>(v); };
   Bytes seg = proto == "tcp" ? tcpSyn(src, dst, p16(sport), p16(dport), marker)
                              : udpSegment(src, dst, p16(sport), p16(dport), marker);
-  if (proto != "tcp" && proto != "udp") return fail("send: --proto must be udp or tcp");
   RawSender s(src.v4);
   if (!s.ok()) return 1;
   Bytes pkt = ipPacket(src, dst, proto == "tcp" ? kProtoTcp : kProtoUdp, seg, 64);
@@ -389,14 +410,13 @@ int cmdSniff(const Options& o) {
   if (durationMs < 1 || durationMs > 120000) return fail("sniff: --duration-ms must be 1..120000");
   unsigned ifindex = if_nametoindex(iface.c_str());
   if (ifindex == 0) return fail("sniff: no interface " + iface);
-  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
-  if (fd < 0) return fail(std::string("sniff: packet socket: ") + std::strerror(errno));
+  Fd fd(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL)));
+  if (fd.get() < 0) return fail(std::string("sniff: packet socket: ") + std::strerror(errno));
   sockaddr_ll ll{};
   ll.sll_family = AF_PACKET;
   ll.sll_protocol = htons(ETH_P_ALL);
   ll.sll_ifindex = static_cast<int>(ifindex);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ll), sizeof(ll)) != 0) {
-    close(fd);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&ll), sizeof(ll)) != 0) {
     return fail(std::string("sniff: bind: ") + std::strerror(errno));
   }
   std::printf("sniffing\n");
@@ -407,11 +427,11 @@ int cmdSniff(const Options& o) {
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now()).count();
     if (left <= 0) break;
-    pollfd p{fd, POLLIN, 0};
+    pollfd p{fd.get(), POLLIN, 0};
     if (poll(&p, 1, static_cast<int>(left)) <= 0) continue;
     sockaddr_ll from{};
     socklen_t fl = sizeof(from);
-    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &fl);
+    ssize_t n = recvfrom(fd.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &fl);
     // Only what the pod received: its own transmissions show up here too.
     if (n < 34 || from.sll_pkttype == PACKET_OUTGOING) continue;
     std::string_view frame(reinterpret_cast<char*>(buf), static_cast<size_t>(n));
@@ -425,48 +445,49 @@ int cmdSniff(const Options& o) {
                 addrText(v4 ? ip + 16 : ip + 24, v4).c_str());
     std::fflush(stdout);
   }
-  close(fd);
   std::printf("count %ld\n", got);
   return 0;
 }
 
 int cmdPushServe(const Options& o) {
   long port = o.num("port", 0), intervalMs = o.num("interval-ms", 1000);
-  if (port <= 0 || port > 65535 || intervalMs < 1 || intervalMs > 60000) {
-    return fail("push-serve: bad --port or --interval-ms");
+  long durationMs = o.num("duration-ms", 120000);
+  if (port <= 0 || port > 65535 || intervalMs < 1 || intervalMs > 60000 || durationMs < 1 ||
+      durationMs > 600000) {
+    return fail("push-serve: bad --port, --interval-ms or --duration-ms");
   }
-  int lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  Fd lfd(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
   int zero = 0, one = 1;
-  setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(lfd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+  setsockopt(lfd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   sockaddr_in6 a{};
   a.sin6_family = AF_INET6;
   a.sin6_port = htons(static_cast<uint16_t>(port));
-  if (lfd < 0 || bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      listen(lfd, 16) != 0) {
+  if (lfd.get() < 0 || bind(lfd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      listen(lfd.get(), 16) != 0) {
     return fail(std::string("push-serve: listen: ") + std::strerror(errno));
   }
   std::printf("serving\n");
   std::fflush(stdout);
-  std::vector<int> conns;
+  constexpr size_t kMaxConns = 16;
+  std::vector<Fd> conns;
+  auto end = Clock::now() + std::chrono::milliseconds(durationMs);
   auto next = Clock::now();
-  for (;;) {
-    pollfd p{lfd, POLLIN, 0};
+  while (Clock::now() < end) {
+    pollfd p{lfd.get(), POLLIN, 0};
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now()).count();
     if (poll(&p, 1, static_cast<int>(wait < 0 ? 0 : wait)) > 0) {
-      int c = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (c >= 0) conns.push_back(c);
+      Fd c(accept4(lfd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+      if (c.get() >= 0 && conns.size() < kMaxConns) conns.push_back(std::move(c));
       continue;
     }
     next += std::chrono::milliseconds(intervalMs);
-    for (int& c : conns) {
-      if (c >= 0 && send(c, "tick\n", 5, MSG_NOSIGNAL) < 0 && errno != EAGAIN) {
-        close(c);
-        c = -1;
-      }
+    for (Fd& c : conns) {
+      if (send(c.get(), "tick\n", 5, MSG_NOSIGNAL) < 0 && errno != EAGAIN) c.reset();
     }
-    std::erase(conns, -1);
+    std::erase_if(conns, [](const Fd& c) { return c.get() < 0; });
   }
+  return 0;
 }
 
 int cmdPushRead(const Options& o) {
@@ -498,13 +519,12 @@ int cmdPushRead(const Options& o) {
     std::memcpy(&a->sin6_addr, addr.b, 16);
     len = sizeof(*a);
   }
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  Fd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   timeval tv{timeoutMs / 1000, static_cast<suseconds_t>((timeoutMs % 1000) * 1000)};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (fd.get() < 0 || connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
     std::printf("connect fail\n");
-    if (fd >= 0) close(fd);
     return 0;
   }
   std::printf("connect ok\n");
@@ -519,7 +539,7 @@ int cmdPushRead(const Options& o) {
         break;
       }
       char buf[64];
-      ssize_t n = recv(fd, buf, sizeof(buf), 0);
+      ssize_t n = recv(fd.get(), buf, sizeof(buf), 0);
       if (n <= 0) break;
       pending.append(buf, static_cast<size_t>(n));
     }
@@ -527,7 +547,6 @@ int cmdPushRead(const Options& o) {
     std::fflush(stdout);
     if (!ok) break;
   }
-  close(fd);
   return 0;
 }
 
