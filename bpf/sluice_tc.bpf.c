@@ -53,6 +53,12 @@
  *   subtract on delete). A new flow over the quota, or when the table is
  *   full, is dropped as "ct-full": the flooding pod's new connections fail
  *   closed while every established flow, its own included, keeps passing.
+ *   The quota is checked before the insert, so CPUs racing may pass it by a
+ *   few flows; sluice_ct_count has room for 2 x SLUICE_MAX_ENDPOINTS ids,
+ *   and an id that finds it full is treated as over quota. A table of 256 Ki
+ *   flows costs about 30 MiB (preallocated); a node whose pods really hold
+ *   more established flows than that gets "ct-full" drops on new flows, not
+ *   wrong verdicts.
  * - TCP state: SYN -> established (a packet in the reply direction) -> closing
  *   (FIN) or closed (RST); a new SYN on a closing or closed entry starts a new
  *   flow (policy checked again). Idle timeouts by state (defaults: SYN 60 s,

@@ -84,7 +84,7 @@ bool measure(int rules, Figures* out) {
     return false;
   }
   auto& b = *backend;
-  if (auto s = b->attach({1, "lo", 1}); !s.ok()) {
+  if (auto s = b->attach({1, "lo", 1, {IpAddr::parse("10.1.0.10").value()}}); !s.ok()) {
     std::fprintf(stderr, "%s\n", s.error().message.c_str());
     return false;
   }

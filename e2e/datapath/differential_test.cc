@@ -97,7 +97,9 @@ TEST(DatapathDifferentialTest, RandomStatesAndPacketsMatchTheReference) {
   auto opened = datapath::bpf::BpfBackend::open({pin.path(), datapath::EstablishedMode::Recheck});
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   auto backend = std::move(opened).value();
-  ASSERT_TRUE(backend->attach({1, "lo", 1}).ok());
+  const datapath::EndpointAttachment pod{
+      1, "lo", 1, {IpAddr::parse("10.1.0.10").value(), IpAddr::parse("fd00::10").value()}};
+  ASSERT_TRUE(backend->attach(pod).ok());
 
   std::mt19937 rng(4242);
   uint16_t nextSource = 20000;  // unique per probe, above every destination port used
@@ -138,7 +140,7 @@ TEST(DatapathDifferentialTest, RandomStatesAndPacketsMatchTheReference) {
   // Both verdicts well represented, or the comparison says little.
   EXPECT_GT(allowed, probes / 5);
   EXPECT_LT(allowed, probes * 4 / 5);
-  (void)backend->detach({1, "lo", 1});
+  (void)backend->detach(pod);
 }
 
 }  // namespace

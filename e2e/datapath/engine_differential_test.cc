@@ -55,7 +55,11 @@ TEST(DatapathEngineDifferentialTest, BpfVerdictsEqualEvaluatorPerSide) {
     const compiler::State state = compiler::compile(s.cluster, s.node);
     const engine::Evaluator ev(s.cluster);
     std::map<std::string, compiler::EndpointId> local;
-    for (const auto& e : s.node.endpoints) local.emplace(e.podNamespace + "/" + e.podName, e.id);
+    std::map<compiler::EndpointId, std::vector<IpAddr>> ownIps;
+    for (const auto& e : s.node.endpoints) {
+      local.emplace(e.podNamespace + "/" + e.podName, e.id);
+      ownIps[e.id] = e.ips;
+    }
     auto endpointOf = [&](const model::Pod* p) -> std::optional<compiler::EndpointId> {
       if (!p) return std::nullopt;
       auto it = local.find(p->key());
@@ -77,7 +81,10 @@ TEST(DatapathEngineDifferentialTest, BpfVerdictsEqualEvaluatorPerSide) {
       const engine::Verdict v =
           ev.evaluate(engine::Flow{{src, f.src}, {dst, f.dst}, f.protocol, f.port});
       if (auto ep = endpointOf(src)) {
-        byEndpoint[*ep].push_back({f, compiler::Direction::Egress, v.egress.allowed});
+        // A pod sends only from its own registered addresses; any other source is spoofed.
+        const auto& own = ownIps[*ep];
+        const bool ownSource = std::find(own.begin(), own.end(), f.src) != own.end();
+        byEndpoint[*ep].push_back({f, compiler::Direction::Egress, ownSource && v.egress.allowed});
       }
       if (auto ep = endpointOf(dst)) {
         // DESIGN.md §5: the node's own addresses always reach local pods (kubelet probes).
@@ -89,7 +96,9 @@ TEST(DatapathEngineDifferentialTest, BpfVerdictsEqualEvaluatorPerSide) {
     // BPF_PROG_TEST_RUN runs on `lo`, so one endpoint at a time owns ifindex 1; detaching
     // the previous one also clears its conntrack entries.
     for (const auto& [id, probes] : byEndpoint) {
-      ASSERT_TRUE(backend->attach({id, "lo", 1}).ok());
+      const datapath::EndpointAttachment att{id, "lo", 1, ownIps[id]};
+      auto attached = backend->attach(att);
+      ASSERT_TRUE(attached.ok()) << attached.error().message;
       auto st = backend->sync(state);
       ASSERT_TRUE(st.ok()) << st.error().message;
       for (const auto& p : probes) {
@@ -102,7 +111,7 @@ TEST(DatapathEngineDifferentialTest, BpfVerdictsEqualEvaluatorPerSide) {
         spec.srcPort = nextSource;
         nextSource = nextSource >= 60000 ? 20000 : nextSource + 1;
         const int fd = p.dir == compiler::Direction::Ingress ? backend->toPodProgramFd()
-                                                              : backend->fromPodProgramFd();
+                                                             : backend->fromPodProgramFd();
         const RunResult r = testRun(fd, buildPacket(spec));
         ASSERT_EQ(r.error, 0);
         ASSERT_EQ(r.verdict, p.want ? TC_ACT_OK : TC_ACT_SHOT)
@@ -116,8 +125,9 @@ TEST(DatapathEngineDifferentialTest, BpfVerdictsEqualEvaluatorPerSide) {
       ASSERT_TRUE(backend->detach({id, "lo", 1}).ok());
     }
   }
-  std::printf("engine vs BPF: %d cases, %zu egress and %zu ingress verdicts compared, %zu allowed\n",
-              kCases, egress, ingress, allowed);
+  std::printf(
+      "engine vs BPF: %d cases, %zu egress and %zu ingress verdicts compared, %zu allowed\n",
+      kCases, egress, ingress, allowed);
   EXPECT_GT(egress, 3000u);
   EXPECT_GT(ingress, 3000u);
   // Both verdicts well represented, or the comparison says little.

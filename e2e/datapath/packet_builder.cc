@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -34,7 +35,7 @@ std::vector<uint8_t> l4(const PacketSpec& s) {
       put32(b, 1);          // seq
       put32(b, 0);          // ack
       b.push_back(5 << 4);  // data offset
-      b.push_back(0x02);    // SYN
+      b.push_back(s.tcpFlags);
       put16(b, 65535);
       put32(b, 0);  // checksum, urgent
       break;
@@ -53,8 +54,14 @@ std::vector<uint8_t> l4(const PacketSpec& s) {
     case kIcmp:
     case kIcmpv6:
       b.push_back(s.icmpType);
-      b.push_back(0);
+      b.push_back(s.icmpCode);
       put16(b, 0);
+      if (!s.icmpQuoted.empty()) {
+        put16(b, 0);
+        put16(b, s.icmpId);  // e.g. the next-hop MTU of a fragmentation-needed error
+        b.insert(b.end(), s.icmpQuoted.begin(), s.icmpQuoted.end());
+        break;
+      }
       put16(b, s.icmpId);
       put16(b, 1);
       break;
@@ -130,6 +137,17 @@ std::vector<uint8_t> buildPacket(const PacketSpec& s) {
   b.insert(b.end(), ext.begin(), ext.end());
   b.insert(b.end(), payload.begin(), payload.end());
   return b;
+}
+
+std::vector<uint8_t> quote(const PacketSpec& spec) {
+  PacketSpec s = spec;
+  s.payload = 0;
+  s.ipv6ExtHeaders.clear();
+  s.fragment = false;
+  const std::vector<uint8_t> frame = buildPacket(s);
+  const size_t ip = s.src.find(':') != std::string::npos ? 40 : 20;
+  const size_t end = std::min(frame.size(), 14 + ip + 8);
+  return std::vector<uint8_t>(frame.begin() + 14, frame.begin() + static_cast<long>(end));
 }
 
 std::vector<uint8_t> buildArpRequest() {

@@ -22,7 +22,12 @@ struct PacketSpec {
   uint16_t srcPort = 40000;
   uint16_t dstPort = 80;
   uint8_t icmpType = 8;  // echo request
+  uint8_t icmpCode = 0;
   uint16_t icmpId = 7;
+  // An ICMP error: the quoted bytes follow the 8-byte ICMP header (see quote()); icmpId is then
+  // the low half of the "unused"/MTU word.
+  std::vector<uint8_t> icmpQuoted;
+  uint8_t tcpFlags = 0x02;  // SYN
   uint8_t hopLimit = 64;
   std::vector<uint8_t> ipv6ExtHeaders;  // 0 hop-by-hop, 60 destination options, 43 routing
   // Fragments: `fragment` marks the packet as part of a fragmented datagram; offset in 8-byte
@@ -35,6 +40,9 @@ struct PacketSpec {
 };
 
 std::vector<uint8_t> buildPacket(const PacketSpec& spec);
+// What an ICMP error quotes of the packet `spec` describes: its IP header and the first 8
+// bytes of its L4 header.
+std::vector<uint8_t> quote(const PacketSpec& spec);
 std::vector<uint8_t> buildArpRequest();
 std::vector<uint8_t> buildEthertype(uint16_t ethertype, size_t payload);
 

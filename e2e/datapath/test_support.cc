@@ -1,6 +1,7 @@
 #include "e2e/datapath/test_support.h"
 
 #include <bpf/bpf.h>
+#include <linux/bpf.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -56,6 +57,25 @@ RunResult testRun(int progFd, const std::vector<uint8_t>& packet, int repeat) {
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet.data(), .data_out = out.data(),
               .data_size_in = static_cast<uint32_t>(packet.size()),
               .data_size_out = static_cast<uint32_t>(out.size()), .repeat = repeat);
+  RunResult r;
+  if (int err = bpf_prog_test_run_opts(progFd, &opts); err) {
+    r.error = err < 0 ? -err : err;
+    return r;
+  }
+  r.verdict = static_cast<int>(opts.retval);
+  r.durationNs = opts.duration;
+  return r;
+}
+
+RunResult testRun(int progFd, const std::vector<uint8_t>& packet, const SkbContext& ctx) {
+  std::vector<uint8_t> out(packet.size() + 256);
+  __sk_buff skb{};
+  skb.ifindex = ctx.ifindex;
+  skb.ingress_ifindex = ctx.ingressIfindex;
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet.data(), .data_out = out.data(),
+              .data_size_in = static_cast<uint32_t>(packet.size()),
+              .data_size_out = static_cast<uint32_t>(out.size()), .ctx_in = &skb,
+              .ctx_size_in = sizeof(skb), .repeat = 1);
   RunResult r;
   if (int err = bpf_prog_test_run_opts(progFd, &opts); err) {
     r.error = err < 0 ? -err : err;

@@ -42,4 +42,13 @@ struct RunResult {
 // Runs `progFd` on `packet` (an Ethernet frame) `repeat` times; skb->ifindex is `lo`.
 RunResult testRun(int progFd, const std::vector<uint8_t>& packet, int repeat = 1);
 
+// The skb context of one run: `ifindex` the device the program sees (0: `lo`),
+// `ingressIfindex` the device the packet came in on (0: sent by the node itself; anything else
+// is a forwarded packet).
+struct SkbContext {
+  uint32_t ifindex = 0;
+  uint32_t ingressIfindex = 0;
+};
+RunResult testRun(int progFd, const std::vector<uint8_t>& packet, const SkbContext& ctx);
+
 }  // namespace sluice::e2e

@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -26,6 +27,7 @@
 #include "common/unique_fd.h"
 #include "e2e/datapath/test_support.h"
 #include "policyd/datapath/bpf/bpf_backend.h"
+#include "policyd/datapath/bpf/drop_event_reader.h"
 
 namespace sluice::e2e {
 namespace {
@@ -218,6 +220,7 @@ Result<std::unique_ptr<BpfBackend>> openAndAttach(const std::string& pinDir, con
   att->id = 1;
   att->ifname = topo.hostVeth();
   att->ifindex = static_cast<int>(if_nametoindex(topo.hostVeth().c_str()));
+  att->ips = {IpAddr::parse(kPodAddr).value()};
   SLUICE_RETURN_IF_ERROR(backend->attach(*att));
   SLUICE_ASSIGN_OR_RETURN(bool attached, backend->attached(*att));
   if (!attached) return makeError("attached() is false after attach()");
@@ -290,6 +293,144 @@ TEST_F(DatapathVethTest, EnforcesOnARealVethAndSurvivesARestart) {
   ASSERT_TRUE(guard.ok());
   EXPECT_TRUE(backend->detach(att).ok());
   EXPECT_TRUE(canConnect(node, kPodAddr, 8081)) << "detach removes enforcement";
+}
+
+// A third namespace routed through the node: its packets reach the pod forwarded, so tc egress
+// of the host veth sees skb->ingress_ifindex != 0, while the node's own packets have 0.
+class RemoteHost {
+ public:
+  RemoteHost(const Topology& topo)
+      : node_(topo.nodeNs().substr(std::string("/run/netns/").size())),
+        remote_(runPrefix() + "r"),
+        link_(runPrefix() + "w") {
+    ok_ = sh("ip netns add " + remote_) &&
+          sh("ip -n " + node_ + " link add " + link_ + " type veth peer name eth0 netns " +
+             remote_) &&
+          sh("ip -n " + remote_ + " link set lo up") &&
+          sh("ip -n " + node_ + " addr add " + kRouterAddr + "/24 dev " + link_) &&
+          sh("ip -n " + remote_ + " addr add " + kRemoteAddr + "/24 dev eth0") &&
+          // The remote also holds the node's address, to forge it as a source.
+          sh("ip -n " + remote_ + " addr add " + kNodeAddr + "/32 dev eth0") &&
+          sh("ip -n " + node_ + " link set " + link_ + " up") &&
+          sh("ip -n " + remote_ + " link set eth0 up") &&
+          sh("ip -n " + remote_ + " route add " + kPodAddr + "/32 via " + kRouterAddr) &&
+          sh("ip -n " + topo.podNs().substr(11) + " route add 10.198.0.0/24 via " + kNodeAddr) &&
+          // The node forwards and, like a node with rp_filter=0 on its uplink, does not drop
+          // a packet whose source is one of its own addresses (accept_local).
+          sh("ip netns exec " + node_ + " sysctl -qw net.ipv4.ip_forward=1") &&
+          sh("ip netns exec " + node_ + " sysctl -qw net.ipv4.conf.all.rp_filter=0") &&
+          sh("ip netns exec " + node_ + " sysctl -qw net.ipv4.conf." + link_ + ".rp_filter=0") &&
+          sh("ip netns exec " + node_ + " sysctl -qw net.ipv4.conf." + link_ + ".accept_local=1");
+  }
+  ~RemoteHost() { sh("ip netns del " + remote_); }
+  RemoteHost(const RemoteHost&) = delete;
+  RemoteHost& operator=(const RemoteHost&) = delete;
+  bool ok() const { return ok_; }
+  std::string ns() const { return "/run/netns/" + remote_; }
+
+  static constexpr const char* kRouterAddr = "10.198.0.1";
+  static constexpr const char* kRemoteAddr = "10.198.0.2";
+
+ private:
+  std::string node_, remote_, link_;
+  bool ok_ = false;
+};
+
+// Sends one SYN from `src` (bound) in `ns` to ip:port; true when the connection opened.
+bool connectFromSource(const std::string& ns, const char* src, const char* ip, uint16_t port,
+                       int timeoutMs) {
+  UniqueFd fd = tcpSocketIn(ns);
+  if (!fd) return false;
+  sockaddr_in local = addrOf(src, 0);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) return false;
+  sockaddr_in a = addrOf(ip, port);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 &&
+      errno != EINPROGRESS) {
+    return false;
+  }
+  pollfd p{fd.get(), POLLOUT, 0};
+  if (::poll(&p, 1, timeoutMs) != 1) return false;
+  int err = 0;
+  socklen_t len = sizeof(err);
+  ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+  return err == 0;
+}
+
+// Drop events for packets towards the pod with this source, dropped as spoofed. Events, not the
+// counter: the pod's own IPv6 link-local chatter (MLD) is counted as spoofed too.
+class SpoofedFrom {
+ public:
+  SpoofedFrom(const std::string& pinDir, const char* src) : src_(IpAddr::parse(src).value()) {
+    auto r =
+        datapath::bpf::DropEventReader::open(pinDir, [this](const datapath::bpf::DropEvent& e) {
+          if (e.reason == datapath::bpf::DropReason::Spoofed && e.direction == Direction::Ingress &&
+              e.src == src_) {
+            ++count_;
+          }
+        });
+    if (r.ok()) reader_ = std::move(r).value();
+  }
+  bool ok() const { return reader_ != nullptr; }
+  int count() {
+    for (int i = 0; i < 10 && reader_; ++i) {
+      auto n = reader_->poll(50);
+      if (!n.ok() || *n == 0) break;
+    }
+    return count_;
+  }
+
+ private:
+  IpAddr src_;
+  std::unique_ptr<datapath::bpf::DropEventReader> reader_;
+  int count_ = 0;
+};
+
+TEST_F(DatapathVethTest, NodeAddressIsTrustedOnlyForPacketsTheNodeSends) {
+  Topology topo;
+  ASSERT_TRUE(topo.ok()) << "could not build the namespaces (iproute2 missing?)";
+  RemoteHost remote(topo);
+  ASSERT_TRUE(remote.ok()) << "could not build the routed remote namespace";
+  PinDir pin("vethfwd");
+  EchoServer podServer(topo.podNs(), kPodAddr, {8080});
+  ASSERT_TRUE(podServer.ok());
+  datapath::EndpointAttachment att;
+  auto opened = openAndAttach(pin.path(), topo, &att);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  std::unique_ptr<BpfBackend> backend = std::move(opened).value();
+
+  // The node's address is the HOST class (always allowed in); the remote's is allowed on 8080.
+  compiler::State s;
+  s.classes[P("0.0.0.0/0")] = compiler::kWorldClass;
+  s.classes[P("::/0")] = compiler::kWorldClass;
+  s.classes[P(std::string(kNodeAddr).append("/32").c_str())] = compiler::kHostClass;
+  s.classes[P(std::string(RemoteHost::kRemoteAddr).append("/32").c_str())] = 30;
+  compiler::EndpointPolicy ep;
+  ep.ingressIsolated = true;
+  ep.egressIsolated = true;
+  ep.entries.insert(AllowEntry{Direction::Ingress, 30, 6, {8080, 8080}, 0});
+  s.endpoints[1] = ep;
+  s.rules.resize(1);
+  s.revision = 1;
+  ASSERT_TRUE(backend->sync(s).ok());
+  SpoofedFrom forgedNode(pin.path(), kNodeAddr);
+  ASSERT_TRUE(forgedNode.ok());
+
+  EXPECT_TRUE(
+      connectFromSource(remote.ns(), RemoteHost::kRemoteAddr, kPodAddr, 8080, kAllowedWaitMs))
+      << "forwarding works: the remote's own address connects";
+  EXPECT_TRUE(canConnect(topo.nodeNs(), kPodAddr, 8080)) << "the node itself is trusted";
+  EXPECT_EQ(forgedNode.count(), 0) << "the node's own packets are not spoofed";
+
+  EXPECT_FALSE(connectFromSource(remote.ns(), kNodeAddr, kPodAddr, 8080, kDeniedWaitMs));
+  EXPECT_GE(forgedNode.count(), 1)
+      << "a forwarded packet with the node's source must be dropped as spoofed";
+  const int forged = forgedNode.count();
+  EXPECT_TRUE(canConnect(topo.nodeNs(), kPodAddr, 8080)) << "the node is still trusted";
+  EXPECT_EQ(forgedNode.count(), forged);
+
+  auto guard = NetnsGuard::enter(topo.nodeNs());
+  ASSERT_TRUE(guard.ok());
+  EXPECT_TRUE(backend->detach(att).ok());
 }
 
 }  // namespace
