@@ -227,6 +227,40 @@ Status SimCluster::stopDaemon(int node) {
   return Status::Ok();
 }
 
+fs::path SimCluster::stateDir(int node) const { return runDir_ / nodeName(node) / "state"; }
+
+fs::path SimCluster::ipamDir(int node) const { return runDir_ / nodeName(node) / "ipam" / "sluice"; }
+
+fs::path SimCluster::socketPath(int node) const {
+  return runDir_ / nodeName(node) / "policyd.sock";
+}
+
+void SimCluster::killDaemon(int node) { daemons_[node].kill(); }
+
+Result<PodInfo> SimCluster::createSandbox(const PodSpec& spec) {
+  if (spec.node < 0 || spec.node >= opts_.nodes) return makeError("pod " + spec.name + ": no such node");
+  PodInfo pod;
+  pod.spec = spec;
+  pod.netnsName = prefix_ + "-p" + std::to_string(nextPod_++);
+  pod.containerId = pod.netnsName + "-" + spec.ns + "-" + spec.name;
+  SLUICE_RETURN_IF_ERROR(writePodObject(pod));
+  SLUICE_RETURN_IF_ERROR(ip({"netns", "add", pod.netnsName}));
+  pods_[spec.ns + "/" + spec.name] = pod;
+  SLUICE_RETURN_IF_ERROR(ip({"-n", pod.netnsName, "link", "set", "lo", "up"}));
+  return pod;
+}
+
+Status SimCluster::removeSandbox(const std::string& key) {
+  auto it = pods_.find(key);
+  if (it == pods_.end()) return makeError("no pod " + key);
+  servers_.erase(key);
+  SLUICE_RETURN_IF_ERROR(ip({"netns", "delete", it->second.netnsName}));
+  SLUICE_RETURN_IF_ERROR(
+      removeManifest("pod-" + it->second.spec.ns + "." + it->second.spec.name + ".json"));
+  pods_.erase(it);
+  return Status::Ok();
+}
+
 void SimCluster::tearDown() {
   servers_.clear();
   for (auto& d : daemons_) d.stop();

@@ -1,6 +1,7 @@
 #include "policyd/daemon/registry.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <ctime>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -151,8 +152,11 @@ Result<Registry::LoadReport> Registry::load() {
   auto text = readFile(path_);
   if (!text.ok()) {
     if (text.error().code == ENOENT) return report;
-    // Unreadable (a directory, EACCES, EIO): the caller rebuilds it like a corrupt one.
+    // Unreadable (a directory, EACCES, EIO): the caller rebuilds it like a corrupt one. Moved
+    // aside, so the rebuilt registry can be written in its place.
     report.problem = text.error().wrap("endpoint registry " + path_);
+    const std::string aside = path_ + ".unreadable-" + std::to_string(::time(nullptr));
+    if (::rename(path_.c_str(), aside.c_str()) == 0) report.keptCopy = aside;
     return report;
   }
   if (auto st = decode(*text); !st.ok()) {

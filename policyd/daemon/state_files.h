@@ -10,6 +10,9 @@
 //   applied         wall-clock ns (decimal) at which the daemon began reading the source
 //                   snapshot it last applied: every manifest change older than that is enforced
 //   sync.json       the last sync: revision, timings, policy update latency (for benchmarks)
+//   source-dir.state  the manifest directory source's last good version of every file
+//                   (dir_source.h), so a restart with a broken manifest enforces what was
+//                   enforced before
 //   lock            flock held while a daemon owns the directory
 #pragma once
 
@@ -27,6 +30,7 @@ inline constexpr std::string_view kPodCidrsFile = "podcidrs.json";
 inline constexpr std::string_view kReadyFile = "ready";
 inline constexpr std::string_view kAppliedFile = "applied";
 inline constexpr std::string_view kSyncStatsFile = "sync.json";
+inline constexpr std::string_view kDirSourceStateFile = "source-dir.state";
 inline constexpr std::string_view kLockFile = "lock";
 
 // `durable`: fsync the data and the directory (the registry); otherwise only rename (status
