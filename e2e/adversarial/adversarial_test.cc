@@ -692,7 +692,7 @@ TEST_F(AdversarialTest, AddNamingLoopbackIsRefused) {
   req.ips = {"10.244.0.253"};
   req.podNamespace = "adv";
   req.podName = "hostile";
-  auto reply = endpoint_api::call(c().daemonSocket(0).string(), req, 5000);
+  auto reply = endpoint_api::call(c().socketPath(0).string(), req, 5000);
   ASSERT_TRUE(reply.ok()) << reply.error().message;
   EXPECT_FALSE(reply->ok) << "the daemon accepted lo as a pod's host veth";
   EXPECT_FALSE(reply->error.empty());
@@ -702,7 +702,7 @@ TEST_F(AdversarialTest, AddNamingLoopbackIsRefused) {
   }
   if (reply->ok) {
     req.op = endpoint_api::Op::Del;
-    (void)endpoint_api::call(c().daemonSocket(0).string(), req, 5000);
+    (void)endpoint_api::call(c().socketPath(0).string(), req, 5000);
   }
 }
 

@@ -151,10 +151,6 @@ std::string SimCluster::bpfPinDir(int node) const {
   return "/sys/fs/bpf/" + prefix_ + "-" + nodeName(node);
 }
 
-fs::path SimCluster::daemonSocket(int node) const {
-  return runDir_ / nodeName(node) / "policyd.sock";
-}
-
 Status SimCluster::setUp() {
   fs::create_directories(manifests_);
   std::string fab = prefix_ + "-fab";

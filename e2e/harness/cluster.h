@@ -109,9 +109,8 @@ class SimCluster {
   Status stopDaemon(int node);
   Status startDaemon(int node);
   std::filesystem::path daemonLog(int node) const;
-  // Where a node's daemon pins its BPF maps, and the endpoint socket the CNI plugin talks to.
+  // Where a node's daemon pins its BPF maps.
   std::string bpfPinDir(int node) const;
-  std::filesystem::path daemonSocket(int node) const;
   std::filesystem::path binary(const std::string& rel) const { return opts_.binaryDir / rel; }
   // Runs sluice (CNI) with `command` for a pod on its node; returns stdout/exit code.
   Result<RunResult> cni(const std::string& command, const PodInfo& pod);
