@@ -1,11 +1,26 @@
 // The pod as attacker (issue 10): a hostile pod with raw sockets (sluice-attack) tries to walk
-// around NetworkPolicy on a simulated cluster, IPv4 and IPv6. Every attack must fail and be
-// counted under the drop reason that names it (the pinned sluice_drop_stats map of the node that
-// dropped it); every attack has a positive control, the same send from a legitimate source,
-// which must be delivered, so a broken tool or sniffer cannot make a test pass.
+// around NetworkPolicy on a simulated two-node cluster, IPv4 and IPv6:
+//   - another pod's source address, to a pod that admits only that other pod ("spoofed");
+//   - the node's own address as source, which ingress lets through as kubelet traffic
+//     ("spoofed");
+//   - neighbour solicitations/advertisements (hop limit 255) to an off-link global address,
+//     from an egress-isolated pod and from an open one ("nd-invalid");
+//   - ICMP errors (PTB / Fragmentation Needed, port unreachable) quoting a flow the victim never
+//     had, or quoting its real flow from a third pod ("icmp-unrelated"), while the real peer's
+//     error for a tracked flow passes to a pod that admits no ingress at all;
+//   - a conntrack flood of four times the table size while a victim holds an idle connection
+//     that only conntrack keeps open ("ct-full");
+//   - an `add` on the endpoint socket naming the node's `lo` (refused, nothing attached);
+//   - an ipBlock `::ffff:192.0.2.0/120`: the datapath's verdict equals `sluicectl explain`'s.
+// Every attack must fail and be counted under the drop reason that names it (the pinned
+// sluice_drop_stats map; /metrics reports the same counters); every attack has a positive
+// control, the same send from a legitimate source, which must be delivered, so a broken tool or
+// sniffer cannot make a test pass.
 //
 // Delivery is observed by a packet socket on the target pod's eth0 (sluice-attack sniff): it
 // sees whatever the host veth lets through, whether or not a socket would accept it.
+//
+// Run: sudo build/e2e/adversarial/adversarial_test   (or: cd build && ctest -R e2e.adversarial)
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
