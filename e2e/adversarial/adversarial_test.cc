@@ -125,9 +125,7 @@ const IpAddr& addrOf(const PodInfo& p, bool v6) {
   return p.ips.at(0);
 }
 
-std::string nodeAddr(int node, bool v6) {
-  return v6 ? "2001:db8::" + std::to_string(10 + node) : "192.0.2." + std::to_string(10 + node);
-}
+std::string nodeAddr(int node, bool v6) { return SimCluster::nodeAddress(node, v6).toString(); }
 
 // Packets per drop reason name, summed over CPUs, read from a node's pinned counters map.
 Result<std::map<std::string, uint64_t>> readDrops(const std::string& pinDir) {
@@ -492,6 +490,8 @@ TEST_F(AdversarialTest, NeighbourDiscoveryToOffLinkAddressIsDropped) {
 TEST_F(AdversarialTest, MappedIpBlockVerdictMatchesExplain) {
   // IPv4 192.0.2.10, and the IPv6 packet whose source is its mapped form ::ffff:192.0.2.10:
   // the first is outside the IPv6 block, the second inside it.
+  // The fixture's blocks are written around the harness's fabric addresses.
+  ASSERT_TRUE(Prefix::parse("192.0.2.0/25").value().contains(SimCluster::nodeAddress(0, false)));
   for (bool v6 : {false, true}) {
     std::string src = v6 ? "::ffff:" + nodeAddr(0, false) : nodeAddr(0, false);
     for (const char* key : {"adv/mapped", "adv/mapped-control"}) {

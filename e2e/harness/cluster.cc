@@ -147,6 +147,10 @@ fs::path SimCluster::daemonLog(int node) const {
   return runDir_ / nodeName(node) / "policyd.log";
 }
 
+IpAddr SimCluster::nodeAddress(int node, bool v6) {
+  return IpAddr::parse(v6 ? nodeV6(node) : nodeV4(node)).value();
+}
+
 std::string SimCluster::bpfPinDir(int node) const {
   return "/sys/fs/bpf/" + prefix_ + "-" + nodeName(node);
 }

@@ -111,6 +111,8 @@ class SimCluster {
   std::filesystem::path daemonLog(int node) const;
   // Where a node's daemon pins its BPF maps.
   std::string bpfPinDir(int node) const;
+  // A node's own address on the fabric (the address its kubelet would probe pods from).
+  static IpAddr nodeAddress(int node, bool v6);
   std::filesystem::path binary(const std::string& rel) const { return opts_.binaryDir / rel; }
   // Runs sluice (CNI) with `command` for a pod on its node; returns stdout/exit code.
   Result<RunResult> cni(const std::string& command, const PodInfo& pod);
