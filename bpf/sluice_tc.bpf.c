@@ -15,11 +15,13 @@
  * - Source addresses. A packet leaving the pod must carry the pod's own IPv4
  *   or IPv6 address (the endpoint entry holds them, one per family), else it
  *   is dropped as "spoofed"; a pod with no address of a family sends nothing
- *   of that family. Only IPv6 neighbour discovery may use the unspecified or
- *   a link-local source (below). Towards the pod, the node's addresses (class
+ *   of that family. Only IPv6 neighbour and multicast listener discovery may
+ *   use the unspecified or a link-local source (below). Towards the pod, the node's addresses (class
  *   HOST) are always allowed only for packets the node itself sends
  *   (skb->ingress_ifindex == 0 on tc egress: a locally generated skb has no
- *   input device; a forwarded one has the device it came in on). A forwarded
+ *   input device; a forwarded one has the device it came in on, which is
+ *   the node's own only when it is the loopback, e.g. a connection to
+ *   127.0.0.1 that the node NATs to a pod). A forwarded
  *   packet with a node source is forged and dropped as "spoofed", also when
  *   it matches a tracked flow with the node (the entry remembers the peer is
  *   the node). Traffic the node masquerades to its own address (a NodePort
@@ -35,6 +37,9 @@
  *   link-local or its own address. Any other ND-typed message is dropped as
  *   "nd-invalid" rather than checked as policy: it is never legitimate, and
  *   a non-isolated pod must not reach off-link neighbour caches with it.
+ *   MLD (listener reports from the pod, queries to it) bypasses policy the
+ *   same way only with hop limit 1, source :: or link-local and a link-scope
+ *   multicast destination (ff02::/16); otherwise it is an ordinary packet.
  * - ICMP errors (v4: destination unreachable incl. fragmentation needed, time
  *   exceeded, parameter problem; v6: destination unreachable, packet too big,
  *   time exceeded, parameter problem) pass only as related to a tracked flow:
@@ -42,8 +47,9 @@
  *   endpoint that is in conntrack and still allowed, and the error must be
  *   addressed to the quoted packet's sender. The rule of that flow is
  *   credited. Anything else is dropped as "icmp-unrelated", so errors cannot
- *   probe or reset others' connections. A quoted IPv6 packet with extension
- *   headers, or a non-first IPv4 fragment, quotes no ports and is unrelated.
+ *   probe or reset others' connections. A quoted non-first fragment, or an
+ *   IPv6 packet with more than 3 extension headers, quotes no ports and is
+ *   unrelated.
  *
  * Conntrack: a plain (non-LRU, preallocated) hash of SLUICE_MAX_CONNTRACK
  * flows. It never evicts, so no tracked flow can lose its entry (and its
@@ -65,9 +71,9 @@
  *   established 6 h, closing 60 s, closed 10 s; other protocols 60 s) are in
  *   sluice_config, so tests can shorten them.
  * - An expired entry is deleted when a packet looks it up; entries nobody
- *   looks up are removed by sweep_ct, a program the daemon runs every few
- *   seconds through BPF_PROG_TEST_RUN (bpf_for_each_map_elem), so the
- *   counting stays in one place and atomic.
+ *   looks up are removed by sweep_ct, a program the daemon runs every 10 s
+ *   (BpfOptions::conntrack.sweepInterval) through BPF_PROG_TEST_RUN
+ *   (bpf_for_each_map_elem), so the quota counting stays in BPF, atomic.
  *
  * Addresses are family-aware everywhere (class trie, conntrack, fragments,
  * events): an IPv6 packet between v4-mapped addresses is IPv6 and is
@@ -76,6 +82,9 @@
  * Known limits, by choice:
  * - TCP sequence numbers are not tracked: a packet is matched to its flow by
  *   5-tuple (and state), not by window.
+ * - Map layouts changed with the above (endpoint addresses, family-aware
+ *   keys, non-LRU conntrack): pins left by an older build are not migrated;
+ *   loading fails and names the pin directory to clear.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -93,6 +102,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* IPv6 extension headers walked before the L4 header; more is dropped. */
 #define MAX_IPV6_EXT_HDRS 8
+/* ... and in the packet an ICMPv6 error quotes; more is unrelated. */
+#define MAX_QUOTED_EXT_HDRS 3
 
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
@@ -113,6 +124,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define NDISC_NEIGHBOUR_SOLICITATION 135
 #define NDISC_NEIGHBOUR_ADVERTISEMENT 136
 #define NDISC_REDIRECT 137
+#define MLD_QUERY 130
+#define MLD_REPORT 131
+#define MLD_DONE 132
+#define MLD2_REPORT 143
 
 #define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
@@ -120,6 +135,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define TCP_FLAG_ACK 0x10
 
 #define NSEC_PER_SEC 1000000000ull
+#define LOOPBACK_IFINDEX 1 /* the kernel gives every namespace's lo index 1 */
 #define EEXIST 17
 
 struct {
@@ -211,6 +227,7 @@ struct flow {
 	__u8 fragment;   /* part of a fragmented datagram */
 	__u8 later_frag; /* a fragment other than the first: no L4 header */
 	__u8 nd_type;    /* ICMPv6 ND message type, 0 when not ND */
+	__u8 mld_type;   /* ICMPv6 MLD message type, 0 when not MLD */
 	__u8 hop_limit;
 	__u8 tcp_flags;
 	__u8 icmp_error; /* 1: an ICMP error; 2: one whose quoted tuple parsed */
@@ -566,10 +583,34 @@ static __always_inline void parse_quoted(struct __sk_buff *skb, __u32 off,
 		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) ||
 		    ip6.version != 6)
 			return;
+		__u8 ext[4];
+		int i;
+
 		__builtin_memcpy(q->src, &ip6.saddr, 16);
 		__builtin_memcpy(q->dst, &ip6.daddr, 16);
 		q->protocol = ip6.nexthdr;
 		off += sizeof(ip6);
+		/* A few extension headers, e.g. the fragment header of a
+		 * fragmented datagram that met a smaller MTU (packet too big). */
+		for (i = 0; i < MAX_QUOTED_EXT_HDRS; i++) {
+			if (q->protocol != IPPROTO_HOPOPTS &&
+			    q->protocol != IPPROTO_ROUTING &&
+			    q->protocol != IPPROTO_DSTOPTS &&
+			    q->protocol != IPPROTO_FRAGMENT)
+				break;
+			if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext)))
+				return;
+			if (q->protocol == IPPROTO_FRAGMENT) {
+				/* Only a first fragment quotes ports. */
+				if ((((__u16)ext[2] << 8) | ext[3]) &
+				    IP6_OFFSET_MASK)
+					return;
+				off += 8;
+			} else {
+				off += (ext[1] + 1) * 8;
+			}
+			q->protocol = ext[0];
+		}
 	}
 	if (bpf_skb_load_bytes(skb, off, l4, sizeof(l4)))
 		return;
@@ -633,6 +674,10 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off,
 			   hdr[0] >= NDISC_ROUTER_SOLICITATION &&
 			   hdr[0] <= NDISC_REDIRECT) {
 			f->nd_type = hdr[0];
+		} else if (f->t.protocol == IPPROTO_ICMPV6 &&
+			   ((hdr[0] >= MLD_QUERY && hdr[0] <= MLD_DONE) ||
+			    hdr[0] == MLD2_REPORT)) {
+			f->mld_type = hdr[0];
 		}
 	}
 	return 0;
@@ -775,6 +820,26 @@ static __always_inline int nd_valid(const struct flow *f,
 	return is_link_local(dst) || is_nd_multicast(dst) || own_ipv6(ep, dst);
 }
 
+/*
+ * Multicast listener discovery that stays on the link: hop limit 1, from the
+ * unspecified or a link-local source, to link-scope multicast (ff02::/16).
+ * The pod's stack reports the groups it joins (solicited-node included) when
+ * its interface comes up; the node may query. Anything else is checked like
+ * any packet (so a report from a link-local source with another hop limit or
+ * destination is "spoofed").
+ */
+static __always_inline int mld_valid(const struct flow *f, __u8 direction)
+{
+	const __u8 *src = f->t.src, *dst = f->t.dst;
+
+	if (f->hop_limit != 1 || f->fragment || dst[0] != 0xff ||
+	    dst[1] != 0x02 || (!is_unspecified(src) && !is_link_local(src)))
+		return 0;
+	if (direction == SLUICE_DIR_EGRESS)
+		return f->mld_type != MLD_QUERY;
+	return f->mld_type == MLD_QUERY;
+}
+
 /* Is the packet's source one of the endpoint's own addresses? */
 static __always_inline int source_is_own(const struct flow *f,
 					 const struct sluice_endpoint *ep)
@@ -816,8 +881,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	const struct sluice_config *cfg;
 	__u32 zero = 0, ifindex = skb->ifindex;
 	__u32 rule = 0, peer_class = 0;
-	/* tc egress: 0 for a packet the node itself sent, else its input device. */
-	int forwarded = direction == SLUICE_DIR_INGRESS && skb->ingress_ifindex;
+	/* tc egress: 0 for a packet the node itself sent, else its input device;
+	 * only the node's own packets come in on its loopback. */
+	int forwarded = direction == SLUICE_DIR_INGRESS &&
+			skb->ingress_ifindex != 0 &&
+			skb->ingress_ifindex != LOOPBACK_IFINDEX;
 	struct flow f = {};
 	enum sluice_drop_reason reason;
 	int allowed, err, reply = 0;
@@ -841,6 +909,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 			return TC_ACT_OK;
 		return drop(skb, &f, ep, direction, 0, SLUICE_DROP_ND_INVALID);
 	}
+	if (f.mld_type && mld_valid(&f, direction))
+		return TC_ACT_OK;
 
 	if (!ep)
 		return drop(skb, &f, ep, direction, 0, SLUICE_DROP_NO_ENDPOINT);

@@ -142,11 +142,10 @@ std::vector<uint8_t> buildPacket(const PacketSpec& s) {
 std::vector<uint8_t> quote(const PacketSpec& spec) {
   PacketSpec s = spec;
   s.payload = 0;
-  s.ipv6ExtHeaders.clear();
-  s.fragment = false;
   const std::vector<uint8_t> frame = buildPacket(s);
-  const size_t ip = s.src.find(':') != std::string::npos ? 40 : 20;
-  const size_t end = std::min(frame.size(), 14 + ip + 8);
+  const bool v6 = s.src.find(':') != std::string::npos;
+  const size_t ext = v6 ? 8 * (s.ipv6ExtHeaders.size() + (s.fragment ? 1 : 0)) : 0;
+  const size_t end = std::min(frame.size(), 14 + (v6 ? 40 : 20) + ext + 8);
   return std::vector<uint8_t>(frame.begin() + 14, frame.begin() + static_cast<long>(end));
 }
 

@@ -40,8 +40,8 @@ struct PacketSpec {
 };
 
 std::vector<uint8_t> buildPacket(const PacketSpec& spec);
-// What an ICMP error quotes of the packet `spec` describes: its IP header and the first 8
-// bytes of its L4 header.
+// What an ICMP error quotes of the packet `spec` describes: its IP header (IPv6: with its
+// extension and fragment headers) and the first 8 bytes of its L4 header.
 std::vector<uint8_t> quote(const PacketSpec& spec);
 std::vector<uint8_t> buildArpRequest();
 std::vector<uint8_t> buildEthertype(uint16_t ethertype, size_t payload);

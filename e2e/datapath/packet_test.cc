@@ -573,6 +573,8 @@ TEST_F(DatapathPacketTest, NodeSourceIsTrustedOnlyWhenTheNodeSentIt) {
       {"node source, forwarded: forged", Hook::ToPod, fromNode(40001), kShot, forwarded},
       {"forged packet of the node's tracked flow", Hook::ToPod, fromNode(40000), kShot, forwarded},
       {"same flow from the node itself", Hook::ToPod, fromNode(40000), kOk},
+      {"node source in on the node's loopback (localhost NAT)", Hook::ToPod, fromNode(40002), kOk,
+       SkbContext{0, 1}},
       {"pod -> node", Hook::FromPod, toNode, kOk},
       {"forwarded 'reply' from the node's address", Hook::ToPod, nodeReply, kShot, forwarded},
       {"the node's real reply", Hook::ToPod, nodeReply, kOk},
@@ -617,6 +619,33 @@ TEST_F(DatapathPacketTest, NeighbourDiscoveryStaysOnTheLink) {
       {"to the pod: NA -> another address", Hook::ToPod, nd(kNa, "fe80::2", "fd00::20"), kShot},
   });
   EXPECT_EQ(dropped("nd-invalid"), 8u);
+
+  // MLD: the pod's stack reports the groups it joins as its link comes up (hop limit 1,
+  // link-local source, link-scope multicast); nothing else of it passes as control.
+  auto mld = [](uint8_t type, const char* src, const char* dst, uint8_t hop) {
+    PacketSpec s;
+    s.protocol = kIcmpv6;
+    s.icmpType = type;
+    s.src = src;
+    s.dst = dst;
+    s.hopLimit = hop;
+    s.ipv6ExtHeaders = {0};  // hop-by-hop (router alert)
+    return buildPacket(s);
+  };
+  constexpr uint8_t kMldQuery = 130, kMld2Report = 143;
+  run({
+      {"MLDv2 report -> ff02::16", Hook::FromPod, mld(kMld2Report, "fe80::1", "ff02::16", 1), kOk},
+      {"MLDv2 report from ::", Hook::FromPod, mld(kMld2Report, "::", "ff02::16", 1), kOk},
+      {"MLD report with hop limit 64", Hook::FromPod, mld(kMld2Report, "fe80::1", "ff02::16", 64),
+       kShot},
+      {"MLD report -> a global address", Hook::FromPod,
+       mld(kMld2Report, "fe80::1", "2001:db8::1", 1), kShot},
+      {"MLD report -> site-scope multicast", Hook::FromPod,
+       mld(kMld2Report, "fe80::1", "ff05::16", 1), kShot},
+      {"MLD query from a pod", Hook::FromPod, mld(kMldQuery, "fe80::1", "ff02::1", 1), kShot},
+      {"to the pod: MLD query", Hook::ToPod, mld(kMldQuery, "fe80::2", "ff02::1", 1), kOk},
+  });
+  EXPECT_EQ(dropped("nd-invalid"), 8u) << "MLD is not ND";
 }
 
 // A router's error about a packet the pod sent (`quoted`), addressed to `to`.
@@ -642,6 +671,19 @@ PacketSpec tuple(const char* src, uint16_t sport, const char* dst, uint16_t dpor
   s.srcPort = sport;
   s.dstPort = dport;
   s.protocol = proto;
+  return s;
+}
+
+PacketSpec fragmentOf(PacketSpec s, uint16_t offset) {
+  s.fragment = true;
+  s.fragOffset = offset;
+  s.moreFragments = true;
+  s.fragId = 99;
+  return s;
+}
+
+PacketSpec withExtensions(PacketSpec s, std::vector<uint8_t> headers) {
+  s.ipv6ExtHeaders = std::move(headers);
   return s;
 }
 
@@ -678,6 +720,12 @@ TEST_F(DatapathPacketTest, IcmpErrorsPassOnlyAsRelatedToATrackedFlow) {
        icmpError("2001:db8::ff", "fd00::10", 2, 0, podReply6, 1280), kOk},
       {"v6 unreachable quoting no flow", Hook::ToPod,
        icmpError("2001:db8::ff", "fd00::10", 1, 4, untracked6), kShot},
+      {"v6 packet too big quoting the first fragment of the pod's reply", Hook::ToPod,
+       icmpError("2001:db8::ff", "fd00::10", 2, 0, fragmentOf(podReply6, 0), 1280), kOk},
+      {"v6 packet too big quoting a later fragment (no ports)", Hook::ToPod,
+       icmpError("2001:db8::ff", "fd00::10", 2, 0, fragmentOf(podReply6, 8), 1280), kShot},
+      {"v6 error quoting the reply behind a destination options header", Hook::ToPod,
+       icmpError("2001:db8::ff", "fd00::10", 1, 4, withExtensions(podReply6, {60, 0})), kOk},
       {"v6 error quoting the v4 flow's ports (other family)", Hook::ToPod,
        icmpError("2001:db8::ff", "fd00::10", 1, 4, tuple("fd00::10", 40000, "fd00::30", 443)),
        kShot},
@@ -687,11 +735,11 @@ TEST_F(DatapathPacketTest, IcmpErrorsPassOnlyAsRelatedToATrackedFlow) {
        icmpError("10.1.0.10", "10.1.0.30", 3, 3, tuple("10.1.0.30", 5354, "10.1.0.10", 53, kUdp)),
        kShot},
   });
-  EXPECT_EQ(dropped("icmp-unrelated"), 5u);
+  EXPECT_EQ(dropped("icmp-unrelated"), 6u);
   auto after = backend_->counters();
   ASSERT_TRUE(after.ok());
   EXPECT_EQ((*after)[4].packets, rule4 + 2) << "related errors credit the flow's rule";
-  EXPECT_EQ((*after)[0].packets, rule0 + 1);
+  EXPECT_EQ((*after)[0].packets, rule0 + 3);
 
   // Not isolated: an unrelated error is still dropped (it could reset someone's connection).
   program(baseState([](compiler::EndpointPolicy& ep) {

@@ -6,6 +6,11 @@
 // the same pin directory reuses the pinned maps, reads their contents back, and attach()
 // replaces the programs atomically (tc filter replace) where they are already there.
 //
+// Threads: counters(), dropCounts(), endpoints() and sweepConntrack() only read or run through
+// map and program fds (plus one atomic), so they are safe on any thread at any time. The other
+// methods are called from one thread. A sweeper thread of this object (ConntrackOptions::
+// sweepInterval) runs the conntrack sweep program; the destructor stops and joins it.
+//
 // After opening on reused maps, call sync() with the compiler's full State first (or apply()
 // the compiler's first diff, which is a diff from empty): apply() computes each touched
 // endpoint from the IR it has seen, so a partial diff on an unknown base would lose entries.

@@ -49,6 +49,20 @@ TEST(DropEventTest, DecodesIpv6AndUnknownReasons) {
   EXPECT_EQ(dropReasonName(DropReason::FragmentWithoutFirst), "fragment-without-first");
 }
 
+// The event's family decides, not the address bytes: an IPv6 packet between v4-mapped addresses
+// is reported as IPv6, as the datapath classified it.
+TEST(DropEventTest, V4MappedIpv6StaysIpv6) {
+  sluice_drop_event raw{};
+  const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 168, 77, 5};
+  std::memcpy(raw.src, mapped, 16);
+  std::memcpy(raw.dst, mapped, 16);
+  raw.family = 6;
+  EXPECT_EQ(decodeDropEvent(raw).src.toString(), "::ffff:192.168.77.5");
+  EXPECT_FALSE(decodeDropEvent(raw).src.isV4());
+  raw.family = 4;
+  EXPECT_EQ(decodeDropEvent(raw).src.toString(), "192.168.77.5");
+}
+
 TEST(DropEventTest, EveryReasonHasADistinctStableName) {
   EXPECT_EQ(dropReasonName(DropReason::Spoofed), "spoofed");
   EXPECT_EQ(dropReasonName(DropReason::IcmpUnrelated), "icmp-unrelated");
