@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -97,6 +98,7 @@ class FaultsTest : public ::testing::Test {
     ClusterOptions opts;
     opts.binaryDir = SLUICE_BINARY_DIR;
     opts.nodes = 1;
+    opts.keepLogs = std::getenv("SLUICE_E2E_KEEP_LOGS") != nullptr;  // for a failure's post-mortem
     auto cl = SimCluster::create(opts);
     ASSERT_TRUE(cl.ok()) << cl.error().message;
     c = std::move(cl).value();
@@ -369,7 +371,7 @@ TEST_F(FaultsTest, KillDuringAddsDelsAndPolicyEdits) {
     ASSERT_TRUE(sb.ok()) << sb.error().message;
     everyLoopContainer.push_back(sb->containerId);
     auto add = std::async(std::launch::async, [&, pod = *sb] { return c->cni("ADD", pod); });
-    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 150));
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 300));
     c->killDaemon(0);
     auto r = add.get();
     ASSERT_TRUE(r.ok()) << when;
@@ -429,6 +431,9 @@ TEST_F(FaultsTest, KillDuringAddsDelsAndPolicyEdits) {
     EXPECT_TRUE(held.empty()) << cid << " still holds " << held.size() << " IPAM files";
     EXPECT_FALSE(ids.contains(cid)) << cid << " still registered";
   }
+  // A deleted netns takes its veth pairs with it asynchronously (the kernel's netns cleanup):
+  // allow it a bounded moment.
+  for (int i = 0; i < 30 && hostVeths() != podVeths(); ++i) std::this_thread::sleep_for(100ms);
   EXPECT_EQ(hostVeths(), podVeths());
   EXPECT_EQ(ids.size(), 4u);
   expectVerdicts(kIterations % 2 == 0, "after the loop");
