@@ -1,11 +1,11 @@
 #include "policyd/daemon/node_agent.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <exception>
-#include <nlohmann/json.hpp>
 #include <utility>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "policyd/daemon/state_files.h"
 
