@@ -304,6 +304,20 @@ TEST_F(FaultsTest, AddNamingLoOrAForeignVethIsRefused) {
   EXPECT_FALSE(ids.contains("attack-lo"));
   EXPECT_FALSE(ids.contains("attack-veth"));
 
+  // A veth pair with both ends in the node, the node's own netns named as the pod's.
+  auto pair = runChecked(Command{
+      {"ip", "link", "add", "xfv1", "type", "veth", "peer", "name", "xfv2"}, {}, c->nodeNetns(0)});
+  ASSERT_TRUE(pair.ok()) << pair.error().message;
+  endpoint_api::Request nodePair{Op::Add, "attack-pair", "xfv2", c->nodeNetns(0), "xfv1",
+                                 0,       {"10.99.0.3"}, "f",    "denied"};
+  reply = endpoint_api::call(c->socketPath(0).string(), nodePair, 10000);
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  EXPECT_FALSE(reply->ok);
+  EXPECT_NE(reply->error.find("interface xfv1"), std::string::npos) << reply->error;
+  EXPECT_NE(reply->error.find("own network namespace"), std::string::npos) << reply->error;
+  EXPECT_EQ(filtersOn("xfv1"), "");
+  EXPECT_FALSE(registryIds().contains("attack-pair"));
+
   // The same veth named with the netns its peer really is in is accepted (the check is not
   // refusing everything), and deleted again.
   endpoint_api::Request genuine = foreign;
