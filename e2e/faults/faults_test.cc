@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -97,6 +98,7 @@ class FaultsTest : public ::testing::Test {
     ClusterOptions opts;
     opts.binaryDir = SLUICE_BINARY_DIR;
     opts.nodes = 1;
+    opts.keepLogs = std::getenv("SLUICE_E2E_KEEP_LOGS") != nullptr;  // for a failure's post-mortem
     auto cl = SimCluster::create(opts);
     ASSERT_TRUE(cl.ok()) << cl.error().message;
     c = std::move(cl).value();
@@ -302,6 +304,20 @@ TEST_F(FaultsTest, AddNamingLoOrAForeignVethIsRefused) {
   EXPECT_FALSE(ids.contains("attack-lo"));
   EXPECT_FALSE(ids.contains("attack-veth"));
 
+  // A veth pair with both ends in the node, the node's own netns named as the pod's.
+  auto pair = runChecked(Command{
+      {"ip", "link", "add", "xfv1", "type", "veth", "peer", "name", "xfv2"}, {}, c->nodeNetns(0)});
+  ASSERT_TRUE(pair.ok()) << pair.error().message;
+  endpoint_api::Request nodePair{Op::Add, "attack-pair", "xfv2", c->nodeNetns(0), "xfv1",
+                                 0,       {"10.99.0.3"}, "f",    "denied"};
+  reply = endpoint_api::call(c->socketPath(0).string(), nodePair, 10000);
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  EXPECT_FALSE(reply->ok);
+  EXPECT_NE(reply->error.find("interface xfv1"), std::string::npos) << reply->error;
+  EXPECT_NE(reply->error.find("own network namespace"), std::string::npos) << reply->error;
+  EXPECT_EQ(filtersOn("xfv1"), "");
+  EXPECT_FALSE(registryIds().contains("attack-pair"));
+
   // The same veth named with the netns its peer really is in is accepted (the check is not
   // refusing everything), and deleted again.
   endpoint_api::Request genuine = foreign;
@@ -369,7 +385,7 @@ TEST_F(FaultsTest, KillDuringAddsDelsAndPolicyEdits) {
     ASSERT_TRUE(sb.ok()) << sb.error().message;
     everyLoopContainer.push_back(sb->containerId);
     auto add = std::async(std::launch::async, [&, pod = *sb] { return c->cni("ADD", pod); });
-    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 150));
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 300));
     c->killDaemon(0);
     auto r = add.get();
     ASSERT_TRUE(r.ok()) << when;
@@ -429,6 +445,9 @@ TEST_F(FaultsTest, KillDuringAddsDelsAndPolicyEdits) {
     EXPECT_TRUE(held.empty()) << cid << " still holds " << held.size() << " IPAM files";
     EXPECT_FALSE(ids.contains(cid)) << cid << " still registered";
   }
+  // A deleted netns takes its veth pairs with it asynchronously (the kernel's netns cleanup):
+  // allow it a bounded moment.
+  for (int i = 0; i < 30 && hostVeths() != podVeths(); ++i) std::this_thread::sleep_for(100ms);
   EXPECT_EQ(hostVeths(), podVeths());
   EXPECT_EQ(ids.size(), 4u);
   expectVerdicts(kIterations % 2 == 0, "after the loop");

@@ -196,6 +196,10 @@ Status SimCluster::setUp() {
 
 Status SimCluster::startDaemon(int node) {
   fs::path dir = runDir_ / nodeName(node);
+  // A marker a killed daemon left behind must not pass for the new one's readiness (the daemon
+  // removes it too, but only once it runs).
+  std::error_code ignored;
+  fs::remove(dir / "state" / "ready", ignored);
   Command cmd;
   cmd.argv = {binary("policyd/daemon/sluice-policyd").string(),
               "--node-name", nodeName(node),

@@ -4,6 +4,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
@@ -64,6 +65,14 @@ Status SystemHostNetwork::checkPodVeth(const std::string& hostVeth, int hostIfin
   }
   if (host->peerIndex <= 0) return makeError(what + ": veth without a peer");
   if (netnsPath.empty()) return makeError(what + ": the request names no pod netns");
+  // A veth pair with both ends in the node is no pod's: naming the node's own namespace as the
+  // "pod" netns would otherwise pass the peer check below.
+  struct stat own {};
+  struct stat pod {};
+  if (::stat("/proc/thread-self/ns/net", &own) == 0 && ::stat(netnsPath.c_str(), &pod) == 0 &&
+      own.st_dev == pod.st_dev && own.st_ino == pod.st_ino) {
+    return makeError(what + ": netns " + netnsPath + " is the node's own network namespace");
+  }
   // The peer index is only meaningful inside the peer's namespace: look it up there, and require
   // that the link found is a veth pointing back at our end (an unrelated link that happens to
   // have the same index there does not).

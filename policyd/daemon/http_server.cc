@@ -3,7 +3,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,6 +12,8 @@
 #include <charconv>
 #include <cstring>
 #include <exception>
+
+#include <spdlog/spdlog.h>
 
 namespace sluice::daemon {
 

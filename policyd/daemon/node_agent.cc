@@ -1,11 +1,11 @@
 #include "policyd/daemon/node_agent.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <exception>
-#include <nlohmann/json.hpp>
 #include <utility>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "policyd/daemon/state_files.h"
 
@@ -213,6 +213,33 @@ bool NodeAgent::matchPodsByAddress() {
     changed = true;
   }
   return changed;
+}
+
+bool NodeAgent::dropVanishedEndpoints() {
+  std::vector<EndpointRecord> gone;
+  for (const auto& [id, rec] : registry_.endpoints()) {
+    if (waiting_.contains(id) || rec.hostVeth.empty()) continue;
+    if (!host_.linkExists(rec.hostVeth, rec.hostIfindex)) gone.push_back(rec);
+  }
+  for (const auto& rec : gone) {
+    // The pod's veth went without a DEL reaching us (a DEL while the daemon was down, a runtime
+    // that gave up): its registration and datapath state would otherwise stay until a restart.
+    spdlog::warn("endpoint={} id={} ifname={} host veth gone without a CNI DEL; removing",
+                 podOf(rec), rec.id, rec.hostVeth);
+    {
+      std::lock_guard lock(backendMu_);
+      if (auto st = backend_.detach(attachmentOf(rec)); !st.ok()) {
+        spdlog::warn("endpoint={} id={} detach error=\"{}\"", podOf(rec), rec.id,
+                     st.error().message);
+      }
+    }
+    registry_.remove(rec.id);
+  }
+  if (gone.empty()) return false;
+  if (auto st = registry_.save(); !st.ok()) {
+    spdlog::warn("registry save failed error=\"{}\"", st.error().message);
+  }
+  return true;
 }
 
 const EndpointRecord* NodeAgent::findEndpoint(const Request& r) const {
@@ -628,6 +655,9 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
     needCompile = true;
   }
 
+  if (now >= nextAddressCheck_) {
+    if (dropVanishedEndpoints()) needCompile = true;
+  }
   if (now >= nextAddressCheck_ || needCompile) {
     nextAddressCheck_ = now + options_.addressRecheck;
     if (refreshAddresses()) needCompile = true;

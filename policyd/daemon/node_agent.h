@@ -17,7 +17,7 @@
 // Nothing is synced and no request is answered before the first snapshot arrives. The first
 // sync (and any sync after a failed one) is a full backend.sync() of the compiled state; the
 // others apply the compiler's diff. Host addresses are read on every sync and re-checked every
-// `addressRecheck`.
+// `addressRecheck`; so are the endpoints' host veths (one gone without a DEL is unregistered).
 //
 // start() recovers the registry from <state-dir>: endpoints whose host veth is gone are
 // detached and dropped, the others are re-attached (programs replaced in place; their pinned
@@ -133,6 +133,8 @@ class NodeAgent {
   // Names recovered endpoints (no pod namespace/name) after the pod that owns their address.
   bool matchPodsByAddress();
   const EndpointRecord* findEndpoint(const endpoint_api::Request& r) const;
+  // Unregisters endpoints whose host veth is gone (checked every `addressRecheck`).
+  bool dropVanishedEndpoints();
   bool podKnown(const EndpointRecord& rec) const;
   bool refreshAddresses();
   compiler::NodeContext nodeContext() const;

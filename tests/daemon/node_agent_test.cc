@@ -323,6 +323,21 @@ TEST_F(NodeAgentTest, HostAddressChangesAreNoticed) {
   ASSERT_TRUE(waitFor([&] { return harness->compiler.lastNode().hostAddresses.size() == 2; }));
 }
 
+TEST_F(NodeAgentTest, AnEndpointWhoseVethVanishedWithoutADelIsRemoved) {
+  auto& agent = start();
+  agent.onSnapshot(snapshot({pod("default", "web"), pod("default", "db")}));
+  ASSERT_TRUE(agent.handle(addRequest("web", 1)).ok);
+  ASSERT_TRUE(agent.handle(addRequest("db", 2)).ok);
+  ASSERT_EQ(agent.stats().endpoints, 2u);
+  host.removeLink("sldb");
+  clock.advance(11s);
+  agent.wake();
+  ASSERT_TRUE(waitFor([&] { return agent.stats().endpoints == 1; }));
+  EXPECT_EQ(sluice::testing::slurp(file(kRegistryFile)).find("ctr-db"), std::string::npos);
+  EXPECT_EQ(harness->compiler.lastNode().endpoints.size(), 1u);
+  EXPECT_EQ(harness->compiler.lastNode().endpoints[0].podName, "web");
+}
+
 TEST_F(NodeAgentTest, MetricsNameRulesAndLatency) {
   auto& agent = start();
   backend.setCounters({{0, 7, 700}});

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -16,6 +15,8 @@
 #include <filesystem>
 #include <set>
 #include <utility>
+
+#include <spdlog/spdlog.h>
 
 #include "common/file_util.h"
 #include "policyd/model/decode.h"
