@@ -368,7 +368,9 @@ TEST_F(FaultsTest, KillDuringAddsDelsAndPolicyEdits) {
       static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count());
   std::mt19937 rng(seed);
   SCOPED_TRACE("seed " + std::to_string(seed));
-  constexpr int kIterations = 12;
+  // Bounded; SLUICE_FAULTS_ITERATIONS raises it for a soak run.
+  const char* env = std::getenv("SLUICE_FAULTS_ITERATIONS");
+  const int iterations = env != nullptr ? std::clamp(std::atoi(env), 1, 1000) : 12;
   std::vector<PodInfo> live;
   std::vector<std::string> everyLoopContainer;
   int addsFailed = 0, delsFailed = 0;
@@ -376,7 +378,7 @@ TEST_F(FaultsTest, KillDuringAddsDelsAndPolicyEdits) {
     auto st = c->startDaemon(0);
     ASSERT_TRUE(st.ok()) << when << ": " << st.error().message;
   };
-  for (int i = 0; i < kIterations; ++i) {
+  for (int i = 0; i < iterations; ++i) {
     const std::string when = "iteration " + std::to_string(i);
     const bool wide = i % 2 == 1;
     // A policy edit (a sync) and an ADD in flight when the daemon dies.
@@ -429,7 +431,7 @@ TEST_F(FaultsTest, KillDuringAddsDelsAndPolicyEdits) {
       ASSERT_TRUE(c->removeSandbox("f/" + victim.spec.name).ok());
     }
   }
-  std::cout << "[ faults ] seed=" << seed << " iterations=" << kIterations
+  std::cout << "[ faults ] seed=" << seed << " iterations=" << iterations
             << " adds_failed_by_kill=" << addsFailed << " dels_failed_by_kill=" << delsFailed
             << " live=" << live.size() << "\n";
   for (const auto& p : live) {
@@ -450,7 +452,7 @@ TEST_F(FaultsTest, KillDuringAddsDelsAndPolicyEdits) {
   for (int i = 0; i < 30 && hostVeths() != podVeths(); ++i) std::this_thread::sleep_for(100ms);
   EXPECT_EQ(hostVeths(), podVeths());
   EXPECT_EQ(ids.size(), 4u);
-  expectVerdicts(kIterations % 2 == 0, "after the loop");
+  expectVerdicts(iterations % 2 == 0, "after the loop");
 }
 
 TEST_F(FaultsTest, RestartsUnderContinuousProbesNeverGiveAWrongVerdict) {
