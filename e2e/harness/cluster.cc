@@ -150,6 +150,14 @@ fs::path SimCluster::daemonLog(int node) const {
   return runDir_ / nodeName(node) / "policyd.log";
 }
 
+IpAddr SimCluster::nodeAddress(int node, bool v6) {
+  return IpAddr::parse(v6 ? nodeV6(node) : nodeV4(node)).value();
+}
+
+std::string SimCluster::bpfPinDir(int node) const {
+  return "/sys/fs/bpf/" + prefix_ + "-" + nodeName(node);
+}
+
 Status SimCluster::setUp() {
   fs::create_directories(manifests_);
   std::string fab = prefix_ + "-fab";
@@ -243,6 +251,10 @@ Status SimCluster::startKubeApi() {
 
 Status SimCluster::startDaemon(int node, bool waitReady) {
   fs::path dir = runDir_ / nodeName(node);
+  // A marker a killed daemon left behind must not pass for the new one's readiness (the daemon
+  // removes it too, but only once it runs).
+  std::error_code ignored;
+  fs::remove(dir / "state" / "ready", ignored);
   Command cmd;
   cmd.argv = {binary("policyd/daemon/sluice-policyd").string(),
               "--node-name", nodeName(node),
@@ -283,6 +295,40 @@ Status SimCluster::startDaemon(int node, bool waitReady) {
 
 Status SimCluster::stopDaemon(int node) {
   daemons_[node].stop();
+  return Status::Ok();
+}
+
+fs::path SimCluster::stateDir(int node) const { return runDir_ / nodeName(node) / "state"; }
+
+fs::path SimCluster::ipamDir(int node) const { return runDir_ / nodeName(node) / "ipam" / "sluice"; }
+
+fs::path SimCluster::socketPath(int node) const {
+  return runDir_ / nodeName(node) / "policyd.sock";
+}
+
+void SimCluster::killDaemon(int node) { daemons_[node].kill(); }
+
+Result<PodInfo> SimCluster::createSandbox(const PodSpec& spec) {
+  if (spec.node < 0 || spec.node >= opts_.nodes) return makeError("pod " + spec.name + ": no such node");
+  PodInfo pod;
+  pod.spec = spec;
+  pod.netnsName = prefix_ + "-p" + std::to_string(nextPod_++);
+  pod.containerId = pod.netnsName + "-" + spec.ns + "-" + spec.name;
+  SLUICE_RETURN_IF_ERROR(writePodObject(pod));
+  SLUICE_RETURN_IF_ERROR(ip({"netns", "add", pod.netnsName}));
+  pods_[spec.ns + "/" + spec.name] = pod;
+  SLUICE_RETURN_IF_ERROR(ip({"-n", pod.netnsName, "link", "set", "lo", "up"}));
+  return pod;
+}
+
+Status SimCluster::removeSandbox(const std::string& key) {
+  auto it = pods_.find(key);
+  if (it == pods_.end()) return makeError("no pod " + key);
+  servers_.erase(key);
+  SLUICE_RETURN_IF_ERROR(ip({"netns", "delete", it->second.netnsName}));
+  SLUICE_RETURN_IF_ERROR(
+      removeManifest("pod-" + it->second.spec.ns + "." + it->second.spec.name + ".json"));
+  pods_.erase(it);
   return Status::Ok();
 }
 

@@ -125,9 +125,25 @@ class SimCluster {
   // waitReady=false returns once the process runs (e.g. while its source is unreachable).
   Status startDaemon(int node, bool waitReady = true);
   std::filesystem::path daemonLog(int node) const;
+  // Where a node's daemon pins its BPF maps.
+  std::string bpfPinDir(int node) const;
+  // A node's own address on the fabric (the address its kubelet would probe pods from).
+  static IpAddr nodeAddress(int node, bool v6);
   std::filesystem::path binary(const std::string& rel) const { return opts_.binaryDir / rel; }
   // Runs sluice (CNI) with `command` for a pod on its node; returns stdout/exit code.
   Result<RunResult> cni(const std::string& command, const PodInfo& pod);
+
+  // Fault tests.
+  std::filesystem::path stateDir(int node) const;    // the daemon's --state-dir
+  std::filesystem::path ipamDir(int node) const;     // the CNI IPAM store of the network
+  std::filesystem::path socketPath(int node) const;  // the daemon's endpoint socket
+  // SIGKILL without a grace period (a crash); startDaemon() brings it back.
+  void killDaemon(int node);
+  // A pod sandbox without CNI ADD: its netns and Pod object (no addresses yet). Tests drive
+  // ADD/DEL themselves with cni(); the sandbox is removed at teardown like any pod.
+  Result<PodInfo> createSandbox(const PodSpec& spec);
+  // Deletes a sandbox's netns and Pod object (no CNI DEL: call cni("DEL") first).
+  Status removeSandbox(const std::string& key);
 
  private:
   explicit SimCluster(ClusterOptions opts);

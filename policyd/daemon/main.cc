@@ -175,6 +175,10 @@ int main(int argc, char** argv) {
     source::DirSourceOptions sourceOptions;
     sourceOptions.root = opts.sourceDir;
     sourceOptions.debounce = opts.sourceDebounce;
+    sourceOptions.statePath = opts.stateDir + "/" + std::string(kDirSourceStateFile);
+    sourceOptions.writeState = [](const std::string& path, std::string_view text) {
+      return writeFileAtomic(path, text);
+    };
     source = std::make_unique<source::DirSource>(sourceOptions);
   }
   if (auto st = source->start([&agent](source::Snapshot s) { agent.onSnapshot(std::move(s)); });

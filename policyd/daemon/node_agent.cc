@@ -21,7 +21,6 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 Reply okReply() { return Reply{true, ""}; }
 Reply errorReply(std::string message) { return Reply{false, std::move(message)}; }
 
-
 std::string podOf(const Request& r) {
   if (r.podNamespace.empty() && r.podName.empty()) return "-";
   return r.podNamespace + "/" + r.podName;
@@ -75,9 +74,12 @@ Status NodeAgent::start() {
 
   SLUICE_ASSIGN_OR_RETURN(auto report, registry_.load());
   if (report.problem) {
-    spdlog::error("registry path={} unusable error=\"{}\" kept_copy={}; starting empty",
-                  registry_.path(), report.problem->message, report.keptCopy);
+    spdlog::error(
+        "registry path={} unusable error=\"{}\" kept_copy={}; rebuilding it from the "
+        "datapath",
+        registry_.path(), report.problem->message, report.keptCopy.empty() ? "-" : report.keptCopy);
   }
+  SLUICE_RETURN_IF_ERROR(recoverFromDatapath(report.problem.has_value()));
   // Recovery: endpoints whose host veth is gone are dropped (their pod went away while we were
   // down); the others get their programs (re)attached before the first full sync.
   bool changed = false;
@@ -117,6 +119,136 @@ Status NodeAgent::start() {
   }
   runner_ = std::jthread([this](std::stop_token st) { run(std::move(st)); });
   return Status::Ok();
+}
+
+Status NodeAgent::recoverFromDatapath(bool registryLost) {
+  Result<std::vector<datapath::EndpointAttachment>> pinned =
+      std::vector<datapath::EndpointAttachment>{};
+  {
+    std::lock_guard lock(backendMu_);
+    pinned = backend_.endpoints();
+  }
+  if (!pinned.ok()) {
+    // Without the registry and without the datapath's list, any id could be a live one: refuse
+    // to start rather than hand out an id a pod still holds (the supervisor retries).
+    if (registryLost) return pinned.error().wrap("rebuild the endpoint registry from the datapath");
+    spdlog::warn("datapath endpoints unreadable error=\"{}\"; trusting the registry",
+                 pinned.error().message);
+    return Status::Ok();
+  }
+  std::set<int> known;
+  for (const auto& [id, rec] : registry_.endpoints()) known.insert(rec.hostIfindex);
+  bool changed = false;
+  compiler::EndpointId maxPinned = 0;
+  for (const auto& ep : *pinned) {
+    maxPinned = std::max(maxPinned, ep.id);
+    // The registry's record for the same link wins: its re-attach rewrites the pinned entry.
+    if (registry_.findById(ep.id) != nullptr || known.contains(ep.ifindex)) continue;
+    if (ep.ifname.empty() || !host_.linkExists(ep.ifname, ep.ifindex)) {
+      spdlog::info("endpoint id={} ifindex={} in the datapath, its link is gone; removing", ep.id,
+                   ep.ifindex);
+      std::lock_guard lock(backendMu_);
+      if (auto st = backend_.detach(ep); !st.ok()) {
+        spdlog::warn("endpoint id={} detach error=\"{}\"", ep.id, st.error().message);
+      }
+      continue;
+    }
+    // A live pod the registry does not know (the registry was lost, or a daemon was killed
+    // between attach and save): keep it registered, hence enforced, under the id its datapath
+    // state already carries. The CNI plugin's alias on the host veth names its attachment, the
+    // host routes through the veth its addresses; its pod is matched by address once the
+    // source's snapshot arrives.
+    EndpointRecord rec;
+    rec.id = ep.id;
+    rec.hostVeth = ep.ifname;
+    rec.hostIfindex = ep.ifindex;
+    rec.ips = ep.ips;
+    if (auto l = host_.link(ep.ifindex); l.ok()) {
+      parseHostVethAlias(l->alias, rec.ifname, rec.containerId);
+      if (rec.ips.empty()) rec.ips = l->routedAddresses;
+    } else {
+      spdlog::warn("endpoint id={} ifname={} link details error=\"{}\"", ep.id, ep.ifname,
+                   l.error().message);
+    }
+    std::string ips;
+    for (const auto& a : rec.ips) ips += (ips.empty() ? "" : ",") + a.toString();
+    spdlog::warn(
+        "endpoint id={} ifname={} rebuilt from the datapath container={} pod_ifname={} "
+        "ips={}",
+        rec.id, rec.hostVeth, rec.containerId.empty() ? "-" : rec.containerId,
+        rec.ifname.empty() ? "-" : rec.ifname, ips.empty() ? "-" : ips);
+    registry_.upsert(std::move(rec));
+    changed = true;
+  }
+  if (maxPinned >= registry_.nextId()) {
+    registry_.raiseNextId(maxPinned + 1);
+    changed = true;
+  }
+  if (changed || registryLost) SLUICE_RETURN_IF_ERROR(registry_.save());
+  return Status::Ok();
+}
+
+bool NodeAgent::matchPodsByAddress() {
+  bool changed = false;
+  std::vector<EndpointRecord> updated;
+  for (const auto& [id, rec] : registry_.endpoints()) {
+    if (!rec.podName.empty() || !rec.podNamespace.empty() || rec.ips.empty()) continue;
+    for (const auto& p : cluster_.pods) {
+      if (p.hostNetwork) continue;
+      const bool match = std::any_of(rec.ips.begin(), rec.ips.end(), [&](const IpAddr& a) {
+        return std::find(p.ips.begin(), p.ips.end(), a) != p.ips.end();
+      });
+      if (!match) continue;
+      EndpointRecord named = rec;
+      named.podNamespace = p.namespace_;
+      named.podName = p.name;
+      spdlog::info("endpoint={} id={} ifname={} pod found by address", p.key(), rec.id,
+                   rec.hostVeth);
+      updated.push_back(std::move(named));
+      break;
+    }
+  }
+  for (auto& rec : updated) {
+    registry_.upsert(std::move(rec));
+    changed = true;
+  }
+  return changed;
+}
+
+bool NodeAgent::dropVanishedEndpoints() {
+  std::vector<EndpointRecord> gone;
+  for (const auto& [id, rec] : registry_.endpoints()) {
+    if (waiting_.contains(id) || rec.hostVeth.empty()) continue;
+    if (!host_.linkExists(rec.hostVeth, rec.hostIfindex)) gone.push_back(rec);
+  }
+  for (const auto& rec : gone) {
+    // The pod's veth went without a DEL reaching us (a DEL while the daemon was down, a runtime
+    // that gave up): its registration and datapath state would otherwise stay until a restart.
+    spdlog::warn("endpoint={} id={} ifname={} host veth gone without a CNI DEL; removing",
+                 podOf(rec), rec.id, rec.hostVeth);
+    {
+      std::lock_guard lock(backendMu_);
+      if (auto st = backend_.detach(attachmentOf(rec)); !st.ok()) {
+        spdlog::warn("endpoint={} id={} detach error=\"{}\"", podOf(rec), rec.id,
+                     st.error().message);
+      }
+    }
+    registry_.remove(rec.id);
+  }
+  if (gone.empty()) return false;
+  if (auto st = registry_.save(); !st.ok()) {
+    spdlog::warn("registry save failed error=\"{}\"", st.error().message);
+  }
+  return true;
+}
+
+const EndpointRecord* NodeAgent::findEndpoint(const Request& r) const {
+  if (const EndpointRecord* rec = registry_.find(r.containerId, r.ifname)) return rec;
+  // A recovered endpoint may lack its container id; the host veth name is derived from the
+  // container id and ifname, so it names the same attachment.
+  const EndpointRecord* rec = registry_.findRecoveredByHostVeth(r.hostVeth);
+  if (rec != nullptr && (r.hostIfindex <= 0 || rec->hostIfindex == r.hostIfindex)) return rec;
+  return nullptr;
 }
 
 void NodeAgent::stop() {
@@ -166,8 +298,9 @@ Reply NodeAgent::handle(const Request& request) {
   // Readiness is answered at once, without waiting behind syncs: CNI STATUS must not block.
   if (request.op == Op::Status) {
     return ready() ? okReply()
-                   : errorReply("sluice-policyd is not ready: its first policy snapshot is not "
-                                "applied yet");
+                   : errorReply(
+                         "sluice-policyd is not ready: its first policy snapshot is not "
+                         "applied yet");
   }
   auto op = std::make_shared<PendingOp>();
   op->request = request;
@@ -216,9 +349,8 @@ void NodeAgent::run(std::stop_token stop) {
         const bool timerDue = clock_.now() >= timerAt_;
         if (latest_ || (snapshotSeen_ && !ops_.empty()) || timerDue || wakeRequested_) break;
         // Real time bounded, so a ManualClock that moved without wake() is noticed too.
-        auto wait = std::clamp<std::chrono::nanoseconds>(timerAt_ - clock_.now(),
-                                                         std::chrono::milliseconds(1),
-                                                         std::chrono::seconds(1));
+        auto wait = std::clamp<std::chrono::nanoseconds>(
+            timerAt_ - clock_.now(), std::chrono::milliseconds(1), std::chrono::seconds(1));
         cv_.wait_for(lock, wait);
       }
       wakeRequested_ = false;
@@ -300,7 +432,7 @@ void NodeAgent::finish(std::vector<Completion>& done) {
 }
 
 Reply NodeAgent::check(const Request& r) {
-  const EndpointRecord* rec = registry_.find(r.containerId, r.ifname);
+  const EndpointRecord* rec = findEndpoint(r);
   if (rec == nullptr) {
     return errorReply("endpoint container=" + r.containerId + " ifname=" + r.ifname +
                       " is not registered");
@@ -354,8 +486,13 @@ void NodeAgent::handleAdd(const OpPtr& op, std::vector<Completion>& done, bool& 
     if (!a.ok()) return fail(a.error().wrap("add: ips[" + std::to_string(i) + "]").message);
     rec.ips.push_back(*a);
   }
+  // Enforcement goes only on a pod's host veth: attaching to any other interface (lo, the
+  // node's uplink, another pod's veth) would put the node's own traffic under pod policy.
+  if (auto st = host_.checkPodVeth(r.hostVeth, r.hostIfindex, r.netns, r.ifname); !st.ok()) {
+    return fail(st.error().wrap("add: refused").message);
+  }
 
-  const EndpointRecord* existing = registry_.find(r.containerId, r.ifname);
+  const EndpointRecord* existing = findEndpoint(r);
   rec.id = existing != nullptr ? existing->id : registry_.allocateId();
   {
     std::lock_guard lock(backendMu_);
@@ -397,7 +534,7 @@ void NodeAgent::handleAdd(const OpPtr& op, std::vector<Completion>& done, bool& 
 
 void NodeAgent::handleDel(const OpPtr& op, std::vector<Completion>& done, bool& changed) {
   const Request& r = op->request;
-  const EndpointRecord* found = registry_.find(r.containerId, r.ifname);
+  const EndpointRecord* found = findEndpoint(r);
   if (found == nullptr) {
     spdlog::info("endpoint={} op=del container={} ifname={} not registered; nothing to do",
                  podOf(r), r.containerId, r.ifname);
@@ -437,10 +574,16 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
     cluster_ = std::move(snapshot->cluster);
     podKeys_.clear();
     for (const auto& p : cluster_.pods) podKeys_.insert(p.key());
+    if (matchPodsByAddress()) {
+      if (auto st = registry_.save(); !st.ok()) {
+        // Only the names are unsaved: the next restart matches them again.
+        spdlog::warn("registry save failed error=\"{}\"", st.error().message);
+      }
+    }
     pendingAppliedWallNs_ = snapshot->readWallNs;
     pendingVersions_ = snapshot->resourceVersions;
-    pendingEventSeen_ = pendingEventSeen_ ? std::min(*pendingEventSeen_, snapshot->eventSeen)
-                                          : snapshot->eventSeen;
+    pendingEventSeen_ =
+        pendingEventSeen_ ? std::min(*pendingEventSeen_, snapshot->eventSeen) : snapshot->eventSeen;
     needCompile = true;
     std::lock_guard lock(statsMu_);
     ++stats_.snapshots;
@@ -481,7 +624,8 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
         }
         registry_.remove(id);
         if (auto w = waiting_.find(id); w != waiting_.end()) {
-          for (auto& waiter : w->second.ops) done.push_back({waiter, errorReply(st.error().message)});
+          for (auto& waiter : w->second.ops)
+            done.push_back({waiter, errorReply(st.error().message)});
           waiting_.erase(w);
         }
       }
@@ -502,15 +646,19 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
       continue;
     }
     if (rec != nullptr && !known) {
-      spdlog::warn("endpoint={} id={} pod object not seen after {} ms; enforcing without its "
-                   "labels until it arrives",
-                   podOf(*rec), rec->id, options_.podWait.count());
+      spdlog::warn(
+          "endpoint={} id={} pod object not seen after {} ms; enforcing without its "
+          "labels until it arrives",
+          podOf(*rec), rec->id, options_.podWait.count());
     }
     for (auto& op : it->second.ops) done.push_back({op, okReply()});
     it = waiting_.erase(it);
     needCompile = true;
   }
 
+  if (now >= nextAddressCheck_) {
+    if (dropVanishedEndpoints()) needCompile = true;
+  }
   if (now >= nextAddressCheck_ || needCompile) {
     nextAddressCheck_ = now + options_.addressRecheck;
     if (refreshAddresses()) needCompile = true;
@@ -579,11 +727,11 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
   }
   const bool quiet = !full && diff.empty() && done.empty() && !pendingAppliedWallNs_;
   spdlog::log(quiet ? spdlog::level::debug : spdlog::level::info,
-      "sync node={} revision={} mode={} endpoints={} diff_items={} compile_ms={:.3f} "
-      "apply_ms={:.3f} update_latency_ms={}",
-      options_.nodeName, revision, full ? "full" : (diff.empty() ? "noop" : "diff"),
-      registry_.endpoints().size(), diffSize(diff), millis(t1 - t0), millis(t2 - t1),
-      latency ? fmt::format("{:.3f}", millis(*latency)) : std::string("-"));
+              "sync node={} revision={} mode={} endpoints={} diff_items={} compile_ms={:.3f} "
+              "apply_ms={:.3f} update_latency_ms={}",
+              options_.nodeName, revision, full ? "full" : (diff.empty() ? "noop" : "diff"),
+              registry_.endpoints().size(), diffSize(diff), millis(t1 - t0), millis(t2 - t1),
+              latency ? fmt::format("{:.3f}", millis(*latency)) : std::string("-"));
 
   const std::string dir = options_.stateDir + "/";
   if (pendingAppliedWallNs_) {
@@ -619,8 +767,8 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
     pendingEventSeen_.reset();
   }
   if (!ready_.load()) {
-    if (auto w = writeFileAtomic(dir + std::string(kReadyFile),
-                                 std::to_string(appliedWall) + "\n", false);
+    if (auto w = writeFileAtomic(dir + std::string(kReadyFile), std::to_string(appliedWall) + "\n",
+                                 false);
         !w.ok()) {
       spdlog::error("ready marker error=\"{}\"", w.error().message);
     }
@@ -647,11 +795,10 @@ std::string NodeAgent::endpointName(compiler::EndpointId id) const {
 }
 
 std::string NodeAgent::metricsText() {
-  Result<std::vector<datapath::RuleCounter>> counters = std::vector<datapath::RuleCounter>{};
-  {
-    std::lock_guard lock(backendMu_);
-    counters = backend_.counters();
-  }
+  // Without backendMu_ (the backend allows it): a scrape never waits behind an attach or a sync,
+  // and a slow counter read never delays a CNI ADD.
+  auto counters = backend_.counters();
+  auto drops = backend_.dropCounts();
   MetricsWriter w;
   std::lock_guard lock(statsMu_);
   const AgentStats& s = stats_;
@@ -666,7 +813,8 @@ std::string NodeAgent::metricsText() {
   w.sample("sluice_syncs_total", static_cast<double>(s.syncs));
   w.family("sluice_sync_errors_total", "counter", "Failed syncs (retried).");
   w.sample("sluice_sync_errors_total", static_cast<double>(s.syncErrors));
-  w.family("sluice_full_syncs_total", "counter", "Successful full (read back and reconcile) syncs.");
+  w.family("sluice_full_syncs_total", "counter",
+           "Successful full (read back and reconcile) syncs.");
   w.sample("sluice_full_syncs_total", static_cast<double>(s.fullSyncs));
   w.family("sluice_source_snapshots_total", "counter", "Source snapshots consumed.");
   w.sample("sluice_source_snapshots_total", static_cast<double>(s.snapshots));
@@ -711,6 +859,19 @@ std::string NodeAgent::metricsText() {
     w.family("sluice_rule_bytes_total", "counter", "Bytes admitted by each policy rule.");
     for (const auto& [labels, c] : series) {
       w.sample("sluice_rule_bytes_total", labels, static_cast<double>(c->bytes));
+    }
+  }
+  w.family("sluice_datapath_drops_ok", "gauge", "1 when the drop counters could be read.");
+  w.sample("sluice_datapath_drops_ok", drops.ok() ? 1 : 0);
+  if (drops.ok()) {
+    w.family("sluice_dropped_packets_total", "counter", "Packets the datapath dropped, by reason.");
+    for (const auto& d : *drops) {
+      w.sample("sluice_dropped_packets_total", {{"reason", d.reason}},
+               static_cast<double>(d.packets));
+    }
+    w.family("sluice_dropped_bytes_total", "counter", "Bytes the datapath dropped, by reason.");
+    for (const auto& d : *drops) {
+      w.sample("sluice_dropped_bytes_total", {{"reason", d.reason}}, static_cast<double>(d.bytes));
     }
   }
   return w.text();

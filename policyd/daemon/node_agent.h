@@ -17,11 +17,16 @@
 // Nothing is synced and no request is answered before the first snapshot arrives. The first
 // sync (and any sync after a failed one) is a full backend.sync() of the compiled state; the
 // others apply the compiler's diff. Host addresses are read on every sync and re-checked every
-// `addressRecheck`.
+// `addressRecheck`; so are the endpoints' host veths (one gone without a DEL is unregistered).
 //
 // start() recovers the registry from <state-dir>: endpoints whose host veth is gone are
 // detached and dropped, the others are re-attached (programs replaced in place; their pinned
-// policy stays) before the first full sync.
+// policy stays) before the first full sync. The datapath's pinned endpoints fill what the file
+// lacks (it may be corrupt or lost): a live one the registry does not hold is adopted under its
+// pinned id (container id and ifname from the host veth's alias, addresses from its host
+// routes, pod from the first snapshot by address), so it stays enforced and a CNI DEL or CHECK
+// finds it (by container id, or by host veth name); no id the datapath holds is allocated again.
+// add refuses any interface that is not a host veth whose peer is in the request's pod netns.
 #pragma once
 
 #include <atomic>
@@ -55,17 +60,17 @@ struct AgentOptions {
   std::string nodeName;
   std::string stateDir;
   std::chrono::milliseconds podWait{2000};
-  std::chrono::milliseconds retryInterval{1000};     // after a failed apply/sync
-  std::chrono::milliseconds addressRecheck{10000};   // re-read host addresses at least this often
-  std::chrono::milliseconds requestTimeout{60000};   // handle() gives up after this
+  std::chrono::milliseconds retryInterval{1000};    // after a failed apply/sync
+  std::chrono::milliseconds addressRecheck{10000};  // re-read host addresses at least this often
+  std::chrono::milliseconds requestTimeout{60000};  // handle() gives up after this
 };
 
 // For tests and /metrics.
 struct AgentStats {
-  uint64_t syncs = 0;        // successful
+  uint64_t syncs = 0;  // successful
   uint64_t syncErrors = 0;
-  uint64_t fullSyncs = 0;    // backend.sync() calls that succeeded
-  uint64_t snapshots = 0;    // snapshots consumed
+  uint64_t fullSyncs = 0;  // backend.sync() calls that succeeded
+  uint64_t snapshots = 0;  // snapshots consumed
   uint64_t lastGeneration = 0;
   size_t endpoints = 0;
   size_t waitingForPod = 0;
@@ -122,6 +127,14 @@ class NodeAgent {
                  std::vector<compiler::EndpointId>& added);
   void handleDel(const OpPtr& op, std::vector<Completion>& done, bool& changed);
   endpoint_api::Reply check(const endpoint_api::Request& r);
+  // Registry vs the datapath's pinned endpoints: adopts live ones the registry lacks, removes
+  // those whose link is gone, and keeps nextId above every pinned id.
+  Status recoverFromDatapath(bool registryLost);
+  // Names recovered endpoints (no pod namespace/name) after the pod that owns their address.
+  bool matchPodsByAddress();
+  const EndpointRecord* findEndpoint(const endpoint_api::Request& r) const;
+  // Unregisters endpoints whose host veth is gone (checked every `addressRecheck`).
+  bool dropVanishedEndpoints();
   bool podKnown(const EndpointRecord& rec) const;
   bool refreshAddresses();
   compiler::NodeContext nodeContext() const;
@@ -147,7 +160,8 @@ class NodeAgent {
   bool wakeRequested_ = false;
   Clock::TimePoint timerAt_{};
 
-  // The backend is called from the runner and from /metrics (counters).
+  // Serialises the backend's mutating calls (runner, start); counters() and dropCounts() are
+  // read without it.
   std::mutex backendMu_;
 
   // Runner-owned.

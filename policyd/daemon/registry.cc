@@ -1,9 +1,9 @@
 #include "policyd/daemon/registry.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <ctime>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "policyd/daemon/state_files.h"
@@ -30,10 +30,24 @@ Result<std::string> getString(const json& obj, const char* key, bool required) {
 
 const EndpointRecord* Registry::find(const std::string& containerId,
                                      const std::string& ifname) const {
+  // A recovered endpoint may have no container id; an empty id never names one.
+  if (containerId.empty()) return nullptr;
   for (const auto& [id, rec] : byId_) {
     if (rec.containerId == containerId && rec.ifname == ifname) return &rec;
   }
   return nullptr;
+}
+
+const EndpointRecord* Registry::findRecoveredByHostVeth(const std::string& hostVeth) const {
+  if (hostVeth.empty()) return nullptr;
+  for (const auto& [id, rec] : byId_) {
+    if (rec.containerId.empty() && rec.hostVeth == hostVeth) return &rec;
+  }
+  return nullptr;
+}
+
+void Registry::raiseNextId(compiler::EndpointId atLeast) {
+  if (atLeast > nextId_) nextId_ = atLeast;
 }
 
 const EndpointRecord* Registry::findById(compiler::EndpointId id) const {
@@ -138,7 +152,12 @@ Result<Registry::LoadReport> Registry::load() {
   auto text = readFile(path_);
   if (!text.ok()) {
     if (text.error().code == ENOENT) return report;
-    return text.error().wrap("endpoint registry");
+    // Unreadable (a directory, EACCES, EIO): the caller rebuilds it like a corrupt one. Moved
+    // aside, so the rebuilt registry can be written in its place.
+    report.problem = text.error().wrap("endpoint registry " + path_);
+    const std::string aside = path_ + ".unreadable-" + std::to_string(::time(nullptr));
+    if (::rename(path_.c_str(), aside.c_str()) == 0) report.keptCopy = aside;
+    return report;
   }
   if (auto st = decode(*text); !st.ok()) {
     byId_.clear();

@@ -40,8 +40,9 @@ struct EndpointRecord {
 
 class Registry {
  public:
-  // What load() found. `recoveredFrom` is set when the file was unreadable or corrupt: the
-  // registry starts empty and the bad file is kept beside it under that name.
+  // What load() found. `problem` is set when the file was unreadable or corrupt: the registry
+  // starts empty (the node agent rebuilds it from the datapath) and a corrupt file is kept beside
+  // it under `keptCopy`.
   struct LoadReport {
     std::optional<Error> problem;
     std::string keptCopy;
@@ -49,15 +50,20 @@ class Registry {
 
   explicit Registry(std::string path) : path_(std::move(path)) {}
 
-  // Reads the file. A missing file is an empty registry. A corrupt one yields an empty
-  // registry, a copy of the bad file (<path>.corrupt-<unix seconds>) and a report; only an
-  // I/O failure while keeping that copy is an error.
+  // Reads the file. A missing file is an empty registry. An unreadable or corrupt one yields an
+  // empty registry and a report (for a corrupt one, a copy of the bad file:
+  // <path>.corrupt-<unix seconds>); only an I/O failure while keeping that copy is an error.
   Result<LoadReport> load();
   Status save() const;
 
   const EndpointRecord* find(const std::string& containerId, const std::string& ifname) const;
   const EndpointRecord* findById(compiler::EndpointId id) const;
+  // An endpoint rebuilt from the datapath without its container id (recovery), found by the host
+  // veth name a CNI DEL or CHECK carries.
+  const EndpointRecord* findRecoveredByHostVeth(const std::string& hostVeth) const;
   compiler::EndpointId allocateId() { return nextId_++; }
+  // Ids below `atLeast` are never allocated (they may still be held by the pinned maps).
+  void raiseNextId(compiler::EndpointId atLeast);
   void upsert(EndpointRecord record);
   bool remove(compiler::EndpointId id);
 

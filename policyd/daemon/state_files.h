@@ -14,6 +14,9 @@
 //                   snapshot includes (kube source only): a write with that version or older is
 //                   enforced
 //   sync.json       the last sync: revision, timings, policy update latency (for benchmarks)
+//   source-dir.state  the manifest directory source's last good version of every file
+//                   (dir_source.h), so a restart with a broken manifest enforces what was
+//                   enforced before
 //   lock            flock held while a daemon owns the directory
 #pragma once
 
@@ -32,6 +35,7 @@ inline constexpr std::string_view kReadyFile = "ready";
 inline constexpr std::string_view kAppliedFile = "applied";
 inline constexpr std::string_view kSyncStatsFile = "sync.json";
 inline constexpr std::string_view kAppliedVersionsFile = "applied-versions.json";
+inline constexpr std::string_view kDirSourceStateFile = "source-dir.state";
 inline constexpr std::string_view kLockFile = "lock";
 
 // `durable`: fsync the data and the directory (the registry); otherwise only rename (status

@@ -2,6 +2,8 @@
 // without root or a kernel. Failures can be injected per operation.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <string>
@@ -56,6 +58,14 @@ class FakeBackend final : public datapath::Backend {
     return Status::Ok();
   }
   Result<std::vector<datapath::RuleCounter>> counters() override {
+    {
+      // A slow kernel read (a scrape of a big map): held here until releaseCounters().
+      std::unique_lock gate(gateMu_);
+      ++countersWaiting_;
+      gateCv_.notify_all();
+      gateCv_.wait(gate, [&] { return !countersBlocked_; });
+      --countersWaiting_;
+    }
     std::lock_guard lock(mu_);
     return counters_;
   }
@@ -72,6 +82,26 @@ class FakeBackend final : public datapath::Backend {
   }
 
   // Inspection and knobs.
+  void blockCounters() {
+    std::lock_guard gate(gateMu_);
+    countersBlocked_ = true;
+  }
+  void releaseCounters() {
+    {
+      std::lock_guard gate(gateMu_);
+      countersBlocked_ = false;
+    }
+    gateCv_.notify_all();
+  }
+  // Waits until a counters() call is held by blockCounters().
+  bool waitCountersBlocked(std::chrono::milliseconds timeout) {
+    std::unique_lock gate(gateMu_);
+    return gateCv_.wait_for(gate, timeout, [&] { return countersWaiting_ > 0; });
+  }
+  void setDropCounts(std::vector<datapath::DropCount> d) {
+    std::lock_guard lock(mu_);
+    dropCounts_ = std::move(d);
+  }
   std::vector<std::string> calls() const {
     std::lock_guard lock(mu_);
     return calls_;
@@ -122,6 +152,10 @@ class FakeBackend final : public datapath::Backend {
   int applies_ = 0;
   bool failAttach_ = false;
   bool failApply_ = false;
+  std::mutex gateMu_;
+  std::condition_variable gateCv_;
+  bool countersBlocked_ = false;
+  int countersWaiting_ = 0;
 };
 
 }  // namespace sluice::daemon::testing

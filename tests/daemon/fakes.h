@@ -32,7 +32,8 @@ class FakeCompiler final : public PolicyCompiler {
         }
       }
       next.endpoints[ep.id] = pol;
-      for (const auto& ip : ep.ips) next.classes[Prefix::host(ip)] = compiler::kFirstDynamicClass + ep.id;
+      for (const auto& ip : ep.ips)
+        next.classes[Prefix::host(ip)] = compiler::kFirstDynamicClass + ep.id;
     }
     for (const auto& a : node.hostAddresses) next.classes[Prefix::host(a)] = compiler::kHostClass;
     compiler::Diff d;
@@ -89,6 +90,27 @@ class FakeHostNetwork final : public HostNetwork {
     std::lock_guard lock(mu_);
     return links_.contains(ifname);
   }
+  // A link added with addLink is a host veth whose peer is in whatever netns a request names,
+  // unless setPeerNetns pinned it to one; addNonVeth adds a link that is no veth at all.
+  Status checkPodVeth(const std::string& hostVeth, int, const std::string& netnsPath,
+                      const std::string&) override {
+    std::lock_guard lock(mu_);
+    if (nonVeth_.contains(hostVeth)) return makeError("interface " + hostVeth + ": not a veth");
+    if (!links_.contains(hostVeth)) return makeError("interface " + hostVeth + ": no such link");
+    auto it = peerNetns_.find(hostVeth);
+    if (it != peerNetns_.end() && it->second != netnsPath) {
+      return makeError("interface " + hostVeth + ": its veth peer is not in pod netns " +
+                       netnsPath);
+    }
+    return Status::Ok();
+  }
+  Result<HostLink> link(int ifindex) override {
+    std::lock_guard lock(mu_);
+    auto it = details_.find(ifindex);
+    if (it == details_.end())
+      return makeError("link #" + std::to_string(ifindex) + ": no such link");
+    return it->second;
+  }
   void setAddresses(std::vector<IpAddr> a) {
     std::lock_guard lock(mu_);
     addresses_ = std::move(a);
@@ -96,6 +118,20 @@ class FakeHostNetwork final : public HostNetwork {
   void addLink(const std::string& n) {
     std::lock_guard lock(mu_);
     links_.insert(n);
+  }
+  void addNonVeth(const std::string& n) {
+    std::lock_guard lock(mu_);
+    links_.insert(n);
+    nonVeth_.insert(n);
+  }
+  void setPeerNetns(const std::string& n, const std::string& netns) {
+    std::lock_guard lock(mu_);
+    peerNetns_[n] = netns;
+  }
+  // What link(ifindex) reports (registry recovery).
+  void setLinkDetails(HostLink l) {
+    std::lock_guard lock(mu_);
+    details_[l.index] = std::move(l);
   }
   void removeLink(const std::string& n) {
     std::lock_guard lock(mu_);
@@ -106,6 +142,9 @@ class FakeHostNetwork final : public HostNetwork {
   std::mutex mu_;
   std::vector<IpAddr> addresses_{IpAddr::parse("192.168.1.10").value()};
   std::set<std::string> links_;
+  std::set<std::string> nonVeth_;
+  std::map<std::string, std::string> peerNetns_;
+  std::map<int, HostLink> details_;
 };
 
 }  // namespace sluice::daemon::testing

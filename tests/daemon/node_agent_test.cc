@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <future>
 #include <set>
 
 #include "policyd/daemon/state_files.h"
@@ -61,7 +62,8 @@ TEST_F(NodeAgentTest, AddAttachesRegistersAppliesThenReplies) {
   auto calls = backend.calls();
   auto attach = std::find(calls.begin(), calls.end(), "attach " + std::to_string(id) + " slweb");
   ASSERT_NE(attach, calls.end());
-  EXPECT_NE(std::find_if(attach, calls.end(), [](const std::string& c) { return c.starts_with("apply"); }),
+  EXPECT_NE(std::find_if(attach, calls.end(),
+                         [](const std::string& c) { return c.starts_with("apply"); }),
             calls.end());
   // Persisted.
   EXPECT_NE(sluice::testing::slurp(file(kRegistryFile)).find("ctr-web"), std::string::npos);
@@ -229,7 +231,8 @@ TEST_F(NodeAgentTest, ConcurrentAddsAllSucceedWithDistinctIds) {
   for (int i = 1; i <= 24; ++i) pods.push_back(pod("default", "p" + std::to_string(i)));
   agent.onSnapshot(snapshot(pods));
   std::vector<std::future<endpoint_api::Reply>> replies;
-  for (int i = 1; i <= 24; ++i) replies.push_back(submit(agent, addRequest("p" + std::to_string(i), i)));
+  for (int i = 1; i <= 24; ++i)
+    replies.push_back(submit(agent, addRequest("p" + std::to_string(i), i)));
   for (auto& f : replies) {
     ASSERT_TRUE(answeredWithin(f, 10s));
     auto r = f.get();
@@ -320,24 +323,196 @@ TEST_F(NodeAgentTest, HostAddressChangesAreNoticed) {
   ASSERT_TRUE(waitFor([&] { return harness->compiler.lastNode().hostAddresses.size() == 2; }));
 }
 
+TEST_F(NodeAgentTest, AnEndpointWhoseVethVanishedWithoutADelIsRemoved) {
+  auto& agent = start();
+  agent.onSnapshot(snapshot({pod("default", "web"), pod("default", "db")}));
+  ASSERT_TRUE(agent.handle(addRequest("web", 1)).ok);
+  ASSERT_TRUE(agent.handle(addRequest("db", 2)).ok);
+  ASSERT_EQ(agent.stats().endpoints, 2u);
+  host.removeLink("sldb");
+  clock.advance(11s);
+  agent.wake();
+  ASSERT_TRUE(waitFor([&] { return agent.stats().endpoints == 1; }));
+  EXPECT_EQ(sluice::testing::slurp(file(kRegistryFile)).find("ctr-db"), std::string::npos);
+  EXPECT_EQ(harness->compiler.lastNode().endpoints.size(), 1u);
+  EXPECT_EQ(harness->compiler.lastNode().endpoints[0].podName, "web");
+}
+
 TEST_F(NodeAgentTest, MetricsNameRulesAndLatency) {
   auto& agent = start();
   backend.setCounters({{0, 7, 700}});
   agent.onSnapshot(snapshot({pod("default", "web")}));
   ASSERT_TRUE(agent.handle(addRequest("web", 1)).ok);
   std::string text = agent.metricsText();
-  for (const char* want :
-       {"sluice_ready 1", "sluice_endpoints 1", "sluice_syncs_total ",
-        "sluice_sync_errors_total 0", "sluice_last_sync_duration_seconds ",
-        "sluice_policy_update_latency_seconds_bucket{le=\"+Inf\"} 1",
-        "sluice_policy_update_latency_last_seconds ",
-        "sluice_endpoint_requests_total{op=\"add\",result=\"ok\"} 1",
-        "sluice_rule_packets_total{policy=\"default/allow-web\",direction=\"ingress\",rule=\"0\"} 7",
-        "sluice_rule_bytes_total{policy=\"default/allow-web\",direction=\"ingress\",rule=\"0\"} 700"}) {
+  for (const char* want : {"sluice_ready 1", "sluice_endpoints 1", "sluice_syncs_total ",
+                           "sluice_sync_errors_total 0", "sluice_last_sync_duration_seconds ",
+                           "sluice_policy_update_latency_seconds_bucket{le=\"+Inf\"} 1",
+                           "sluice_policy_update_latency_last_seconds ",
+                           "sluice_endpoint_requests_total{op=\"add\",result=\"ok\"} 1",
+                           "sluice_rule_packets_total{policy=\"default/"
+                           "allow-web\",direction=\"ingress\",rule=\"0\"} 7",
+                           "sluice_rule_bytes_total{policy=\"default/"
+                           "allow-web\",direction=\"ingress\",rule=\"0\"} 700"}) {
     EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
   }
   auto stats = sluice::testing::slurp(file(kSyncStatsFile));
   EXPECT_NE(stats.find("\"updateLatencyNs\""), std::string::npos) << stats;
+}
+
+TEST_F(NodeAgentTest, CorruptRegistryIsRebuiltFromTheDatapath) {
+  compiler::EndpointId webId = 0, dbId = 0, ghostId = 0;
+  auto pods = [] {
+    return snapshot({pod("default", "web", {{"role", "web"}}, {"10.1.0.1"}),
+                     pod("default", "db", {{"role", "db"}}, {"10.1.0.2", "fd00::2"}),
+                     pod("default", "ghost"), pod("default", "api")});
+  };
+  {
+    auto& agent = start();
+    agent.onSnapshot(pods());
+    ASSERT_TRUE(agent.handle(addRequest("web", 1)).ok);
+    ASSERT_TRUE(agent.handle(addRequest("db", 2)).ok);
+    ASSERT_TRUE(agent.handle(addRequest("ghost", 3)).ok);
+    for (const auto& e : harness->compiler.lastNode().endpoints) {
+      (e.podName == "web" ? webId : e.podName == "db" ? dbId : ghostId) = e.id;
+    }
+    ASSERT_TRUE(backend.policies().at(dbId));
+    agent.stop();
+    harness.reset();
+  }
+  // While the daemon is down: the ghost pod goes, and the registry is truncated. The pinned
+  // maps (the same FakeBackend) survive.
+  host.removeLink("slghost");
+  host.setLinkDetails({101, "slweb", "sluice:net:eth0:ctr-web", {}});
+  sluice::testing::writeText(file(kRegistryFile), "{\"version\":1,\"nextId\":");
+
+  auto& agent = start();
+  EXPECT_TRUE(backend.isAttached(webId));
+  EXPECT_TRUE(backend.isAttached(dbId));
+  EXPECT_FALSE(backend.isAttached(ghostId));
+  agent.onSnapshot(pods());
+  ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
+  EXPECT_EQ(agent.stats().endpoints, 2u);
+  // Matched to their pods by address: the db pod is still isolated (same verdicts as before).
+  EXPECT_EQ(agent.endpointName(webId), "default/web");
+  EXPECT_EQ(agent.endpointName(dbId), "default/db");
+  EXPECT_TRUE(backend.policies().at(dbId));
+  EXPECT_FALSE(backend.policies().at(webId));
+
+  // CHECK finds web by its container id (from the veth alias).
+  auto check = agent.handle(withOp(addRequest("web", 1), Op::Check));
+  EXPECT_TRUE(check.ok) << check.error;
+  // db's veth has no alias: DEL still finds it by host veth name.
+  ASSERT_TRUE(agent.handle(withOp(addRequest("db", 2), Op::Del)).ok);
+  EXPECT_FALSE(backend.isAttached(dbId));
+  EXPECT_EQ(agent.stats().endpoints, 1u);
+
+  // A new pod never gets an id the datapath held.
+  ASSERT_TRUE(agent.handle(addRequest("api", 4)).ok);
+  for (const auto& e : harness->compiler.lastNode().endpoints) {
+    if (e.podName == "api") {
+      EXPECT_GT(e.id, ghostId);
+    }
+  }
+  // The rebuilt registry is persisted and readable.
+  Registry reread(file(kRegistryFile));
+  auto report = reread.load();
+  ASSERT_TRUE(report.ok());
+  EXPECT_FALSE(report->problem);
+  EXPECT_NE(reread.find("ctr-web", "eth0"), nullptr);
+  EXPECT_NE(reread.find("ctr-api", "eth0"), nullptr);
+}
+
+TEST_F(NodeAgentTest, UnreadableRegistryIsRebuiltToo) {
+  std::filesystem::create_directories(file(kRegistryFile));  // a directory: EISDIR on read
+  backend.markAttached({5, "slp5", 105, {IpAddr::parse("10.1.0.5").value()}});
+  auto& agent = start();
+  agent.onSnapshot(snapshot({pod("default", "p5", {}, {"10.1.0.5"})}));
+  ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
+  EXPECT_EQ(agent.endpointName(5), "default/p5");
+}
+
+TEST_F(NodeAgentTest, PinnedEndpointsTheRegistryLacksAreAdoptedAndTheirIdsNeverReused) {
+  // A daemon killed between attach and registry save left id 7 pinned on a live veth whose
+  // addresses only its host routes tell; id 9 is pinned on a link that is gone.
+  backend.markAttached({7, "slp7", 107, {}});
+  backend.markAttached({9, "slgone", 109, {}});
+  host.setLinkDetails(
+      {107, "slp7", "sluice:k8s:pod-net:eth0:ctr-7", {IpAddr::parse("10.1.0.7").value()}});
+  auto& agent = start();
+  EXPECT_FALSE(backend.isAttached(9));
+  agent.onSnapshot(
+      snapshot({pod("default", "p7", {{"role", "db"}}, {"10.1.0.7"}), pod("default", "web")}));
+  ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
+  EXPECT_EQ(agent.endpointName(7), "default/p7");
+  EXPECT_TRUE(backend.policies().at(7));
+  // Found by the container id and ifname of its alias (the network name holds a ':').
+  auto check = agent.handle(endpoint_api::Request{
+      Op::Check, "ctr-7", "eth0", "/var/run/netns/p7", "slp7", 107, {}, "default", "p7"});
+  EXPECT_TRUE(check.ok) << check.error;
+  ASSERT_TRUE(agent.handle(addRequest("web", 1)).ok);
+  for (const auto& e : harness->compiler.lastNode().endpoints) {
+    if (e.podName == "web") {
+      EXPECT_GE(e.id, 10u);
+    }
+  }
+}
+
+TEST_F(NodeAgentTest, AddRefusesAnInterfaceThatIsNotAPodVeth) {
+  host.addNonVeth("lo");
+  host.setPeerNetns("slweb", "/var/run/netns/elsewhere");
+  auto& agent = start();
+  agent.onSnapshot(snapshot({pod("default", "web"), pod("default", "lo")}));
+  ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
+
+  auto lo = addRequest("lo", 1);
+  lo.hostVeth = "lo";
+  auto reply = agent.handle(lo);
+  EXPECT_FALSE(reply.ok);
+  EXPECT_NE(reply.error.find("interface lo"), std::string::npos) << reply.error;
+
+  reply = agent.handle(addRequest("web", 2));  // its peer lives in another netns
+  EXPECT_FALSE(reply.ok);
+  EXPECT_NE(reply.error.find("slweb"), std::string::npos) << reply.error;
+
+  for (const auto& c : backend.calls()) EXPECT_FALSE(c.starts_with("attach")) << c;
+  EXPECT_EQ(agent.stats().endpoints, 0u);
+  EXPECT_FALSE(std::filesystem::exists(file(kRegistryFile)) &&
+               sluice::testing::slurp(file(kRegistryFile)).find("ctr-") != std::string::npos);
+
+  // The same veth in the netns it really belongs to is accepted.
+  auto ok = addRequest("web", 2);
+  ok.netns = "/var/run/netns/elsewhere";
+  EXPECT_TRUE(agent.handle(ok).ok);
+}
+
+TEST_F(NodeAgentTest, AScrapeWithSlowCountersNeverBlocksAnAdd) {
+  auto& agent = start();
+  agent.onSnapshot(snapshot({pod("default", "web")}));
+  ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
+  backend.blockCounters();
+  auto scrape = std::async(std::launch::async, [&] { return agent.metricsText(); });
+  ASSERT_TRUE(backend.waitCountersBlocked(5s));
+  auto add = submit(agent, addRequest("web", 1));
+  ASSERT_EQ(add.wait_for(5s), std::future_status::ready) << "ADD waited behind the scrape";
+  EXPECT_TRUE(add.get().ok);
+  EXPECT_EQ(scrape.wait_for(0ms), std::future_status::timeout);
+  backend.releaseCounters();
+  EXPECT_NE(scrape.get().find("sluice_endpoints 1"), std::string::npos);
+}
+
+TEST_F(NodeAgentTest, MetricsExportDropsByReason) {
+  backend.setDropCounts({{"policy", 5, 500}, {"spoofed", 3, 180}});
+  auto& agent = start();
+  agent.onSnapshot(snapshot({}));
+  std::string text = agent.metricsText();
+  for (const char* want :
+       {"# TYPE sluice_dropped_packets_total counter", "sluice_datapath_drops_ok 1",
+        "sluice_dropped_packets_total{reason=\"policy\"} 5",
+        "sluice_dropped_packets_total{reason=\"spoofed\"} 3",
+        "sluice_dropped_bytes_total{reason=\"policy\"} 500",
+        "sluice_dropped_bytes_total{reason=\"spoofed\"} 180"}) {
+    EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
+  }
 }
 
 }  // namespace

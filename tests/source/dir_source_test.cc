@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "policyd/daemon/state_files.h"
 #include "tests/daemon/test_util.h"
 
 namespace sluice::source {
@@ -83,18 +84,33 @@ const model::Pod* findPod(const Snapshot& s, const std::string& name) {
 
 class DirSourceTest : public ::testing::Test {
  protected:
-  void start() {
+  void start(bool persist = false) {
     DirSourceOptions o;
     o.root = dir.path();
     o.debounce = 20ms;
     o.maxDelay = 200ms;
+    if (persist) {
+      o.statePath = statePath();
+      o.writeState = [](const std::string& path, std::string_view text) {
+        return daemon::writeFileAtomic(path, text);
+      };
+    }
     source = std::make_unique<DirSource>(o);
     ASSERT_TRUE(source->start([this](Snapshot s) { got(std::move(s)); }).ok());
   }
+  // A daemon restart: a new source on the same directory and state file.
+  void restart() {
+    source->stop();
+    source.reset();
+    got.clear();
+    start(true);
+  }
+  std::string statePath() { return state / "source-dir.state"; }
   void TearDown() override {
     if (source) source->stop();
   }
   TempDir dir;
+  TempDir state;
   Collector got;
   std::unique_ptr<DirSource> source;
 };
@@ -176,8 +192,9 @@ TEST_F(DirSourceTest, InvalidFileKeepsItsLastGoodObjects) {
   // An invalid field: reported naming the field; still the last good version.
   writeAtomically(dir / "web.yaml", podYaml("web", "-bad-"));
   auto invalid = got.waitFor([](const Snapshot& s) {
-    return std::any_of(s.errors.begin(), s.errors.end(),
-                       [](const Error& e) { return e.message.find("web.yaml") != std::string::npos; });
+    return std::any_of(s.errors.begin(), s.errors.end(), [](const Error& e) {
+      return e.message.find("web.yaml") != std::string::npos;
+    });
   });
   ASSERT_TRUE(invalid);
   ASSERT_NE(findPod(*invalid, "web"), nullptr);
@@ -217,7 +234,8 @@ TEST_F(DirSourceTest, DuplicateObjectsAcrossFilesFirstFileWins) {
 TEST_F(DirSourceTest, BurstOfWritesIsDebouncedIntoFewSnapshots) {
   start();
   got.clear();
-  for (int i = 0; i < 30; ++i) writeText(dir / ("p" + std::to_string(i) + ".yaml"), podYaml("p" + std::to_string(i), "x"));
+  for (int i = 0; i < 30; ++i)
+    writeText(dir / ("p" + std::to_string(i) + ".yaml"), podYaml("p" + std::to_string(i), "x"));
   ASSERT_TRUE(got.waitFor([](const Snapshot& s) { return s.cluster.pods.size() == 30; }));
   EXPECT_LT(got.count(), 30u);
 }
@@ -229,6 +247,108 @@ TEST_F(DirSourceTest, StopIsPromptAndFinal) {
   writeText(dir / "web.yaml", podYaml("web", "web"));
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(got.count(), n);
+}
+
+TEST_F(DirSourceTest, RestartWithABrokenFileUsesItsPersistedLastGoodVersion) {
+  writeText(dir / "ns.yaml", kNamespace);
+  writeText(dir / "web.yaml", podYaml("web", "web"));
+  writeText(dir / "policy.yaml", kPolicy);
+  start(true);
+  ASSERT_EQ(got.latest().cluster.policies.size(), 1u);
+  ASSERT_TRUE(std::filesystem::exists(statePath()));
+
+  // Broken while running: the last good version stays (in memory).
+  writeAtomically(dir / "policy.yaml", "kind: NetworkPolicy\nmetadata: {name: [\n");
+  writeAtomically(dir / "web.yaml", podYaml("web", "-bad-"));
+  ASSERT_TRUE(got.waitFor([](const Snapshot& s) { return s.errors.size() >= 2; }));
+
+  // After a restart, from the state file: same objects, errors still reported.
+  restart();
+  auto s = got.latest();
+  ASSERT_EQ(s.cluster.policies.size(), 1u);
+  EXPECT_EQ(s.cluster.policies[0].name, "deny");
+  ASSERT_NE(findPod(s, "web"), nullptr);
+  EXPECT_EQ(findPod(s, "web")->labels.at("app"), "web");
+  EXPECT_EQ(s.errors.size(), 2u);
+
+  // And once more: the restored versions are persisted again, not lost after one restart.
+  restart();
+  EXPECT_EQ(got.latest().cluster.policies.size(), 1u);
+
+  // A fixed file replaces its persisted version.
+  writeAtomically(dir / "web.yaml", podYaml("web", "fixed"));
+  ASSERT_TRUE(got.waitFor([](const Snapshot& s) {
+    auto* p = findPod(s, "web");
+    return p != nullptr && p->labels.at("app") == "fixed";
+  }));
+  restart();
+  ASSERT_NE(findPod(got.latest(), "web"), nullptr);
+  EXPECT_EQ(findPod(got.latest(), "web")->labels.at("app"), "fixed");
+}
+
+TEST_F(DirSourceTest, AFileDeletedWhileDownIsGone) {
+  writeText(dir / "ns.yaml", kNamespace);
+  writeText(dir / "policy.yaml", kPolicy);
+  start(true);
+  ASSERT_EQ(got.latest().cluster.policies.size(), 1u);
+  source->stop();
+  std::filesystem::remove(dir / "policy.yaml");
+  restart();
+  EXPECT_TRUE(got.latest().cluster.policies.empty());
+  // Its persisted version is dropped too: a broken file of the same name created later does
+  // not bring it back.
+  restart();
+  writeText(dir / "policy.yaml", "kind: NetworkPolicy\nmetadata: {name: [\n");
+  auto s = got.waitFor([](const Snapshot& s) { return !s.errors.empty(); });
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(s->cluster.policies.empty());
+  restart();
+  EXPECT_TRUE(got.latest().cluster.policies.empty());
+}
+
+TEST_F(DirSourceTest, ACorruptStateFileIsIgnored) {
+  writeText(dir / "ns.yaml", kNamespace);
+  writeText(dir / "policy.yaml", kPolicy);
+  start(true);
+  source->stop();
+  const std::string good = sluice::testing::slurp(statePath());
+  writeAtomically(dir / "policy.yaml", "kind: NetworkPolicy\nmetadata: {name: [\n");
+  for (const std::string& bad :
+       {std::string(), std::string("garbage"), good.substr(0, good.size() / 2),
+        good.substr(0, good.size() - 1), good + "x",
+        std::string(good).replace(good.size() - 10, 1, "#"), std::string(4096, '\0')}) {
+    writeText(statePath(), bad);
+    restart();
+    auto s = got.latest();
+    EXPECT_TRUE(s.cluster.policies.empty()) << "state: " << bad.size() << " bytes";
+    EXPECT_EQ(s.cluster.namespaces.size(), 1u);
+  }
+  // A state file that is a directory: ignored as well.
+  std::filesystem::remove(statePath());
+  std::filesystem::create_directory(statePath());
+  restart();
+  EXPECT_TRUE(got.latest().cluster.policies.empty());
+}
+
+TEST_F(DirSourceTest, APersistedVersionThatNoLongerDecodesIsIgnored) {
+  writeText(dir / "policy.yaml", "kind: NetworkPolicy\nmetadata: {name: [\n");
+  writeText(statePath(), encodeSourceState({{dir / "policy.yaml", "kind: Bogus\n"}}));
+  start(true);
+  EXPECT_TRUE(got.latest().cluster.policies.empty());
+  EXPECT_FALSE(got.latest().errors.empty());
+}
+
+TEST(SourceStateTest, RoundTripsAndDetectsEveryTruncation) {
+  std::map<std::string, std::string> files = {
+      {"/m/a.yaml", "kind: Pod\n"}, {"/m/b c.json", std::string("x\n\0y", 4)}, {"/m/e", ""}};
+  const std::string text = encodeSourceState(files);
+  auto back = decodeSourceState(text);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(*back, files);
+  for (size_t n = 0; n < text.size(); ++n) {
+    EXPECT_FALSE(decodeSourceState(text.substr(0, n)).ok()) << "truncated to " << n;
+  }
+  EXPECT_TRUE(decodeSourceState(encodeSourceState({})).ok());
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -28,8 +29,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr uint32_t kDirMask = IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM |
-                              IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF |
-                              IN_ONLYDIR;
+                              IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
 // A manifest larger than this is rejected rather than read (a runaway file must not take the
 // daemon's memory with it).
 constexpr off_t kMaxFileBytes = 64 << 20;
@@ -50,7 +50,88 @@ size_t objectCount(const model::Cluster& c) {
   return c.namespaces.size() + c.pods.size() + c.policies.size();
 }
 
+// State file format: a header line, then per file "<path bytes> <text bytes>\n<path><text>\n".
+// The header carries the entry count and an FNV-1a hash of everything after it, so a truncated,
+// torn or otherwise damaged file is detected rather than half-used.
+constexpr std::string_view kStateMagic = "sluice-dir-source-state 1";
+constexpr size_t kMaxStateBytes = size_t{1} << 30;
+
+uint64_t fnv1a(std::string_view data) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+bool parseSize(std::string_view text, size_t& out) {
+  if (text.empty() || text.size() > 19) return false;
+  size_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<size_t>(c - '0');
+  }
+  out = v;
+  return true;
+}
+
 }  // namespace
+
+std::string encodeSourceState(const std::map<std::string, std::string>& files) {
+  std::string body;
+  for (const auto& [path, text] : files) {
+    body += std::to_string(path.size()) + " " + std::to_string(text.size()) + "\n";
+    body += path;
+    body += text;
+    body += "\n";
+  }
+  char hash[17];
+  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(fnv1a(body)));
+  return std::string(kStateMagic) + " " + std::to_string(files.size()) + " " + hash + "\n" + body;
+}
+
+Result<std::map<std::string, std::string>> decodeSourceState(std::string_view text) {
+  auto eol = text.find('\n');
+  if (eol == std::string_view::npos) return makeError("no header line");
+  std::string_view header = text.substr(0, eol);
+  std::string_view body = text.substr(eol + 1);
+  if (!header.starts_with(kStateMagic) || header.size() < kStateMagic.size() + 1 ||
+      header[kStateMagic.size()] != ' ') {
+    return makeError("header: not \"" + std::string(kStateMagic) + " ...\"");
+  }
+  std::string_view rest = header.substr(kStateMagic.size() + 1);
+  auto sp = rest.find(' ');
+  size_t count = 0;
+  if (sp == std::string_view::npos || !parseSize(rest.substr(0, sp), count)) {
+    return makeError("header: bad entry count");
+  }
+  char hash[17];
+  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(fnv1a(body)));
+  if (rest.substr(sp + 1) != hash) return makeError("checksum mismatch (damaged or truncated)");
+  std::map<std::string, std::string> out;
+  for (size_t i = 0; i < count; ++i) {
+    const std::string where = "entry " + std::to_string(i);
+    auto nl = body.find('\n');
+    if (nl == std::string_view::npos) return makeError(where + ": truncated");
+    std::string_view sizes = body.substr(0, nl);
+    auto mid = sizes.find(' ');
+    size_t pathLen = 0, textLen = 0;
+    if (mid == std::string_view::npos || !parseSize(sizes.substr(0, mid), pathLen) ||
+        !parseSize(sizes.substr(mid + 1), textLen)) {
+      return makeError(where + ": bad lengths");
+    }
+    body.remove_prefix(nl + 1);
+    if (pathLen == 0 || pathLen > body.size() || textLen > body.size() - pathLen ||
+        body.size() - pathLen - textLen < 1 || body[pathLen + textLen] != '\n') {
+      return makeError(where + ": lengths do not match the data");
+    }
+    out.emplace(std::string(body.substr(0, pathLen)), std::string(body.substr(pathLen, textLen)));
+    body.remove_prefix(pathLen + textLen + 1);
+  }
+  if (!body.empty()) return makeError("trailing data after " + std::to_string(count) + " entries");
+  return out;
+}
 
 DirSource::DirSource(DirSourceOptions options) : options_(std::move(options)) {}
 
@@ -69,6 +150,7 @@ Status DirSource::start(Callback onSnapshot) {
   if (!inotify_) return makeError(describe() + ": inotify_init1: " + errnoText(errno), errno);
   wake_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!wake_) return makeError(describe() + ": eventfd: " + errnoText(errno), errno);
+  loadState();
   // Watch first, then read: a change made while we read is seen as an event afterwards.
   if (!watchRoot()) {
     return makeError(describe() + ": inotify_add_watch: " + errnoText(errno), errno);
@@ -189,6 +271,56 @@ void DirSource::run(std::stop_token stop) {
   }
 }
 
+void DirSource::loadState() {
+  if (options_.statePath.empty()) return;
+  struct stat sb {};
+  if (::stat(options_.statePath.c_str(), &sb) != 0) {
+    if (errno != ENOENT) {
+      spdlog::error("manifest state file={} unreadable error=\"{}\"; ignoring it",
+                    options_.statePath, errnoText(errno));
+    }
+    return;
+  }
+  if (!S_ISREG(sb.st_mode) || static_cast<size_t>(sb.st_size) > kMaxStateBytes) {
+    spdlog::error("manifest state file={} not a regular file of at most {} bytes; ignoring it",
+                  options_.statePath, kMaxStateBytes);
+    return;
+  }
+  auto text = readFile(options_.statePath);
+  if (!text.ok()) {
+    spdlog::error("manifest state error=\"{}\"; ignoring it", text.error().message);
+    return;
+  }
+  auto files = decodeSourceState(*text);
+  if (!files.ok()) {
+    spdlog::error(
+        "manifest state file={} corrupt error=\"{}\"; ignoring it (no last good "
+        "versions from before this start)",
+        options_.statePath, files.error().message);
+    return;
+  }
+  persisted_ = std::move(*files);
+  lastSaved_ = std::move(*text);
+  spdlog::info("manifest state file={} last_good_files={}", options_.statePath, persisted_.size());
+}
+
+void DirSource::saveState() {
+  if (options_.statePath.empty() || !options_.writeState) return;
+  std::map<std::string, std::string> good;
+  for (const auto& [path, st] : files_) {
+    if (st.everClean) good.emplace(path, st.goodText);
+  }
+  std::string text = encodeSourceState(good);
+  if (text == lastSaved_) return;
+  if (auto st = options_.writeState(options_.statePath, text); !st.ok()) {
+    // The running daemon still holds every last good version; only a restart would lose them.
+    spdlog::error("manifest state file={} write error=\"{}\"", options_.statePath,
+                  st.error().message);
+    return;
+  }
+  lastSaved_ = std::move(text);
+}
+
 void DirSource::deliver(Snapshot snapshot) {
   try {
     callback_(std::move(snapshot));
@@ -202,10 +334,11 @@ void DirSource::deliver(Snapshot snapshot) {
 void DirSource::loadFile(const std::string& path, const FileKey& key, FileState& st) {
   st.key = key;
   model::Decoded decoded;
+  Result<std::string> text = std::string();
   if (key.size > kMaxFileBytes) {
     decoded.errors.push_back(
         makeError(path + ": larger than " + std::to_string(kMaxFileBytes) + " bytes"));
-  } else if (auto text = readFile(path); !text.ok()) {
+  } else if (text = readFile(path); !text.ok()) {
     decoded.errors.push_back(text.error());
   } else {
     decoded = model::decodeText(*text, path);
@@ -215,22 +348,44 @@ void DirSource::loadFile(const std::string& path, const FileKey& key, FileState&
     st.objects = std::move(decoded.cluster);
     st.errors.clear();
     st.everClean = true;
+    st.goodText = std::move(*text);
     spdlog::info("manifest file={} loaded namespaces={} pods={} policies={}", path,
-                 st.objects.namespaces.size(), st.objects.pods.size(),
-                 st.objects.policies.size());
+                 st.objects.namespaces.size(), st.objects.pods.size(), st.objects.policies.size());
     return;
   }
   st.errors = std::move(decoded.errors);
   for (const auto& e : st.errors) {
     spdlog::warn("manifest file={} invalid error=\"{}\"", path, e.message);
   }
+  if (!st.everClean) {
+    // First seen in this run: its last good version from before the restart, if any.
+    if (auto p = persisted_.find(path); p != persisted_.end()) {
+      model::Decoded old = model::decodeText(p->second, path);
+      if (old.errors.empty()) {
+        st.objects = std::move(old.cluster);
+        st.everClean = true;
+        st.goodText = std::move(p->second);
+        spdlog::warn(
+            "manifest file={} using its last good version from before the restart "
+            "objects={}",
+            path, objectCount(st.objects));
+        persisted_.erase(p);
+        return;
+      }
+      spdlog::error(
+          "manifest file={} persisted last good version does not decode error=\"{}\"; "
+          "ignoring it",
+          path, old.errors.front().message);
+      persisted_.erase(p);
+    }
+  }
   if (st.everClean) {
     spdlog::warn("manifest file={} keeping its last good version objects={}", path,
                  objectCount(st.objects));
   } else {
     st.objects = std::move(decoded.cluster);
-    spdlog::warn("manifest file={} never decoded cleanly; using its valid objects objects={}",
-                 path, objectCount(st.objects));
+    spdlog::warn("manifest file={} never decoded cleanly; using its valid objects objects={}", path,
+                 objectCount(st.objects));
   }
 }
 
@@ -292,6 +447,18 @@ Snapshot DirSource::rescan(Clock::time_point eventSeen) {
       if (fit != files_.end() && fit->second.key == key) continue;
       loadFile(path, key, files_[path]);
     }
+    if (!persisted_.empty()) {
+      for (const auto& [path, text] : persisted_) {
+        if (!present.contains(path)) {
+          spdlog::info(
+              "manifest file={} deleted while the daemon was down; its last good "
+              "version goes",
+              path);
+        }
+      }
+      persisted_.clear();
+    }
+    saveState();
   }
 
   model::Decoded merged;

@@ -13,19 +13,29 @@
 // sees). A deleted file drops its objects. When two files define the same object, the file that
 // sorts first wins (as in model::loadPaths) and the other definition is reported.
 //
+// Last good state across restarts (`statePath`): the text of every file's last clean version is
+// persisted there (atomically, through `writeState`) whenever that set changes, and read back at
+// start. A file that is broken when the daemon starts contributes the objects of its persisted
+// last good version, so a restart enforces what was enforced before. A file deleted while the
+// daemon was down is gone (its persisted version is not used, and is dropped from the state).
+// A persisted entry that no longer decodes cleanly, or a state file that is corrupt (its
+// checksum, counts or lengths do not match), is ignored and logged; the source then behaves as
+// without a state file.
+//
 // Files follow model::loadPaths: *.yaml, *.yml, *.json; names starting with '.' are skipped
 // (editor swap files, a mounted ConfigMap's `..data` twin), but events on them still trigger a
 // rescan, so a ConfigMap's atomic `..data` symlink swap is seen.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <sys/types.h>
 
 #include "common/unique_fd.h"
 #include "policyd/source/source.h"
@@ -38,7 +48,15 @@ struct DirSourceOptions {
   std::chrono::milliseconds maxDelay{1000};
   // While the directory is missing (deleted or not mounted yet), how often to look for it again.
   std::chrono::milliseconds missingRetry{1000};
+  // Where the last good versions persist (empty: nowhere), and how to write that file atomically
+  // (the daemon passes its state-file writer).
+  std::string statePath;
+  std::function<Status(const std::string& path, std::string_view content)> writeState;
 };
+
+// The persisted last good versions: path -> text. Exposed for tests.
+std::string encodeSourceState(const std::map<std::string, std::string>& files);
+Result<std::map<std::string, std::string>> decodeSourceState(std::string_view text);
 
 class DirSource final : public Source {
  public:
@@ -65,6 +83,7 @@ class DirSource final : public Source {
     model::Cluster objects;     // what this file contributes
     std::vector<Error> errors;  // problems of its current content
     bool everClean = false;
+    std::string goodText;  // the text of its last clean version (what is persisted)
   };
 
   void run(std::stop_token stop);
@@ -75,15 +94,21 @@ class DirSource final : public Source {
   Snapshot rescan(std::chrono::steady_clock::time_point eventSeen);
   void loadFile(const std::string& path, const FileKey& key, FileState& state);
   void deliver(Snapshot snapshot);
+  void loadState();
+  void saveState();
 
   DirSourceOptions options_;
   Callback callback_;
   UniqueFd inotify_;
-  UniqueFd wake_;  // eventfd: stop()
+  UniqueFd wake_;                       // eventfd: stop()
   std::map<int, std::string> watches_;  // wd -> directory
   int rootWd_ = -1;
   std::map<std::string, FileState> files_;
   std::vector<std::string> lastMergeErrors_;
+  // Last good versions read from statePath at start, for files not seen yet in this run; cleared
+  // once the tree has been listed (a file missing then was deleted while the daemon was down).
+  std::map<std::string, std::string> persisted_;
+  std::string lastSaved_;
   uint64_t generation_ = 0;
   std::jthread thread_;
 };
