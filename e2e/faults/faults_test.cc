@@ -8,7 +8,11 @@
 // - kill -9 at random moments during CNI ADDs, DELs and policy edits: the runtime retries (or
 //   deletes) as a real one would; zero wrong verdicts, zero leaked addresses or veths;
 // - restarts (clean and kill -9) under continuous probes: a denied pair never connects.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +29,8 @@
 #include <thread>
 
 #include "common/endpoint_api.h"
+#include "common/netns.h"
+#include "common/unique_fd.h"
 #include "e2e/harness/cluster.h"
 
 namespace sluice::e2e {
@@ -453,6 +459,67 @@ TEST_F(FaultsTest, KillDuringAddsDelsAndPolicyEdits) {
   EXPECT_EQ(hostVeths(), podVeths());
   EXPECT_EQ(ids.size(), 4u);
   expectVerdicts(iterations % 2 == 0, "after the loop");
+}
+
+// One HTTP GET to the node daemon's metrics address (127.0.0.1:9090 in the node's netns; the
+// calling thread must be in it).
+std::string httpGet(const std::string& path, std::chrono::milliseconds timeout) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(9090);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return "";
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: node\r\n\r\n";
+  (void)::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL);
+  std::string out;
+  char buf[8192];
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 20) <= 0) continue;
+    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+TEST_F(FaultsTest, IdleMetricsClientsNeverDelayHealthzAndDropsAreExported) {
+  // Some drops to count: f/denied -> f/server is dropped by policy.
+  EXPECT_EQ(probe("f/denied", "f/server"), "timeout");
+  auto inNode = NetnsGuard::enter(c->nodeNetns(0));
+  ASSERT_TRUE(inNode.ok()) << inNode.error().message;
+  // Any process on the node can open connections and send nothing (before: five of them delayed
+  // the liveness probe by 10 s).
+  std::vector<UniqueFd> idle;
+  for (int i = 0; i < 100; ++i) {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(9090);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << i;
+    idle.push_back(std::move(fd));
+  }
+  for (int round = 0; round < 5; ++round) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string r = httpGet("/healthz", 3s);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_TRUE(r.starts_with("HTTP/1.1 200")) << r;
+    // Generous for a loaded CI machine; the unit test holds it to 100 ms.
+    EXPECT_LT(took, 500ms) << "round " << round << ": "
+                           << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                           << " ms";
+  }
+  std::string metrics = httpGet("/metrics", 3s);
+  EXPECT_NE(metrics.find("sluice_datapath_drops_ok 1"), std::string::npos) << metrics;
+  const std::string policyLine = "sluice_dropped_packets_total{reason=\"policy\"} ";
+  auto at = metrics.find(policyLine);
+  ASSERT_NE(at, std::string::npos) << metrics;
+  const double policyDrops = std::atof(metrics.c_str() + at + policyLine.size());
+  EXPECT_GT(policyDrops, 0) << metrics.substr(at, 80);
+  EXPECT_NE(metrics.find("sluice_dropped_bytes_total{reason=\"policy\"} "), std::string::npos);
 }
 
 TEST_F(FaultsTest, RestartsUnderContinuousProbesNeverGiveAWrongVerdict) {
