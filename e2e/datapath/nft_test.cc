@@ -579,7 +579,9 @@ TEST_F(DatapathNftTest, TenThousandRuleSyncAndOnePodChange) {
   compiler::State next = s;
   next.revision = 2;
   next.classes[Prefix::host(IpAddr::v4(0x0a400000u + 2000 * 3))] = 17;  // a new pod of class 17
+  const auto tl0 = std::chrono::steady_clock::now();
   const datapath::nft::Table before = datapath::nft::lower(s, atts, opts);
+  const auto tl1 = std::chrono::steady_clock::now();
   compiler::State scratch = s;
   const auto ops =
       datapath::nft::lowerDiff(before, scratch, atts, compiler::computeDiff(s, next), opts);
@@ -607,6 +609,7 @@ TEST_F(DatapathNftTest, TenThousandRuleSyncAndOnePodChange) {
   }
   EXPECT_EQ(elements, wantElements);
   using ms = std::chrono::duration<double, std::milli>;
+  std::printf("nft lowering of the 10000-rule state: %.0f ms\n", ms(tl1 - tl0).count());
   std::printf(
       "nft apply: 10000-rule sync %.0f ms (%zu set elements, %zu chains); one pod change "
       "%.1f ms (%zu element updates)\n",

@@ -438,9 +438,12 @@ Table lower(const compiler::State& state, const Attachments& attachments, const 
 }
 
 TableOps lowerDiff(const Table& have, compiler::State& state, const Attachments& attachments,
-                   const compiler::Diff& diff, const NftOptions& opts) {
+                   const compiler::Diff& diff, const NftOptions& opts, Table* lowered) {
   bpf::applyDiff(state, diff);
-  return diffTables(have, lower(state, attachments, opts));
+  Table want = lower(state, attachments, opts);
+  TableOps ops = diffTables(have, want);
+  if (lowered) *lowered = std::move(want);
+  return ops;
 }
 
 TableOps diffTables(const Table& have, const Table& want) {

@@ -163,7 +163,8 @@ TableOps diffTables(const Table& have, const Table& want);
 // last written) to the lowered result. The whole state is lowered again (pure and cheap next to
 // the kernel write); what reaches the kernel is only the difference: per-pod churn becomes
 // element adds/deletes in the class-derived maps and the dispatch maps, not a table rewrite.
+// `lowered`, when given, receives the lowered result (the backend's next mirror).
 TableOps lowerDiff(const Table& have, compiler::State& state, const Attachments& attachments,
-                   const compiler::Diff& diff, const NftOptions& opts);
+                   const compiler::Diff& diff, const NftOptions& opts, Table* lowered = nullptr);
 
 }  // namespace sluice::datapath::nft

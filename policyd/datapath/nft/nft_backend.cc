@@ -239,13 +239,14 @@ Status NftBackend::apply(const compiler::Diff& diff) {
                      ": no sync since start (sync before applying diffs)");
   }
   compiler::State next = *state_;
-  const TableOps ops = lowerDiff(*mirror_, next, attachments_, diff, opts_);
+  Table lowered;
+  const TableOps ops = lowerDiff(*mirror_, next, attachments_, diff, opts_, &lowered);
   if (!ops.empty()) {
     if (auto st = runNft(opts_, renderOps(ops)); !st.ok()) {
       return st.error().wrap("apply revision " + std::to_string(diff.revision));
     }
   }
-  mirror_ = lower(next, attachments_, opts_);
+  mirror_ = std::move(lowered);
   state_ = std::move(next);
   return Status::Ok();
 }
