@@ -82,6 +82,9 @@ struct NftOptions {
   // endpoint owns is dropped. Empty: only attached interfaces are policed.
   std::string podIfPrefix = "sl";
   std::string nftBinary = "nft";
+  // Element-only changes go straight to the kernel as a libnftnl batch (element_writer.h);
+  // false: everything through nft.
+  bool netlinkElements = true;
 };
 
 struct Element {

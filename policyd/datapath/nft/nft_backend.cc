@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/unique_fd.h"
+#include "policyd/datapath/nft/element_writer.h"
 #include "policyd/datapath/nft/render.h"
 
 extern char** environ;
@@ -169,7 +170,9 @@ Status NftBackend::write(const compiler::State& state) {
   if (mirror_) {
     const TableOps ops = diffTables(*mirror_, want);
     if (ops.empty()) return Status::Ok();
-    script = renderOps(ops);
+    SLUICE_RETURN_IF_ERROR(writeOps(ops));
+    mirror_ = std::move(want);
+    return Status::Ok();
   } else {
     // First write of this process: the table may hold what a previous daemon wrote. Its
     // endpoints stay enforced until the daemon detaches them (never dropped from dispatch only
@@ -187,6 +190,13 @@ Status NftBackend::write(const compiler::State& state) {
   SLUICE_RETURN_IF_ERROR(runNft(opts_, script));
   mirror_ = std::move(want);
   return Status::Ok();
+}
+
+Status NftBackend::writeOps(const TableOps& ops) {
+  if (opts_.netlinkElements && elementOpsSupported(ops, mirror_->sets)) {
+    return writeElements(ops, mirror_->sets);
+  }
+  return runNft(opts_, renderOps(ops));
 }
 
 Status NftBackend::attach(const EndpointAttachment& ep) {
@@ -242,7 +252,7 @@ Status NftBackend::apply(const compiler::Diff& diff) {
   Table lowered;
   const TableOps ops = lowerDiff(*mirror_, next, attachments_, diff, opts_, &lowered);
   if (!ops.empty()) {
-    if (auto st = runNft(opts_, renderOps(ops)); !st.ok()) {
+    if (auto st = writeOps(ops); !st.ok()) {
       return st.error().wrap("apply revision " + std::to_string(diff.revision));
     }
   }

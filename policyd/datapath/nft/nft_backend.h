@@ -7,8 +7,10 @@
 // values. After that, the backend keeps a mirror of what it wrote and every apply, attach and
 // detach writes only the difference (element adds/deletes, chain rewrites).
 //
-// Not done yet (issue 9): the writer runs the nft binary instead of building the batch with
-// libnftnl over libmnl; the nflog reader for the flow log.
+// Element-only changes (per-pod churn: pods joining or leaving classes, revision bumps, most
+// allow-set changes) are written as a libnftnl batch without the nft binary (element_writer.h).
+// Not done yet (issue 9): table, chain and rule writes still go through the nft binary (one
+// `nft -f` input, one atomic batch), not libnftnl; the nflog reader for the flow log.
 #pragma once
 
 #include <memory>
@@ -43,6 +45,8 @@ class NftBackend : public Backend {
   // Writes `state` lowered with the attachments (diff against the mirror, or a replace of what
   // the kernel holds), then makes it the mirror. Caller holds mu_.
   Status write(const compiler::State& state);
+  // Element-only changes through libnftnl, everything else through nft. Needs the mirror.
+  Status writeOps(const TableOps& ops);
 
   const NftOptions opts_;
   std::mutex mu_;
