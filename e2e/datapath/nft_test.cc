@@ -426,8 +426,29 @@ TEST_F(DatapathNftTest, EnforcesWithRealPackets) {
   EXPECT_FALSE(canConnect(a, kB, 8050));
   EXPECT_TRUE(canConnect(c, kB, 9000));
 
+  // The allow comes back: element adds (key, key end, counter reference) through libnftnl.
+  const compiler::State again = clusterState(3);
   {
     auto guard = NetnsGuard::enter(node);
+    const datapath::nft::Attachments atts = {{1, attA}, {2, attB}, {3, attC}};
+    const datapath::nft::Table have = datapath::nft::lower(next, atts, opts);
+    compiler::State scratch = next;
+    const auto ops =
+        datapath::nft::lowerDiff(have, scratch, atts, compiler::computeDiff(next, again), opts);
+    ASSERT_TRUE(datapath::nft::elementOpsSupported(ops, have.sets));
+    ASSERT_TRUE(ops.addElements.contains("ep_2_in_ports4"));
+    auto st = backend->apply(compiler::computeDiff(next, again));
+    ASSERT_TRUE(st.ok()) << st.error().message;
+  }
+  const uint64_t rule1 = [&] {
+    auto guard = NetnsGuard::enter(node);
+    return ruleCount(*backend, 1);
+  }();
+  EXPECT_TRUE(canConnect(a, kB, 8050)) << "allowed again after the element add";
+  EXPECT_FALSE(canConnect(a, kB, 8101));
+  {
+    auto guard = NetnsGuard::enter(node);
+    EXPECT_GT(ruleCount(*backend, 1), rule1) << "credited to the re-added rule's counter";
     ASSERT_TRUE(datapath::nft::uninstall(opts).ok());
   }
   EXPECT_TRUE(canConnect(a, kB, 8050)) << "uninstall removes all enforcement";
