@@ -725,5 +725,41 @@ TEST_F(DatapathNftTest, Ipv6ClassesPortsAndNeighbourDiscovery) {
   ASSERT_TRUE(datapath::nft::uninstall(opts).ok());
 }
 
+// --established=keep: a connection open before a policy change survives it; new ones follow the
+// new policy.
+TEST_F(DatapathNftTest, KeepModeLeavesOpenConnections) {
+  Topology topo;
+  ASSERT_TRUE(topo.ok()) << "could not build the namespaces";
+  const std::string node = topo.node(), a = topo.pod('a'), b = topo.pod('b');
+  EchoServer serverB(b, kB, {8050});
+  ASSERT_TRUE(serverB.ok());
+  NftOptions opts;
+  opts.established = datapath::EstablishedMode::Keep;
+  NftBackend backend(opts);
+  const compiler::State state = clusterState(1);
+  {
+    auto guard = NetnsGuard::enter(node);
+    ASSERT_TRUE(guard.ok());
+    ASSERT_TRUE(backend.attach(attachmentOf(topo, 1, 'a', kA)).ok());
+    ASSERT_TRUE(backend.attach(attachmentOf(topo, 2, 'b', kB)).ok());
+    auto st = backend.sync(state);
+    ASSERT_TRUE(st.ok()) << st.error().message;
+  }
+  UniqueFd open = connectFrom(a, kB, 8050, 2000);
+  ASSERT_TRUE(open.valid());
+  ASSERT_TRUE(echo(open, 2000));
+  compiler::State next = clusterState(2);
+  next.endpoints[2].entries.erase(AllowEntry{Direction::Ingress, 16, 6, {8000, 8100}, 1});
+  {
+    auto guard = NetnsGuard::enter(node);
+    auto st = backend.apply(compiler::computeDiff(state, next));
+    ASSERT_TRUE(st.ok()) << st.error().message;
+  }
+  EXPECT_TRUE(echo(open, 2000)) << "keep: the open connection survives the deny";
+  EXPECT_FALSE(canConnect(a, kB, 8050)) << "a new connection is denied";
+  auto guard = NetnsGuard::enter(node);
+  ASSERT_TRUE(datapath::nft::uninstall(opts).ok());
+}
+
 }  // namespace
 }  // namespace sluice::e2e
