@@ -1,0 +1,481 @@
+#include "policyd/datapath/nft/lowering.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include "policyd/datapath/bpf/lowering.h"  // applyDiff, until it moves to the IR (issue 9)
+
+namespace sluice::datapath::nft {
+
+namespace {
+
+using compiler::AllowEntry;
+using compiler::ClassId;
+using compiler::Direction;
+using compiler::EndpointId;
+using compiler::PortRange;
+using compiler::RuleId;
+
+using U128 = unsigned __int128;
+
+constexpr uint8_t kTcp = 6;
+constexpr uint8_t kUdp = 17;
+constexpr uint8_t kSctp = 132;
+constexpr uint8_t kPortProtocols[] = {kTcp, kUdp, kSctp};
+
+U128 toInt(const IpAddr& a) {
+  U128 v = 0;
+  const int n = a.isV4() ? 4 : 16;
+  for (int i = 0; i < n; ++i) v = (v << 8) | a.bytes()[i];
+  return v;
+}
+
+IpAddr fromInt(U128 v, Family f) {
+  if (f == Family::V4) return IpAddr::v4(static_cast<uint32_t>(v));
+  std::array<uint8_t, 16> b{};
+  for (int i = 15; i >= 0; --i) {
+    b[i] = static_cast<uint8_t>(v & 0xff);
+    v >>= 8;
+  }
+  return IpAddr::v6(b);
+}
+
+U128 maxOf(Family f) { return f == Family::V4 ? U128{0xffffffffu} : ~U128{0}; }
+
+// Longest prefix wins: prefixes either nest or are disjoint, so one sorted sweep with a stack
+// of the enclosing prefixes assigns every address the class of the innermost prefix.
+void flattenFamily(const std::map<Prefix, ClassId>& classes, Family f,
+                   std::map<ClassId, std::vector<AddrInterval>>& out) {
+  struct P {
+    U128 first, last;
+    int len;
+    ClassId cls;
+  };
+  std::vector<P> ps;
+  const int bits = f == Family::V4 ? 32 : 128;
+  for (const auto& [prefix, cls] : classes) {
+    if (prefix.family() != f) continue;
+    const U128 first = toInt(prefix.addr());
+    const int hostBits = bits - prefix.len();
+    const U128 span = hostBits >= 128 ? ~U128{0} : ((U128{1} << hostBits) - 1);
+    ps.push_back({first, first + span, prefix.len(), cls});
+  }
+  std::sort(ps.begin(), ps.end(), [](const P& a, const P& b) {
+    return a.first != b.first ? a.first < b.first : a.len < b.len;
+  });
+
+  std::vector<std::pair<U128, ClassId>> raw;  // (first, class) of consecutive segments
+  std::vector<std::pair<U128, ClassId>> stack{{maxOf(f), compiler::kWorldClass}};
+  U128 cur = 0;
+  bool done = false;  // cur passed the end of the address space
+  auto emitUpTo = [&](U128 last, ClassId cls) {
+    if (done || last < cur) return;
+    raw.emplace_back(cur, cls);
+    if (last == maxOf(f)) {
+      done = true;
+    } else {
+      cur = last + 1;
+    }
+  };
+  for (const P& p : ps) {
+    while (stack.back().first < p.first) {
+      emitUpTo(stack.back().first, stack.back().second);
+      stack.pop_back();
+    }
+    if (p.first > 0) emitUpTo(p.first - 1, stack.back().second);
+    stack.emplace_back(p.last, p.cls);
+  }
+  while (!stack.empty()) {
+    emitUpTo(stack.back().first, stack.back().second);
+    stack.pop_back();
+  }
+  // Merge neighbours of the same class, then hand out [first, next.first - 1].
+  std::vector<std::pair<U128, ClassId>> merged;
+  for (const auto& seg : raw) {
+    if (merged.empty() || merged.back().second != seg.second) merged.push_back(seg);
+  }
+  for (size_t i = 0; i < merged.size(); ++i) {
+    const U128 last = i + 1 < merged.size() ? merged[i + 1].first - 1 : maxOf(f);
+    out[merged[i].second].push_back({fromInt(merged[i].first, f), fromInt(last, f)});
+  }
+}
+
+const char* protoName(uint8_t p) {
+  switch (p) {
+    case kTcp:
+      return "tcp";
+    case kUdp:
+      return "udp";
+    default:
+      return "sctp";
+  }
+}
+
+std::string range(const std::string& a, const std::string& b) { return a == b ? a : a + "-" + b; }
+
+std::string addrRange(const AddrInterval& i) {
+  return range(i.first.toString(), i.last.toString());
+}
+
+std::string portRange(const PortRange& r) {
+  return range(std::to_string(r.first), std::to_string(r.last));
+}
+
+std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+
+const char* dirName(Direction d) { return d == Direction::Ingress ? "ingress" : "egress"; }
+
+std::string epChain(EndpointId id, const char* suffix) {
+  return "ep_" + std::to_string(id) + "_" + suffix;
+}
+
+std::string epSet(EndpointId id, Direction d, const char* suffix) {
+  return "ep_" + std::to_string(id) + "_" + (d == Direction::Ingress ? "in" : "out") + "_" + suffix;
+}
+
+std::string dropChain(const std::string& reason) {
+  std::string n = "drop_" + reason;
+  std::replace(n.begin(), n.end(), '-', '_');
+  return n;
+}
+
+// The allow entries of one peer (a class or kAnyPeer) in one direction, as what the maps hold.
+struct PeerAllows {
+  std::optional<RuleId> anyProtocol;                // smallest any-protocol, all-ports rule
+  std::map<uint8_t, std::vector<PortPiece>> ports;  // protocol -> disjoint pieces
+};
+
+PeerAllows peerAllows(const std::vector<const AllowEntry*>& entries) {
+  PeerAllows out;
+  std::map<uint8_t, std::vector<PortPiece>> ranges;
+  for (const AllowEntry* e : entries) {
+    if (e->protocol == compiler::kAnyProtocol && e->ports.all()) {
+      if (!out.anyProtocol || e->rule < *out.anyProtocol) out.anyProtocol = e->rule;
+    } else if (e->protocol == compiler::kAnyProtocol) {
+      for (uint8_t p : kPortProtocols) ranges[p].push_back({e->ports, e->rule});
+    } else {
+      ranges[e->protocol].push_back({e->ports, e->rule});
+    }
+  }
+  // The any-protocol rule also admits every port of every port protocol: folded in so a TCP
+  // packet is credited to the smallest rule among all that admit it, as the IR does.
+  if (out.anyProtocol) {
+    for (uint8_t p : kPortProtocols) ranges[p].push_back({PortRange{}, *out.anyProtocol});
+  }
+  for (auto& [p, rs] : ranges) out.ports[p] = splitPorts(rs);
+  return out;
+}
+
+struct Lowering {
+  const compiler::State& state;
+  const Attachments& attachments;
+  const NftOptions& opts;
+  std::map<ClassId, std::vector<AddrInterval>> intervals;
+  Table t;
+
+  void dropChains() {
+    for (const std::string& reason : dropReasons()) {
+      const std::string counter = dropChain(reason);
+      t.counters.insert(counter);
+      std::vector<std::string> dirs = {""};
+      if (reason == "policy") dirs = {"_ingress", "_egress"};
+      for (const std::string& d : dirs) {
+        Chain c;
+        const std::string tag = reason + (d.empty() ? "" : ":" + d.substr(1));
+        c.rules.push_back("limit name \"drop_log\" log prefix " + quoted("sluice:" + tag + ": ") +
+                          " group " + std::to_string(opts.logGroup));
+        c.rules.push_back("counter name " + quoted(counter) + " drop");
+        t.chains[counter + d] = std::move(c);
+      }
+    }
+  }
+
+  void globals() {
+    Set rev{"mark", false, {{std::to_string(state.revision & 0xffffffffu), ""}}};
+    t.sets["revision"] = rev;
+    const std::string r = std::to_string(state.revision & 0xffffffffu);
+    t.sets["revision_mark"] = Set{"nf_proto : mark", false, {{"ipv4", r}, {"ipv6", r}}};
+    Set host4{"ipv4_addr", true, {}}, host6{"ipv6_addr", true, {}};
+    if (auto it = intervals.find(compiler::kHostClass); it != intervals.end()) {
+      for (const AddrInterval& i : it->second) {
+        (i.first.isV4() ? host4 : host6).elements.insert({addrRange(i), ""});
+      }
+    }
+    t.sets["host4"] = std::move(host4);
+    t.sets["host6"] = std::move(host6);
+    Set from{"ifname : verdict", false, {}}, to{"ifname : verdict", false, {}};
+    Set pods{"ifname", false, {}};
+    Set src4{"ifname . ipv4_addr", false, {}}, src6{"ifname . ipv6_addr", false, {}};
+    for (const auto& [id, att] : attachments) {
+      // Always the endpoint's chains: readiness changes a chain, not the dispatch element, and
+      // the element names the endpoint id (read back by endpoints()).
+      from.elements.insert({quoted(att.ifname), "jump " + epChain(id, "from")});
+      to.elements.insert({quoted(att.ifname), "jump " + epChain(id, "to")});
+      pods.elements.insert({quoted(att.ifname), ""});
+      for (const IpAddr& a : att.ips) {
+        (a.isV4() ? src4 : src6).elements.insert({quoted(att.ifname) + " . " + a.toString(), ""});
+      }
+      if (!state.endpoints.contains(id)) {
+        // Attached before its policy is applied: fail closed.
+        t.chains[epChain(id, "from")] = Chain{"", {"goto drop_not_ready"}};
+        t.chains[epChain(id, "to")] = Chain{"", {"goto drop_not_ready"}};
+      }
+    }
+    t.sets["pod_src4"] = std::move(src4);
+    t.sets["pod_src6"] = std::move(src6);
+    t.sets["from_pod"] = std::move(from);
+    t.sets["to_pod"] = std::move(to);
+    t.sets["pod_ifaces"] = std::move(pods);
+
+    for (const char* hook : {"forward", "input", "output"}) {
+      Chain c;
+      c.base = std::string("type filter hook ") + hook + " priority filter; policy accept;";
+      // Link-local neighbour discovery the pod needs in any state (the bpf bypass).
+      c.rules.push_back(
+          "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, "
+          "nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 accept");
+      const bool from = std::string(hook) != "output";
+      const bool to = std::string(hook) != "input";
+      if (from) c.rules.push_back("iifname vmap @from_pod");
+      if (to) c.rules.push_back("oifname vmap @to_pod");
+      if (!opts.podIfPrefix.empty()) {
+        // Reached by known pods too (their chains return): only interfaces no endpoint owns.
+        const std::string pattern = quoted(opts.podIfPrefix + "*");
+        if (from) {
+          c.rules.push_back("iifname " + pattern + " iifname != @pod_ifaces goto drop_no_endpoint");
+        }
+        if (to) {
+          c.rules.push_back("oifname " + pattern + " oifname != @pod_ifaces goto drop_no_endpoint");
+        }
+      }
+      if (from)
+        c.rules.push_back("iifname @pod_ifaces ct mark set meta nfproto map @revision_mark");
+      if (to) c.rules.push_back("oifname @pod_ifaces ct mark set meta nfproto map @revision_mark");
+      t.chains[hook] = std::move(c);
+    }
+  }
+
+  void counters() {
+    for (size_t i = 0; i < state.rules.size(); ++i) {
+      t.counters.insert(ruleCounterName(static_cast<RuleId>(i)));
+    }
+    for (const auto& [id, ep] : state.endpoints) {
+      for (const AllowEntry& e : ep.entries) t.counters.insert(ruleCounterName(e.rule));
+    }
+  }
+
+  std::string established() const {
+    return opts.established == EstablishedMode::Keep
+               ? "ct state established,related return"
+               : "ct state established,related ct mark @revision return";
+  }
+
+  void endpoint(EndpointId id, const compiler::EndpointPolicy& ep) {
+    Chain from, to;
+    if (auto it = attachments.find(id); it != attachments.end() && !it->second.ips.empty()) {
+      // Only the pod's own source addresses (pod_src4/6); a family it has no address in is
+      // spoofed too.
+      from.rules.push_back("meta nfproto ipv4 iifname . ip saddr != @pod_src4 goto drop_spoofed");
+      from.rules.push_back("meta nfproto ipv6 iifname . ip6 saddr != @pod_src6 goto drop_spoofed");
+    }
+    for (Chain* c : {&from, &to}) c->rules.push_back(established());
+    from.rules.push_back("ct direction original goto " + epChain(id, "egress"));
+    from.rules.push_back("goto " + epChain(id, "ingress"));
+    to.rules.push_back("ct direction original goto " + epChain(id, "ingress"));
+    to.rules.push_back("goto " + epChain(id, "egress"));
+    t.chains[epChain(id, "from")] = std::move(from);
+    t.chains[epChain(id, "to")] = std::move(to);
+    direction(id, ep, Direction::Ingress, ep.ingressIsolated);
+    direction(id, ep, Direction::Egress, ep.egressIsolated);
+  }
+
+  void direction(EndpointId id, const compiler::EndpointPolicy& ep, Direction d, bool isolated) {
+    Chain c;
+    const std::string chainName = epChain(id, dirName(d));
+    if (!isolated) {
+      t.chains[chainName] = std::move(c);  // empty: returns, everything allowed
+      return;
+    }
+    const std::string ports4 = epSet(id, d, "ports4"), ports6 = epSet(id, d, "ports6");
+    const std::string any4 = epSet(id, d, "any4"), any6 = epSet(id, d, "any6");
+    const std::string anyPeer = epSet(id, d, "anypeer"), anyAll = epSet(id, d, "anyall");
+    Set sPorts4{"ipv4_addr . inet_proto . inet_service : counter", true, {}};
+    Set sPorts6{"ipv6_addr . inet_proto . inet_service : counter", true, {}};
+    Set sAny4{"ipv4_addr : counter", true, {}}, sAny6{"ipv6_addr : counter", true, {}};
+    Set sAnyPeer{"inet_proto . inet_service : counter", true, {}};
+    Set sAnyAll{"nf_proto : counter", false, {}};
+
+    std::map<ClassId, std::vector<const AllowEntry*>> byPeer;
+    for (const AllowEntry& e : ep.entries) {
+      if (e.direction == d) byPeer[e.peer].push_back(&e);
+    }
+    for (const auto& [peer, entries] : byPeer) {
+      const PeerAllows a = peerAllows(entries);
+      if (peer == compiler::kAnyPeer) {
+        for (const auto& [p, pieces] : a.ports) {
+          for (const PortPiece& pc : pieces) {
+            sAnyPeer.elements.insert({std::string(protoName(p)) + " . " + portRange(pc.ports),
+                                      quoted(ruleCounterName(pc.rule))});
+          }
+        }
+        if (a.anyProtocol) {
+          for (const char* f : {"ipv4", "ipv6"}) {
+            sAnyAll.elements.insert({f, quoted(ruleCounterName(*a.anyProtocol))});
+          }
+        }
+        continue;
+      }
+      auto it = intervals.find(peer);
+      if (it == intervals.end()) continue;  // a class with no addresses matches nothing
+      for (const AddrInterval& iv : it->second) {
+        const std::string addr = addrRange(iv);
+        Set& sp = iv.first.isV4() ? sPorts4 : sPorts6;
+        for (const auto& [p, pieces] : a.ports) {
+          for (const PortPiece& pc : pieces) {
+            sp.elements.insert({addr + " . " + protoName(p) + " . " + portRange(pc.ports),
+                                quoted(ruleCounterName(pc.rule))});
+          }
+        }
+        if (a.anyProtocol) {
+          (iv.first.isV4() ? sAny4 : sAny6)
+              .elements.insert({addr, quoted(ruleCounterName(*a.anyProtocol))});
+        }
+      }
+    }
+    const char* peerField = d == Direction::Ingress ? "saddr" : "daddr";
+    const std::string v4 = std::string("ct original ip ") + peerField;
+    const std::string v6 = std::string("ct original ip6 ") + peerField;
+    const std::string l4 = "meta l4proto { tcp, udp, sctp } ";
+    if (d == Direction::Ingress) {
+      // The node's own addresses always reach its pods (kubelet probes): before isolation.
+      c.rules.push_back(v4 + " @host4 return");
+      c.rules.push_back(v6 + " @host6 return");
+    }
+    c.rules.push_back(l4 + "counter name " + v4 + " . meta l4proto . ct original proto-dst map @" +
+                      ports4 + " return");
+    c.rules.push_back(l4 + "counter name " + v6 + " . meta l4proto . ct original proto-dst map @" +
+                      ports6 + " return");
+    c.rules.push_back("counter name " + v4 + " map @" + any4 + " return");
+    c.rules.push_back("counter name " + v6 + " map @" + any6 + " return");
+    c.rules.push_back(l4 + "counter name meta l4proto . ct original proto-dst map @" + anyPeer +
+                      " return");
+    c.rules.push_back("counter name meta nfproto map @" + anyAll + " return");
+    c.rules.push_back(std::string("goto drop_policy_") + dirName(d));
+    t.chains[chainName] = std::move(c);
+    t.sets[ports4] = std::move(sPorts4);
+    t.sets[ports6] = std::move(sPorts6);
+    t.sets[any4] = std::move(sAny4);
+    t.sets[any6] = std::move(sAny6);
+    t.sets[anyPeer] = std::move(sAnyPeer);
+    t.sets[anyAll] = std::move(sAnyAll);
+  }
+};
+
+template <typename K, typename V>
+void diffKeys(const std::map<K, V>& have, const std::map<K, V>& want, std::set<K>& removed,
+              std::map<K, V>& added) {
+  for (const auto& [k, v] : want) {
+    if (!have.contains(k)) added.emplace(k, v);
+  }
+  for (const auto& [k, v] : have) {
+    if (!want.contains(k)) removed.insert(k);
+  }
+}
+
+}  // namespace
+
+std::string ruleCounterName(RuleId rule) { return "rule_" + std::to_string(rule); }
+
+const std::vector<std::string>& dropReasons() {
+  static const std::vector<std::string> kReasons = {"policy", "not-ready", "no-endpoint",
+                                                    "spoofed"};
+  return kReasons;
+}
+
+std::map<ClassId, std::vector<AddrInterval>> flattenClasses(
+    const std::map<Prefix, ClassId>& classes) {
+  std::map<ClassId, std::vector<AddrInterval>> out;
+  flattenFamily(classes, Family::V4, out);
+  flattenFamily(classes, Family::V6, out);
+  return out;
+}
+
+std::vector<PortPiece> splitPorts(const std::vector<PortPiece>& ranges) {
+  // Boundaries where coverage can change; each elementary segment gets the smallest rule.
+  std::set<uint32_t> cuts;
+  for (const PortPiece& r : ranges) {
+    cuts.insert(r.ports.first);
+    cuts.insert(static_cast<uint32_t>(r.ports.last) + 1);
+  }
+  std::vector<PortPiece> out;
+  for (auto it = cuts.begin(); it != cuts.end() && std::next(it) != cuts.end(); ++it) {
+    const uint32_t first = *it, last = *std::next(it) - 1;
+    std::optional<RuleId> best;
+    for (const PortPiece& r : ranges) {
+      if (r.ports.first <= first && last <= r.ports.last && (!best || r.rule < *best)) {
+        best = r.rule;
+      }
+    }
+    if (!best) continue;
+    if (!out.empty() && out.back().rule == *best &&
+        static_cast<uint32_t>(out.back().ports.last) + 1 == first) {
+      out.back().ports.last = static_cast<uint16_t>(last);
+    } else {
+      out.push_back({{static_cast<uint16_t>(first), static_cast<uint16_t>(last)}, *best});
+    }
+  }
+  return out;
+}
+
+Table lower(const compiler::State& state, const Attachments& attachments, const NftOptions& opts) {
+  Lowering l{state, attachments, opts, flattenClasses(state.classes), {}};
+  l.dropChains();
+  l.globals();
+  l.counters();
+  for (const auto& [id, ep] : state.endpoints) l.endpoint(id, ep);
+  return std::move(l.t);
+}
+
+TableOps lowerDiff(const Table& have, compiler::State& state, const Attachments& attachments,
+                   const compiler::Diff& diff, const NftOptions& opts, Table* lowered) {
+  bpf::applyDiff(state, diff);
+  Table want = lower(state, attachments, opts);
+  TableOps ops = diffTables(have, want);
+  if (lowered) *lowered = std::move(want);
+  return ops;
+}
+
+TableOps diffTables(const Table& have, const Table& want) {
+  TableOps ops;
+  for (const auto& c : want.counters) {
+    if (!have.counters.contains(c)) ops.addCounters.insert(c);
+  }
+  for (const auto& c : have.counters) {
+    if (!want.counters.contains(c)) ops.deleteCounters.insert(c);
+  }
+  std::set<std::string> goneSets;
+  diffKeys(have.sets, want.sets, goneSets, ops.addSets);
+  for (const std::string& name : goneSets) ops.deleteSets.emplace(name, have.sets.at(name));
+  for (const auto& [name, w] : want.sets) {
+    auto it = have.sets.find(name);
+    if (it == have.sets.end()) continue;
+    const Set& h = it->second;
+    std::vector<Element> add, del;
+    std::set_difference(w.elements.begin(), w.elements.end(), h.elements.begin(), h.elements.end(),
+                        std::back_inserter(add));
+    std::set_difference(h.elements.begin(), h.elements.end(), w.elements.begin(), w.elements.end(),
+                        std::back_inserter(del));
+    // A map key whose value changes is deleted and added (nft has no element update).
+    if (!add.empty()) ops.addElements[name] = std::move(add);
+    if (!del.empty()) ops.deleteElements[name] = std::move(del);
+  }
+  diffKeys(have.chains, want.chains, ops.deleteChains, ops.addChains);
+  for (const auto& [name, w] : want.chains) {
+    auto it = have.chains.find(name);
+    if (it != have.chains.end() && it->second != w) ops.rewriteChains[name] = w;
+  }
+  return ops;
+}
+
+}  // namespace sluice::datapath::nft

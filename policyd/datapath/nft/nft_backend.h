@@ -1,0 +1,70 @@
+// The nftables backend: lowering.h's table written with `nft -f` (one input = one atomic netlink
+// batch), into the network namespace of the calling thread.
+//
+// The table outlives the daemon. A new backend never flushes or deletes it: its first sync reads
+// back the names of what the table holds and rewrites the contents in one batch (renderReplace),
+// so there is no moment without enforcement and counters that are still wanted keep their
+// values. After that, the backend keeps a mirror of what it wrote and every apply, attach and
+// detach writes only the difference (element adds/deletes, chain rewrites).
+//
+// Element-only changes (per-pod churn: pods joining or leaving classes, revision bumps, most
+// allow-set changes) are written as a libnftnl batch without the nft binary (element_writer.h).
+// Not done yet (issue 9): table, chain and rule writes still go through the nft binary (one
+// `nft -f` input, one atomic batch), not libnftnl; the nflog reader for the flow log.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "policyd/datapath/backend.h"
+#include "policyd/datapath/nft/lowering.h"
+#include "policyd/datapath/nft/render.h"
+
+namespace sluice::datapath::nft {
+
+class NftBackend : public Backend {
+ public:
+  explicit NftBackend(NftOptions opts) : opts_(std::move(opts)) {}
+
+  Status attach(const EndpointAttachment& ep) override;
+  Status detach(const EndpointAttachment& ep) override;
+  Result<bool> attached(const EndpointAttachment& ep) override;
+  // Requires a sync first (after a start or restart the backend does not know the IR the
+  // kernel's table was lowered from).
+  Status apply(const compiler::Diff& diff) override;
+  Status sync(const compiler::State& desired) override;
+  Result<std::vector<RuleCounter>> counters() override;
+  Result<std::vector<DropCount>> dropCounts() override;
+  Result<std::vector<EndpointAttachment>> endpoints() override;
+
+ private:
+  // Writes `state` lowered with the attachments (diff against the mirror, or a replace of what
+  // the kernel holds), then makes it the mirror. Caller holds mu_.
+  Status write(const compiler::State& state);
+  // Element-only changes through libnftnl, everything else through nft. Needs the mirror.
+  Status writeOps(const TableOps& ops);
+
+  const NftOptions opts_;
+  std::mutex mu_;
+  Attachments attachments_;
+  std::optional<compiler::State> state_;  // the IR last synced or applied
+  std::optional<Table> mirror_;           // what the kernel's table holds, as we wrote it
+};
+
+Result<std::unique_ptr<Backend>> makeNftBackend(const NftOptions& opts);
+
+// Runs `nft -f` on `script` (one transaction). Errors carry nft's message.
+Status runNft(const NftOptions& opts, const std::string& script);
+// `nft -j <args>` parsed output as text.
+Result<std::string> queryNft(const NftOptions& opts, const std::string& args);
+// What the kernel's table holds, by name; exists == false when there is no table.
+Result<TableNames> readTableNames(const NftOptions& opts);
+// Removes the table and with it all enforcement (`sluice-policyd --uninstall`). Succeeds when
+// there is no table.
+Status uninstall(const NftOptions& opts);
+
+}  // namespace sluice::datapath::nft
