@@ -395,15 +395,18 @@ void FakeApiServer::serveWatch(int fd, const Request& r, std::stop_token stop) {
   }
   bool gone = from < compactedRv_;
   ++openWatches_;
+  // Counts the watch out on every return, whether or not `lock` is held then.
   struct Closer {
     FakeApiServer* s;
+    std::unique_lock<std::mutex>& lock;
     ~Closer() {
-      std::lock_guard l(s->mu_);
+      if (!lock.owns_lock()) lock.lock();
       --s->openWatches_;
+      lock.unlock();
     }
   };
+  Closer closer{this, lock};
   lock.unlock();
-  Closer closer{this};
   if (!sendAll(fd,
                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"))
