@@ -103,6 +103,7 @@ void Informer::waitBackoff(std::stop_token stop) {
 
 void Informer::run(std::stop_token stop) {
   bool needList = true;
+  bool lastGone = false;
   while (!stop.stop_requested()) {
     if (needList) {
       auto st = list(stop);
@@ -118,8 +119,12 @@ void Informer::run(std::stop_token stop) {
     auto started = Clock::now();
     WatchEnd end = watch(stop);
     if (stop.stop_requested()) return;
+    bool gone = end == WatchEnd::Gone;
     switch (end) {
       case WatchEnd::Gone:
+        // A relist whose own version is already too old (compaction racing the list) must
+        // not spin: the second 410 in a row waits.
+        if (lastGone) waitBackoff(stop);
         needList = true;
         break;
       case WatchEnd::Closed:
@@ -131,6 +136,7 @@ void Informer::run(std::stop_token stop) {
         waitBackoff(stop);
         break;
     }
+    lastGone = gone;
   }
 }
 
