@@ -63,7 +63,10 @@ void KubeSource::record(Kind kind, const std::optional<Change>& c) {
 
 void KubeSource::markDirty(Kind kind, Clock::time_point received) {
   if (kind == Kind::Node) {
+    // Nodes only move routes and the pod CIDR file; the engine's snapshot does not change.
     nodesDirty_ = true;
+    cv_.notify_all();
+    return;
   }
   if (!dirty_) {
     dirty_ = true;
@@ -134,6 +137,7 @@ Snapshot KubeSource::buildSnapshot() {
 void KubeSource::deliverLoop(std::stop_token stop) {
   for (;;) {
     Snapshot snap;
+    bool deliver = false;
     std::map<std::string, Node> nodes;
     bool routeNodes = false;
     {
@@ -143,13 +147,17 @@ void KubeSource::deliverLoop(std::stop_token stop) {
           if (!l) return false;
         return true;
       };
-      cv_.wait(lock, stop, [&] { return dirty_ && allListed(); });
+      // The first snapshot waits for every kind, Nodes included (routes before readiness).
+      cv_.wait(lock, stop, [&] { return (dirty_ || (nodesDirty_ && router_)) && allListed(); });
       if (stop.stop_requested()) return;
-      snap = buildSnapshot();
-      snap.eventSeen = firstPending_;
-      snap.readWallNs = firstPendingWallNs_;
-      snap.generation = ++generation_;
-      dirty_ = false;
+      deliver = dirty_;
+      if (deliver) {
+        snap = buildSnapshot();
+        snap.eventSeen = firstPending_;
+        snap.readWallNs = firstPendingWallNs_;
+        snap.generation = ++generation_;
+        dirty_ = false;
+      }
       if (nodesDirty_ && router_) {
         for (const auto& [key, e] : stores_[idx(Kind::Node)].entries())
           if (e.good) nodes.emplace(key, std::get<Node>(*e.good));
@@ -158,13 +166,12 @@ void KubeSource::deliverLoop(std::stop_token stop) {
       nodesDirty_ = false;
     }
     if (routeNodes) {
-      for (const auto& e : router_->sync(nodes)) {
+      // Failures are logged and retried with the next Node change (not in a loop: an
+      // unreachable InternalIP stays unreachable until something changes).
+      for (const auto& e : router_->sync(nodes))
         spdlog::warn("kube node routes error=\"{}\"", e.message);
-        // Retried with the next snapshot that touches Nodes; mark so it is not forgotten.
-        std::lock_guard lock(mu_);
-        nodesDirty_ = true;
-      }
     }
+    if (!deliver) continue;
     if (callback_) callback_(std::move(snap));
     {
       std::lock_guard lock(mu_);

@@ -238,6 +238,27 @@ TEST_F(KubeSourceTest, WatchEventsAddUpdateAndDelete) {
   EXPECT_EQ(server->listRequests(kPods), 3) << "events need no relist";
 }
 
+TEST_F(KubeSourceTest, UpdatesWithNothingNewCauseNoSnapshot) {
+  startAndSync();
+  size_t before = count();
+  // A pod status update (conditions) and a node heartbeat: new versions, nothing to enforce.
+  auto pod = podJson("prod", "p3", {{"app", "web"}}, "10.244.0.13");
+  pod["status"]["conditions"] = {{{"type", "Ready"}, {"status", "True"}}};
+  server->upsert(kPods, pod);
+  auto node = nodeJson("node-a", "192.0.2.1", {"10.244.0.0/24"});
+  node["status"]["conditions"] = {{{"type", "Ready"}, {"status", "True"}}};
+  server->upsert(kNodes, node);
+  // Then a real change, so the test knows both were read before it.
+  server->upsert(kPods, podJson("prod", "p3", {{"app", "other"}}, "10.244.0.13"));
+  ASSERT_TRUE(waitFor([](const Snapshot& s) {
+    for (const auto& p : s.cluster.pods)
+      if (p.name == "p3") return p.labels.at("app") == "other";
+    return false;
+  }));
+  EXPECT_EQ(count(), before + 1);
+  EXPECT_GE(source->stats().events, 3u);
+}
+
 TEST_F(KubeSourceTest, FinishedPodsLeaveTheSnapshot) {
   startSource();
   ASSERT_TRUE(waitFor([](const Snapshot& s) { return s.cluster.pods.size() == 10; }));
@@ -464,6 +485,7 @@ TEST_F(KubeSourceTest, NodeRoutesAndLocalPodCidrsFollowNodes) {
     auto t = routes->get();
     return t.size() == 1 && t.begin()->first.toString() == "10.244.2.0/24";
   }));
+  EXPECT_EQ(count(), 1u) << "Node changes move routes, not the engine's snapshot";
 }
 
 class TokenRotationTest : public KubeSourceTest {
