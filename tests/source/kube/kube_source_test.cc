@@ -248,7 +248,8 @@ TEST_F(KubeSourceTest, UpdatesWithNothingNewCauseNoSnapshot) {
   auto node = nodeJson("node-a", "192.0.2.1", {"10.244.0.0/24"});
   node["status"]["conditions"] = {{{"type", "Ready"}, {"status", "True"}}};
   server->upsert(kNodes, node);
-  // Then a real change, so the test knows both were read before it.
+  ASSERT_TRUE(eventually([&] { return source->stats().events >= 2; }));
+  // Then a real change: the only one that reaches the engine.
   server->upsert(kPods, podJson("prod", "p3", {{"app", "other"}}, "10.244.0.13"));
   ASSERT_TRUE(waitFor([](const Snapshot& s) {
     for (const auto& p : s.cluster.pods)
