@@ -12,7 +12,7 @@ apt-get install -y -q --no-install-recommends \
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev \
   libnl-3-dev libnl-route-3-dev libmnl-dev libnftnl-dev nftables \
   nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev \
-  libcurl4-openssl-dev libyaml-cpp-dev \
+  libcurl4-openssl-dev libyaml-cpp-dev libssl-dev openssl \
   iproute2 iputils-ping procps util-linux kmod \
   containernetworking-plugins python3 \
   etcd-server etcd-client openssl curl

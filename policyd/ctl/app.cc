@@ -2,6 +2,7 @@
 
 #include <exception>
 #include <memory>
+#include <set>
 
 #include "policyd/ctl/args.h"
 #include "policyd/ctl/diff.h"
@@ -17,9 +18,7 @@ namespace {
 
 // Loads manifests. Any rejected object or unreadable file makes the whole input bad: a dry run
 // that silently dropped a policy would answer a different question than the one asked.
-std::unique_ptr<model::Cluster> load(const std::vector<std::string>& paths, const Options& opt,
-                                     std::ostream& err) {
-  model::Decoded d = model::loadPaths(paths);
+std::unique_ptr<model::Cluster> checked(model::Decoded d, const Options& opt, std::ostream& err) {
   if (opt.verbose) {
     for (const auto& n : d.notes) err << "sluicectl: note: " << n << "\n";
   }
@@ -28,6 +27,41 @@ std::unique_ptr<model::Cluster> load(const std::vector<std::string>& paths, cons
     return nullptr;
   }
   return std::make_unique<model::Cluster>(std::move(d.cluster));
+}
+
+std::unique_ptr<model::Cluster> load(const std::vector<std::string>& paths, const Options& opt,
+                                     std::ostream& err) {
+  return checked(model::loadPaths(paths), opt, err);
+}
+
+std::unique_ptr<model::Cluster> loadLive(const Options& opt, const RunOptions& run,
+                                         std::ostream& err) {
+  if (!run.readLive) {
+    err << "sluicectl: error: reading a live cluster is not available here\n";
+    return nullptr;
+  }
+  auto d = run.readLive(opt.kubeconfig, opt.context);
+  if (!d.ok()) {
+    err << "sluicectl: error: " << d.error().message << "\n";
+    return nullptr;
+  }
+  return checked(std::move(*d), opt, err);
+}
+
+// `kubectl apply` of `files` over `live`: an object in the files replaces the live one of the
+// same kind and name; every other live object stays.
+std::unique_ptr<model::Cluster> applied(const model::Cluster& live, model::Cluster files) {
+  auto out = std::make_unique<model::Cluster>(std::move(files));
+  auto keep = [](auto& into, const auto& from, auto key) {
+    std::set<std::string> have;
+    for (const auto& o : into) have.insert(key(o));
+    for (const auto& o : from)
+      if (!have.contains(key(o))) into.push_back(o);
+  };
+  keep(out->namespaces, live.namespaces, [](const auto& n) { return n.name; });
+  keep(out->pods, live.pods, [](const auto& p) { return p.key(); });
+  keep(out->policies, live.policies, [](const auto& p) { return p.key(); });
+  return out;
 }
 
 int runExplain(const Options& opt, const engine::Evaluator& ev, std::ostream& out,
@@ -89,7 +123,7 @@ struct Loaded {
 };
 
 int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
-             Loaded& loaded) {
+             Loaded& loaded, const RunOptions& runOptions) {
   auto parsed = parseArgs(args);
   if (!parsed) {
     err << "sluicectl: " << parsed.error().message << "\n\n" << usage();
@@ -100,7 +134,7 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
     out << usage();
     return kExitOk;
   }
-  auto cluster = load(opt.files, opt, err);
+  auto cluster = opt.live ? loadLive(opt, runOptions, err) : load(opt.files, opt, err);
   if (!cluster) return kExitBadInput;
   const engine::Evaluator& ev = loaded.add(std::move(cluster));
   switch (opt.command) {
@@ -110,6 +144,7 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
     case Command::Diff: {
       auto after = load(opt.with, opt, err);
       if (!after) return kExitBadInput;
+      if (opt.live) after = applied(ev.cluster(), std::move(*after));
       const engine::Evaluator& evAfter = loaded.add(std::move(after));
       auto d = diffMatrices(computeMatrix(ev, opt.query), computeMatrix(evAfter, opt.query));
       if (opt.output == OutputFormat::Json) {
@@ -131,7 +166,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   try {
     Loaded loaded;
     loaded.leak = runOptions.leakAtExit;
-    return dispatch(args, out, err, loaded);
+    return dispatch(args, out, err, loaded, runOptions);
   } catch (const std::exception& e) {
     // Decoding validates input, so this is a bug; still, answer with a message, not a crash.
     err << "sluicectl: internal error: " << e.what() << "\n";

@@ -2,9 +2,13 @@
 // only forwards argv; tests call run() directly as well as the binary.
 #pragma once
 
+#include <functional>
 #include <ostream>
 #include <string>
 #include <vector>
+
+#include "common/result.h"
+#include "policyd/model/decode.h"
 
 namespace sluice::ctl {
 
@@ -16,6 +20,10 @@ struct RunOptions {
   // The binary sets this: the loaded manifests are not freed on return, because the process
   // exits right after and tearing down 100,000 pods' labels costs more than answering.
   bool leakAtExit = false;
+  // Reads the live cluster (kubeconfig path, context; both empty: the defaults). The binary
+  // wires the kube source's one-shot read; unset, the live-cluster flags are an error.
+  std::function<Result<model::Decoded>(const std::string& kubeconfig, const std::string& context)>
+      readLive;
 };
 
 // `args` excludes the program name.

@@ -21,7 +21,8 @@ constexpr FlagSpec kFlags[] = {
     {"from", nullptr, false, true}, {"to", nullptr, false, true},
     {"port", "p", false, true},     {"protocol", nullptr, false, true},
     {"output", "o", false, true},   {"verbose", "v", false, false},
-    {"help", "h", false, false},
+    {"help", "h", false, false},    {"kubeconfig", nullptr, false, true},
+    {"context", nullptr, false, true}, {"live", nullptr, false, false},
 };
 
 const FlagSpec* findFlag(std::string_view name, bool isShort) {
@@ -35,11 +36,16 @@ const FlagSpec* findFlag(std::string_view name, bool isShort) {
 std::set<std::string> allowedFlags(Command c) {
   switch (c) {
     case Command::Explain:
-      return {"filename", "from", "to", "port", "protocol", "output", "verbose", "help"};
-    case Command::Matrix: return {"filename", "port", "protocol", "output", "verbose", "help"};
+      return {"filename", "from",    "to",   "port",       "protocol",
+              "output",   "verbose", "help", "kubeconfig", "context", "live"};
+    case Command::Matrix:
+      return {"filename", "port",       "protocol", "output", "verbose",
+              "help",     "kubeconfig", "context",  "live"};
     case Command::Diff:
-      return {"filename", "with", "port", "protocol", "output", "verbose", "help"};
-    case Command::Lint: return {"filename", "output", "verbose", "help"};
+      return {"filename", "with",       "port",    "protocol", "output",
+              "verbose",  "help",       "kubeconfig", "context", "live"};
+    case Command::Lint:
+      return {"filename", "output", "verbose", "help", "kubeconfig", "context", "live"};
     case Command::Help: return {"help"};
   }
   return {};
@@ -156,7 +162,11 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
         opt.command = Command::Help;
         return opt;
       }
-      opt.verbose = true;
+      if (name == "live") {
+        opt.live = true;
+      } else {
+        opt.verbose = true;
+      }
       continue;
     }
 
@@ -180,6 +190,12 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
       opt.files.insert(opt.files.end(), values.begin(), values.end());
     } else if (name == "with") {
       opt.with.insert(opt.with.end(), values.begin(), values.end());
+    } else if (name == "kubeconfig") {
+      opt.kubeconfig = values[0];
+      opt.live = true;
+    } else if (name == "context") {
+      opt.context = values[0];
+      opt.live = true;
     } else if (name == "from") {
       opt.from = values[0];
     } else if (name == "to") {
@@ -206,7 +222,16 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
     }
   }
 
-  if (opt.files.empty()) return makeError(std::string(commandName(opt.command)) + ": -f is required");
+  if (opt.live && !opt.files.empty()) {
+    return makeError(std::string(commandName(opt.command)) +
+                     ": -f and the live cluster (--kubeconfig, --context, --live) exclude each "
+                     "other");
+  }
+  if (opt.files.empty() && !opt.live) {
+    return makeError(std::string(commandName(opt.command)) +
+                     ": -f is required (or --kubeconfig, --context or --live for the live "
+                     "cluster)");
+  }
   if (opt.command == Command::Explain) {
     if (opt.from.empty()) return makeError("explain: --from is required");
     if (opt.to.empty()) return makeError("explain: --to is required");
@@ -225,13 +250,20 @@ std::string usage() {
   sluicectl matrix  -f PATH... [--port N|NAME] [--protocol P] [-o text|json]
   sluicectl diff    -f PATH... --with PATH... [--port N|NAME] [--protocol P] [-o text|json]
   sluicectl lint    -f PATH... [-o text|json]
+  Instead of -f PATH..., every command reads the live cluster with --kubeconfig FILE,
+  --context NAME or --live ($KUBECONFIG, else the in-cluster service account); there
+  `diff --with PATH...` answers what applying those files would change.
 
 Answers "would this traffic be allowed, and why?" from manifests, with the same engine the
 node daemon enforces.
 
   -f, --filename PATH...  files or directories of YAML/JSON (multi-document, List kinds) with
                           Namespace, Pod and NetworkPolicy objects; repeatable
-      --with PATH...      diff: the changed set of manifests, compared against -f
+      --with PATH...      diff: the changed set of manifests, compared against -f (against
+                          the live cluster: its objects with these applied over them)
+      --kubeconfig FILE   read the live cluster through this kubeconfig
+      --context NAME      kubeconfig context (default: its current-context)
+      --live              read the live cluster ($KUBECONFIG, else in-cluster)
       --from, --to        a pod as NS/POD, or an IP address (an address of a known pod is
                           that pod; any other address is outside the cluster)
   -p, --port N|NAME       destination port, or a container port name resolved against each

@@ -32,6 +32,11 @@ struct Options {
   Command command = Command::Help;
   std::vector<std::string> files;  // -f
   std::vector<std::string> with;   // --with (diff)
+  // The live cluster instead of -f: --kubeconfig / --context, or --live for the defaults
+  // ($KUBECONFIG, else in-cluster).
+  bool live = false;
+  std::string kubeconfig;
+  std::string context;
   std::string from;                // --from NS/POD|IP (explain)
   std::string to;                  // --to NS/POD|IP (explain)
   PortQuery query;

@@ -280,9 +280,24 @@ void NodeAgent::stop() {
   }
 }
 
+void NodeAgent::writeAppliedVersions() {
+  if (pendingVersions_.empty()) return;
+  if (auto w = writeFileAtomic(options_.stateDir + "/" + std::string(kAppliedVersionsFile),
+                               nlohmann::json(pendingVersions_).dump() + "\n", false);
+      !w.ok()) {
+    spdlog::warn("applied versions error=\"{}\"", w.error().message);
+  }
+  pendingVersions_.clear();
+}
+
 void NodeAgent::onSnapshot(source::Snapshot snapshot) {
   {
     std::lock_guard lock(mu_);
+    if (snapshot.versionsOnly && latest_) {
+      // The pending snapshot stays; it now also covers these (later) versions.
+      for (auto& [resource, rv] : snapshot.resourceVersions) latest_->resourceVersions[resource] = rv;
+      return;
+    }
     if (latest_) {
       // Not synced yet: the newer one replaces it, but the latency clock keeps running from the
       // older change.
@@ -564,6 +579,17 @@ void NodeAgent::handleDel(const OpPtr& op, std::vector<Completion>& done, bool& 
 
 void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot> snapshot) {
   const auto now = clock_.now();
+  if (snapshot && snapshot->versionsOnly) {
+    // Nothing to compile: what is applied already reflects these events. Record how far the
+    // source has got; written at once when no sync is due, else after the next one.
+    for (auto& [resource, rv] : snapshot->resourceVersions) pendingVersions_[resource] = rv;
+    snapshot.reset();
+    if (haveSnapshot_ && ops.empty() && !needFullSync_ && !pendingAppliedWallNs_ &&
+        !retryPending_) {
+      writeAppliedVersions();
+      return;
+    }
+  }
   if (snapshot) haveSnapshot_ = true;
   // Nothing is compiled before the source has delivered its first snapshot: an empty model
   // would strip the policy of every recovered endpoint.
@@ -581,7 +607,7 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
       }
     }
     pendingAppliedWallNs_ = snapshot->readWallNs;
-    pendingVersions_ = snapshot->resourceVersions;
+    for (auto& [resource, rv] : snapshot->resourceVersions) pendingVersions_[resource] = rv;
     pendingEventSeen_ =
         pendingEventSeen_ ? std::min(*pendingEventSeen_, snapshot->eventSeen) : snapshot->eventSeen;
     needCompile = true;
@@ -755,17 +781,10 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
         !w.ok()) {
       spdlog::warn("sync stats error=\"{}\"", w.error().message);
     }
-    if (!pendingVersions_.empty()) {
-      if (auto w = writeFileAtomic(dir + std::string(kAppliedVersionsFile),
-                                   nlohmann::json(pendingVersions_).dump() + "\n", false);
-          !w.ok()) {
-        spdlog::warn("applied versions error=\"{}\"", w.error().message);
-      }
-    }
     pendingAppliedWallNs_.reset();
-    pendingVersions_.clear();
     pendingEventSeen_.reset();
   }
+  writeAppliedVersions();
   if (!ready_.load()) {
     if (auto w = writeFileAtomic(dir + std::string(kReadyFile), std::to_string(appliedWall) + "\n",
                                  false);

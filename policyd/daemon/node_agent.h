@@ -139,6 +139,8 @@ class NodeAgent {
   bool refreshAddresses();
   compiler::NodeContext nodeContext() const;
   void publishEndpoints();
+  // <state-dir>/applied-versions.json from pendingVersions_ (then cleared).
+  void writeAppliedVersions();
   void finish(std::vector<Completion>& done);
   void countRequest(endpoint_api::Op op, bool ok);
   Clock::TimePoint nextTimer() const;

@@ -23,8 +23,8 @@ struct Snapshot {
   std::vector<Error> errors;
   // Bumped on every snapshot a source delivers.
   uint64_t generation = 0;
-  // When the change this snapshot carries was first seen (the first event of a debounced
-  // batch; the start time for the initial snapshot). Steady clock: policy update latency is
+  // When the change this snapshot carries was first seen (the first event of a debounced or
+  // coalesced batch; the start time for the initial snapshot). Steady clock: policy update latency is
   // measured from here to "backend apply returned".
   std::chrono::steady_clock::time_point eventSeen{};
   // Wall clock (CLOCK_REALTIME, ns since the epoch) at which the source began reading the state
@@ -35,6 +35,9 @@ struct Snapshot {
   // includes. The daemon writes it to <state-dir>/applied-versions.json once applied, so a
   // writer can wait for "my change is enforced" (watches deliver each kind in order).
   std::map<std::string, std::string> resourceVersions;
+  // Nothing the engine reads changed since the last snapshot (`cluster` is empty and must not
+  // replace the model); only `resourceVersions` moved on.
+  bool versionsOnly = false;
 };
 
 class Source {
@@ -43,9 +46,11 @@ class Source {
 
   virtual ~Source() = default;
 
-  // Begins watching. The first snapshot is delivered before start() returns (so the caller
-  // knows the initial state is complete); later snapshots arrive on the source's own thread.
-  // The callback must not block for long and must not throw.
+  // Begins watching. The first snapshot is the complete initial state: the directory source
+  // delivers it before start() returns; the API server source (kube/) delivers it on its own
+  // thread once every kind is listed, so a server that is down at start leaves the daemon up
+  // and not ready. Later snapshots arrive on the source's own thread. The callback must not
+  // block for long and must not throw.
   virtual Status start(Callback onSnapshot) = 0;
   // Stops watching; no callback runs after stop() returns. Idempotent.
   virtual void stop() = 0;

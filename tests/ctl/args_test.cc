@@ -92,5 +92,19 @@ TEST(ArgsTest, PortNames) {
   EXPECT_EQ(std::get<uint16_t>(*parsePort("65535")), 65535);
 }
 
+TEST(ArgsTest, LiveClusterInsteadOfFiles) {
+  auto o = parseOk({"matrix", "--kubeconfig", "/k", "--context=prod"});
+  EXPECT_TRUE(o.live);
+  EXPECT_EQ(o.kubeconfig, "/k");
+  EXPECT_EQ(o.context, "prod");
+  EXPECT_TRUE(o.files.empty());
+  auto d = parseOk({"diff", "--live", "--with", "x.yaml"});
+  EXPECT_TRUE(d.live);
+  EXPECT_FALSE(d.verbose);
+  EXPECT_TRUE(d.kubeconfig.empty());
+  EXPECT_NE(parseErr({"lint", "-f", "a", "--live"}).find("exclude each other"), std::string::npos);
+  EXPECT_NE(parseErr({"lint"}).find("--kubeconfig, --context or --live"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace sluice::ctl

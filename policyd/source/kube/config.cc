@@ -92,8 +92,9 @@ Result<ClusterConfig> inClusterConfig(const std::map<std::string, std::string>& 
   c.tokenFile = saDir + "/token";
   c.caFile = saDir + "/ca.crt";
   c.origin = "in-cluster";
-  // Fail now on a missing token rather than on every request later.
+  // Fail now on a missing token or CA rather than on every request later.
   if (auto t = readFile(c.tokenFile); !t.ok()) return t.error().wrap("in-cluster config");
+  if (auto t = readFile(c.caFile); !t.ok()) return t.error().wrap("in-cluster config");
   return c;
 }
 

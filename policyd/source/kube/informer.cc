@@ -103,6 +103,7 @@ void Informer::waitBackoff(std::stop_token stop) {
 
 void Informer::run(std::stop_token stop) {
   bool needList = true;
+  bool lastGone = false;
   while (!stop.stop_requested()) {
     if (needList) {
       auto st = list(stop);
@@ -118,8 +119,12 @@ void Informer::run(std::stop_token stop) {
     auto started = Clock::now();
     WatchEnd end = watch(stop);
     if (stop.stop_requested()) return;
+    bool gone = end == WatchEnd::Gone;
     switch (end) {
       case WatchEnd::Gone:
+        // A relist whose own version is already too old (compaction racing the list) must
+        // not spin: the second 410 in a row waits.
+        if (lastGone) waitBackoff(stop);
         needList = true;
         break;
       case WatchEnd::Closed:
@@ -131,6 +136,7 @@ void Informer::run(std::stop_token stop) {
         waitBackoff(stop);
         break;
     }
+    lastGone = gone;
   }
 }
 
@@ -140,11 +146,12 @@ Status Informer::list(std::stop_token stop) {
   std::string rv;
   auto started = Clock::now();
   int restarts = 0;
+  std::string body;
   for (;;) {
     std::string target =
         std::string(collectionPath(kind_)) + "?limit=" + std::to_string(options_.pageSize);
     if (!cont.empty()) target += "&continue=" + percentEncode(cont);
-    std::string body;
+    body.clear();
     auto out = client_->get(
         target,
         [&](std::string_view d) {
@@ -162,13 +169,12 @@ Status Informer::list(std::stop_token stop) {
     }
     if (out->status != 200) return httpError("list", *out);
     auto page = nlohmann::json::parse(body, nullptr, false);
-    body.clear();
-    body.shrink_to_fit();
+    body.clear();  // its capacity serves the next page
     if (!page.is_object())
       return makeError(std::string("list ") + resourceName(kind_) + ": response is not JSON");
     auto list = page.find("items");
     if (list != page.end() && list->is_array()) {
-      items.reserve(items.size() + list->size());
+      // Not reserve(size + page): an exact reserve per page would reallocate every page.
       for (const auto& item : *list) {
         auto o = decodeObject(kind_, item);
         if (!o.ok()) {

@@ -63,7 +63,10 @@ void KubeSource::record(Kind kind, const std::optional<Change>& c) {
 
 void KubeSource::markDirty(Kind kind, Clock::time_point received) {
   if (kind == Kind::Node) {
+    // Nodes only move routes and the pod CIDR file; the engine's snapshot does not change.
     nodesDirty_ = true;
+    cv_.notify_all();
+    return;
   }
   if (!dirty_) {
     dirty_ = true;
@@ -87,9 +90,11 @@ bool newerVersion(const std::string& a, const std::string& b) {
 
 void KubeSource::listed(Kind kind, std::vector<Object> items, Clock::time_point received) {
   std::lock_guard lock(mu_);
+  bool advanced = false;
   for (const auto& o : items) {
     if (newerVersion(o.resourceVersion, newestVersion_[idx(kind)])) {
       newestVersion_[idx(kind)] = o.resourceVersion;
+      advanced = true;
     }
   }
   auto changes = stores_[idx(kind)].replace(std::move(items));
@@ -99,7 +104,13 @@ void KubeSource::listed(Kind kind, std::vector<Object> items, Clock::time_point 
   ++stats_.lists;
   spdlog::info("kube list kind={} objects={} changes={} {}", kindName(kind),
                stores_[idx(kind)].entries().size(), changes.size(), first ? "initial" : "relist");
-  if (first || !changes.empty()) markDirty(kind, received);
+  if (first || !changes.empty()) {
+    markDirty(kind, received);
+  } else if (advanced && kind != Kind::Node) {
+    // A relist that brought only updates the engine does not read still moves the versions on.
+    versionsDirty_ = true;
+    cv_.notify_all();
+  }
 }
 
 void KubeSource::event(Kind kind, EventType type, Object object, Clock::time_point received) {
@@ -115,7 +126,12 @@ void KubeSource::event(Kind kind, EventType type, Object object, Clock::time_poi
     c = stores_[idx(kind)].upsert(std::move(object));
   }
   record(kind, c);
-  if (c) markDirty(kind, received);
+  if (c) {
+    markDirty(kind, received);
+  } else if (kind != Kind::Node && listed_[idx(kind)]) {
+    versionsDirty_ = true;
+    cv_.notify_all();
+  }
 }
 
 void KubeSource::failed(Kind kind, const Error& error) {
@@ -151,6 +167,7 @@ Snapshot KubeSource::buildSnapshot() {
 void KubeSource::deliverLoop(std::stop_token stop) {
   for (;;) {
     Snapshot snap;
+    bool deliver = false;
     std::map<std::string, Node> nodes;
     bool routeNodes = false;
     {
@@ -160,19 +177,31 @@ void KubeSource::deliverLoop(std::stop_token stop) {
           if (!l) return false;
         return true;
       };
-      cv_.wait(lock, stop, [&] { return dirty_ && allListed(); });
+      // The first snapshot waits for every kind, Nodes included (routes before readiness).
+      cv_.wait(lock, stop, [&] {
+        return (dirty_ || versionsDirty_ || (nodesDirty_ && router_)) && allListed();
+      });
       if (stop.stop_requested()) return;
-      snap = buildSnapshot();
+      deliver = dirty_ || versionsDirty_;
+      if (dirty_) {
+        snap = buildSnapshot();
+        snap.eventSeen = firstPending_;
+        snap.readWallNs = firstPendingWallNs_;
+        snap.generation = ++generation_;
+        dirty_ = false;
+      } else if (versionsDirty_) {
+        // Only objects the engine does not read changed: what is applied already holds them, the
+        // daemon just learns how far the watches have got.
+        snap.versionsOnly = true;
+        snap.eventSeen = Clock::now();
+      }
+      versionsDirty_ = false;
       for (Kind k : kAllKinds) {
         if (!newestVersion_[idx(k)].empty()) {
           std::string resource = resourceName(k);  // plural, without the API group
           snap.resourceVersions[resource.substr(0, resource.find('.'))] = newestVersion_[idx(k)];
         }
       }
-      snap.eventSeen = firstPending_;
-      snap.readWallNs = firstPendingWallNs_;
-      snap.generation = ++generation_;
-      dirty_ = false;
       if (nodesDirty_ && router_) {
         for (const auto& [key, e] : stores_[idx(Kind::Node)].entries())
           if (e.good) nodes.emplace(key, std::get<Node>(*e.good));
@@ -181,13 +210,12 @@ void KubeSource::deliverLoop(std::stop_token stop) {
       nodesDirty_ = false;
     }
     if (routeNodes) {
-      for (const auto& e : router_->sync(nodes)) {
+      // Failures are logged and retried with the next Node change (not in a loop: an
+      // unreachable InternalIP stays unreachable until something changes).
+      for (const auto& e : router_->sync(nodes))
         spdlog::warn("kube node routes error=\"{}\"", e.message);
-        // Retried with the next snapshot that touches Nodes; mark so it is not forgotten.
-        std::lock_guard lock(mu_);
-        nodesDirty_ = true;
-      }
     }
+    if (!deliver) continue;
     if (callback_) callback_(std::move(snap));
     {
       std::lock_guard lock(mu_);

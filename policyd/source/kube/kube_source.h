@@ -11,9 +11,10 @@
 // complete. start() does not wait for it: with the API server down at start the daemon stays
 // up and not ready (pinned state keeps enforcing) while the informers retry.
 //
-// Nodes never reach the snapshot: this node's spec.podCIDRs go to `onLocalPodCidrs` (the
-// podcidrs file the CNI `usePodCidr` mode reads) and every other node's podCIDRs are routed
-// via its InternalIP (node_routes.h), in step as Nodes come, change and go.
+// Updates that change nothing the engine reads (pod status conditions) cause no snapshot.
+// Nodes never reach the snapshot and their changes cause none: this node's spec.podCIDRs go to
+// `onLocalPodCidrs` (the podcidrs file the CNI `usePodCidr` mode reads) and every other node's
+// podCIDRs are routed via its InternalIP (node_routes.h), in step as Nodes come, change and go.
 #pragma once
 
 #include <array>
@@ -91,6 +92,7 @@ class KubeSource final : public Source, private InformerSink {
   std::array<bool, kKindCount> listed_{};
   bool dirty_ = false;
   bool nodesDirty_ = false;
+  bool versionsDirty_ = false;  // an event changed nothing the engine reads (versionsOnly)
   std::chrono::steady_clock::time_point firstPending_{};
   int64_t firstPendingWallNs_ = 0;
   bool synced_ = false;

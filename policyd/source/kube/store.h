@@ -31,8 +31,9 @@ class KindStore {
     std::optional<Error> error;  // the current version's problem
   };
 
-  // ADDED / MODIFIED. Nothing changes when the key already holds this resourceVersion (a
-  // resumed watch may repeat an event).
+  // ADDED / MODIFIED. No change is reported when the key already holds this resourceVersion (a
+  // resumed watch may repeat an event), nor when the new version differs only in fields the
+  // engine does not read (pod status conditions, node heartbeats): only its version is kept.
   std::optional<Change> upsert(Object&& o);
   std::optional<Change> remove(const std::string& key);
   // A complete list: afterwards the store holds exactly `items`. Returns the differences.

@@ -338,13 +338,13 @@ void FakeApiServer::serveList(int fd, const Request& r) {
   std::unique_lock lock(mu_);
   ++lists_[r.path];
   size_t limit = r.query.contains("limit") ? std::stoul(r.query.at("limit")) : 0;
-  size_t offset = 0;
+  std::string after;  // the key the previous page ended with
   std::string listRv = std::to_string(rv_);
   if (auto c = r.query.find("continue"); c != r.query.end() && !c->second.empty()) {
-    // Token: "<offset>:<resourceVersion of the first page>".
+    // Token: "<resourceVersion of the first page>:<last key served>".
     auto colon = c->second.find(':');
-    offset = std::stoul(c->second.substr(0, colon));
-    listRv = c->second.substr(colon + 1);
+    listRv = c->second.substr(0, colon);
+    after = c->second.substr(colon + 1);
     if (std::stoull(listRv) < compactedRv_) {
       lock.unlock();
       respond(fd, 410, "Gone", statusBody(410, "Expired", "continue token expired"));
@@ -353,19 +353,18 @@ void FakeApiServer::serveList(int fd, const Request& r) {
   }
   const auto& objs = objects_[r.path];
   Json items = Json::array();
-  size_t i = 0;
-  for (const auto& [key, o] : objs) {
-    if (i++ < offset) continue;
+  auto it = after.empty() ? objs.begin() : objs.upper_bound(after);
+  std::string last;
+  for (; it != objs.end(); ++it) {
     if (limit && items.size() >= limit) break;
-    Json item = o;
+    Json item = it->second;
     item.erase("kind");  // list items carry no kind or apiVersion of their own
     item.erase("apiVersion");
     items.push_back(std::move(item));
+    last = it->first;
   }
   Json md = {{"resourceVersion", listRv}};
-  if (offset + items.size() < objs.size()) {
-    md["continue"] = std::to_string(offset + items.size()) + ":" + listRv;
-  }
+  if (it != objs.end()) md["continue"] = listRv + ":" + last;
   lock.unlock();
   respond(
       fd, 200, "OK",
@@ -395,15 +394,18 @@ void FakeApiServer::serveWatch(int fd, const Request& r, std::stop_token stop) {
   }
   bool gone = from < compactedRv_;
   ++openWatches_;
+  // Counts the watch out on every return, whether or not `lock` is held then.
   struct Closer {
     FakeApiServer* s;
+    std::unique_lock<std::mutex>& lock;
     ~Closer() {
-      std::lock_guard l(s->mu_);
+      if (!lock.owns_lock()) lock.lock();
       --s->openWatches_;
+      lock.unlock();
     }
   };
+  Closer closer{this, lock};
   lock.unlock();
-  Closer closer{this};
   if (!sendAll(fd,
                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"))
