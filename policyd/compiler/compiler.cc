@@ -53,17 +53,18 @@
 #include <algorithm>
 #include <array>
 #include <iterator>
-#include <variant>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
+#include <variant>
 
-#include "policyd/engine/evaluator.h"
+#include "policyd/engine/selection.h"
 
 namespace sluice::compiler {
 
 namespace {
 
+using engine::rulesOf;
 using model::Labels;
 using model::NetworkPolicy;
 using model::Pod;
@@ -102,7 +103,8 @@ bool samePortSpec(const model::PortSpec& a, const model::PortSpec& b) {
 bool samePeer(const model::Peer& a, const model::Peer& b) {
   if (a.podSelector != b.podSelector || a.namespaceSelector != b.namespaceSelector) return false;
   if (a.ipBlock.has_value() != b.ipBlock.has_value()) return false;
-  return !a.ipBlock || (a.ipBlock->cidr == b.ipBlock->cidr && a.ipBlock->except == b.ipBlock->except);
+  return !a.ipBlock ||
+         (a.ipBlock->cidr == b.ipBlock->cidr && a.ipBlock->except == b.ipBlock->except);
 }
 
 bool sameRule(const model::Rule& a, const model::Rule& b) {
@@ -132,14 +134,6 @@ bool samePod(const Pod& a, const Pod& b) {
 
 bool hasIpBlock(const model::Rule& r) {
   return std::any_of(r.peers.begin(), r.peers.end(), [](const auto& p) { return p.ipBlock; });
-}
-
-const std::vector<model::Rule>& rulesOf(const NetworkPolicy& p, Direction d) {
-  return d == Direction::Ingress ? p.ingress : p.egress;
-}
-
-bool affects(const NetworkPolicy& p, Direction d) {
-  return d == Direction::Ingress ? p.affectsIngress : p.affectsEgress;
 }
 
 // ---- label groups ----
@@ -335,22 +329,13 @@ struct Compiler::Impl {
   // "isolated for ingress/egress once any policy in its namespace selects it and lists the
   // direction in policyTypes"; hostNetwork pods are not endpoints.
   bool selects(const NetworkPolicy& pol, const EndpointView& ev, Direction d) const {
-    return !ev.pod.hostNetwork && pol.namespace_ == ev.pod.namespace_ && affects(pol, d) &&
-           pol.podSelector.matches(ev.pod.labels);
+    return engine::selects(pol, ev.pod, d);
   }
 
-  // Engine::peerMatches for a pod peer (ipBlocks are classified by the partition).
+  // A selector peer against a label group (ipBlocks are classified by the partition).
   bool selectorMatches(const NetworkPolicy& pol, const model::Peer& peer, const Group& g) {
-    if (peer.ipBlock) return false;
-    if (peer.namespaceSelector) {
-      // "If namespaceSelector is also set, then the NetworkPolicyPeer as a whole selects the
-      // pods matching podSelector in the Namespaces selected by NamespaceSelector."
-      if (!peer.namespaceSelector->matches(nsLabels(g.pod.namespace_))) return false;
-    } else if (g.pod.namespace_ != pol.namespace_) {
-      // "Otherwise it selects the pods matching podSelector in the policy's own namespace."
-      return false;
-    }
-    return !peer.podSelector || peer.podSelector->matches(g.pod.labels);
+    return engine::peerSelectsPod(pol, peer, g.pod.namespace_, g.pod.labels,
+                                  nsLabels(g.pod.namespace_));
   }
 
   bool groupMatches(const RuleInfo& info, const Group& g) {
@@ -361,7 +346,7 @@ struct Compiler::Impl {
       if (info.origin.direction != Direction::Egress) return false;
       for (const auto& ps : rule.ports) {
         if (const auto* name = std::get_if<std::string>(&ps.port)) {
-          if (engine::Evaluator::resolveNamedPort(g.pod, *name, ps.protocol)) return true;
+          if (engine::resolveNamedPort(g.pod, *name, ps.protocol)) return true;
         }
       }
       return false;
@@ -380,7 +365,7 @@ struct Compiler::Impl {
       if (info.origin.direction != Direction::Egress) continue;
       for (const auto& ps : info.rule->ports) {
         if (const auto* name = std::get_if<std::string>(&ps.port)) {
-          if (auto p = engine::Evaluator::resolveNamedPort(g.pod, *name, ps.protocol)) {
+          if (auto p = engine::resolveNamedPort(g.pod, *name, ps.protocol)) {
             out.insert(NamedRes{*name, ps.protocol, *p});
           }
         }
@@ -428,8 +413,7 @@ struct Compiler::Impl {
   void updateRules(const std::map<std::string, std::optional<NetworkPolicy>>& oldPolicies);
   void updateGroups();
   void updatePartition(PendingPrefixes& pendingPrefixes);
-  void updateClasses(PendingPrefixes& pendingPrefixes,
-                     Diff& diff);
+  void updateClasses(PendingPrefixes& pendingPrefixes, Diff& diff);
   EndpointPolicy buildEndpoint(const EndpointView& ev);
 };
 
@@ -746,8 +730,7 @@ void Compiler::Impl::updateGroups() {
   }
 }
 
-void Compiler::Impl::updatePartition(
-    PendingPrefixes& pendingPrefixes) {
+void Compiler::Impl::updatePartition(PendingPrefixes& pendingPrefixes) {
   if (!partitionDirty) return;
   std::map<Prefix, std::vector<RuleId>> next;
   next.emplace(Prefix(IpAddr::v4(0), 0), std::vector<RuleId>{});
@@ -765,10 +748,8 @@ void Compiler::Impl::updatePartition(
   for (auto& [prefix, ip] : next) {
     lens[prefix.family() == Family::V4 ? 0 : 1].insert(prefix.len());
     for (const auto& [id, block] : blocks) {
-      if (!block->cidr.contains(prefix)) continue;
-      const bool excepted = std::any_of(block->except.begin(), block->except.end(),
-                                        [&](const Prefix& e) { return e.contains(prefix); });
-      if (!excepted) ip.push_back(id);
+      // Exact: every except of the block is itself a prefix of the partition.
+      if (block->contains(prefix)) ip.push_back(id);
     }
     std::sort(ip.begin(), ip.end());
     ip.erase(std::unique(ip.begin(), ip.end()), ip.end());
@@ -788,8 +769,7 @@ void Compiler::Impl::updatePartition(
   for (const auto& [ip, entry] : addrs) dirtyAddrs.insert(ip);
 }
 
-void Compiler::Impl::updateClasses(
-    PendingPrefixes& pendingPrefixes, Diff& diff) {
+void Compiler::Impl::updateClasses(PendingPrefixes& pendingPrefixes, Diff& diff) {
   // Host addresses are always re-signed (their kind depends on hostAddresses[0]).
   for (const auto& ip : node.hostAddresses) dirtyAddrs.insert(ip);
   const std::vector<RuleId>* primaryIp =
@@ -952,7 +932,8 @@ void Compiler::Impl::updateClasses(
       for (RuleId r : *v) {
         auto it = rules.find(r);
         if (it == rules.end()) continue;  // freed: its endpoints are dirty already
-        const auto& eps = policySel[it->second.origin.policy][dirIndex(it->second.origin.direction)];
+        const auto& eps =
+            policySel[it->second.origin.policy][dirIndex(it->second.origin.direction)];
         dirtyEndpoints.insert(eps.begin(), eps.end());
       }
     }
@@ -1005,7 +986,7 @@ EndpointPolicy Compiler::Impl::buildEndpoint(const EndpointView& ev) {
             numeric.emplace_back(proto, PortRange{*n, ps.endPort.value_or(*n)});
           } else if (const auto* name = std::get_if<std::string>(&ps.port)) {
             if (dir == Direction::Ingress) {
-              if (auto p = engine::Evaluator::resolveNamedPort(ev.pod, *name, ps.protocol)) {
+              if (auto p = engine::resolveNamedPort(ev.pod, *name, ps.protocol)) {
                 numeric.emplace_back(proto, PortRange{*p, *p});
               }
             } else {

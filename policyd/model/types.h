@@ -56,7 +56,11 @@ struct IPBlock {
   // The API server accepts a CIDR with host bits set ("10.0.0.5/24") and means its network;
   // so does the decoder. What was written, for lint: ("cidr" or "except[i]", text as written).
   std::vector<std::pair<std::string, std::string>> hostBitsSet;
+  // "cidr minus except": the one definition of ipBlock membership.
   bool contains(const IpAddr& a) const;
+  // Every address of `p`: `p` lies inside the cidr and inside no except. Exact when no except
+  // lies strictly inside `p`, as for a host prefix or an atom of the compiler's partition.
+  bool contains(const Prefix& p) const;
 };
 
 // One element of `from` / `to`. Exactly one of: ipBlock, or at least one selector.
