@@ -2,6 +2,7 @@
 // content (Origin ignored), with the one last seen; each change marks what it affects for the
 // later stages.
 #include <algorithm>
+#include <iterator>
 
 #include "policyd/compiler/compiler_impl.h"
 #include "policyd/engine/selection.h"
@@ -72,7 +73,6 @@ void Compiler::Impl::detectNamespaces(const model::Cluster& cluster) {
 
 void Compiler::Impl::detectPods(const model::Cluster& cluster,
                                 std::set<std::string>& changedPodKeys) {
-  ++generation;
   std::vector<PodSnap*> order;
   order.reserve(cluster.pods.size());
   size_t seen = 0;
@@ -98,15 +98,12 @@ void Compiler::Impl::detectPods(const model::Cluster& cluster,
       order.push_back(snap);
       continue;
     }
-    if (snap) {
-      unclaimPod(snap->pod);
-      snap->pod = pod;
+    if (!snap) {
+      upsertPod(pod, nullptr, changedPodKeys);
+      snap = &pods.at(pod.key());
     } else {
-      snap = &pods.emplace(pod.key(), PodSnap{pod, 0}).first->second;
+      upsertPod(pod, snap, changedPodKeys);
     }
-    snap->seen = generation;
-    claimPod(snap->pod);
-    changedPodKeys.insert(pod.key());
     order.push_back(snap);
   }
   if (seen != pods.size()) {
@@ -128,26 +125,98 @@ void Compiler::Impl::detectPolicies(const model::Cluster& cluster, OldPolicies& 
   for (const auto& pol : cluster.policies) {
     std::string key = pol.key();
     if (!seen.insert(key).second) continue;
-    auto it = policies.find(key);
-    if (it != policies.end() && samePolicy(it->second, pol)) continue;
-    if (it != policies.end()) {
-      oldPolicies.emplace(key, std::move(it->second));
-      it->second = pol;
-    } else {
-      oldPolicies.emplace(key, std::nullopt);
-      policies.emplace(key, pol);
-      policiesByNs[pol.namespace_].insert(key);
-    }
+    upsertPolicy(pol, oldPolicies);
   }
   for (auto it = policies.begin(); it != policies.end();) {
-    if (seen.contains(it->first)) {
-      ++it;
-      continue;
-    }
-    policiesByNs[it->second.namespace_].erase(it->first);
-    oldPolicies.emplace(it->first, std::move(it->second));
-    it = policies.erase(it);
+    auto next = std::next(it);
+    if (!seen.contains(it->first)) deletePolicy(it, oldPolicies);
+    it = next;
   }
+}
+
+// ---- change sets: only the objects the caller names ----
+
+void Compiler::Impl::namespaceChanged(const std::string& name) {
+  // Namespace labels only feed namespaceSelectors: re-match the groups of the namespace.
+  auto it = groupsByNs.find(name);
+  if (it != groupsByNs.end()) dirtyGroupsFull.insert(it->second.begin(), it->second.end());
+}
+
+void Compiler::Impl::applyNamespaceChanges(const ChangeSet& changes) {
+  for (const auto& name : changes.namespaceDeletes) {
+    if (namespaces.erase(name) > 0) namespaceChanged(name);
+  }
+  for (const auto& ns : changes.namespaceUpserts) {
+    auto [it, inserted] = namespaces.try_emplace(ns.name, ns.labels);
+    if (!inserted) {
+      if (it->second == ns.labels) continue;
+      it->second = ns.labels;
+    }
+    namespaceChanged(ns.name);
+  }
+}
+
+void Compiler::Impl::upsertPod(const Pod& pod, PodSnap* snap,
+                               std::set<std::string>& changedPodKeys) {
+  if (snap) {
+    unclaimPod(snap->pod);
+    snap->pod = pod;
+  } else {
+    snap = &pods.emplace(pod.key(), PodSnap{pod, 0}).first->second;
+  }
+  snap->seen = generation;
+  claimPod(snap->pod);
+  changedPodKeys.insert(pod.key());
+}
+
+void Compiler::Impl::applyPodChanges(const ChangeSet& changes,
+                                     std::set<std::string>& changedPodKeys) {
+  for (const auto& key : changes.podDeletes) {
+    auto it = pods.find(key);
+    if (it == pods.end()) continue;
+    unclaimPod(it->second.pod);
+    changedPodKeys.insert(key);
+    pods.erase(it);
+    // podOrder may point at the erased snapshot; the next snapshot update looks pods up by key.
+    podOrder.clear();
+  }
+  std::string key;
+  for (const auto& pod : changes.podUpserts) {
+    key.assign(pod.namespace_).append("/").append(pod.name);
+    auto it = pods.find(key);
+    if (it != pods.end() && samePod(it->second.pod, pod)) continue;
+    upsertPod(pod, it == pods.end() ? nullptr : &it->second, changedPodKeys);
+  }
+}
+
+void Compiler::Impl::upsertPolicy(const NetworkPolicy& pol, OldPolicies& oldPolicies) {
+  std::string key = pol.key();
+  auto it = policies.find(key);
+  if (it != policies.end() && samePolicy(it->second, pol)) return;
+  // The first old version in an update is the one the state was built from.
+  if (it != policies.end()) {
+    oldPolicies.try_emplace(key, it->second);
+    it->second = pol;
+  } else {
+    oldPolicies.try_emplace(key, std::nullopt);
+    policies.emplace(key, pol);
+    policiesByNs[pol.namespace_].insert(key);
+  }
+}
+
+void Compiler::Impl::deletePolicy(std::map<std::string, NetworkPolicy>::iterator it,
+                                  OldPolicies& oldPolicies) {
+  policiesByNs[it->second.namespace_].erase(it->first);
+  oldPolicies.try_emplace(it->first, std::move(it->second));
+  policies.erase(it);
+}
+
+void Compiler::Impl::applyPolicyChanges(const ChangeSet& changes, OldPolicies& oldPolicies) {
+  for (const auto& key : changes.policyDeletes) {
+    auto it = policies.find(key);
+    if (it != policies.end()) deletePolicy(it, oldPolicies);
+  }
+  for (const auto& pol : changes.policyUpserts) upsertPolicy(pol, oldPolicies);
 }
 
 }  // namespace sluice::compiler

@@ -69,8 +69,7 @@
 
 namespace sluice::compiler {
 
-Diff Compiler::Impl::update(const model::Cluster& cluster, const NodeContext& nodeIn) {
-  const auto start = std::chrono::steady_clock::now();
+void Compiler::Impl::beginUpdate() {
   ruleIdAlloc.startUpdate();
   classIdAlloc.startUpdate();
   dirtyEndpoints.clear();
@@ -81,13 +80,38 @@ Diff Compiler::Impl::update(const model::Cluster& cluster, const NodeContext& no
   ruleIdsTouched.clear();
   deadGroups.clear();
   partitionDirty = first;
+  ++generation;
+}
 
-  Diff diff;
+Diff Compiler::Impl::update(const model::Cluster& cluster, const NodeContext& nodeIn) {
+  const auto start = std::chrono::steady_clock::now();
+  beginUpdate();
   std::set<std::string> changedPodKeys;
   OldPolicies oldPolicies;
   detectNamespaces(cluster);
   detectPods(cluster, changedPodKeys);
   detectPolicies(cluster, oldPolicies);
+  return finishUpdate(nodeIn, changedPodKeys, oldPolicies, start);
+}
+
+Diff Compiler::Impl::update(const ChangeSet& changes) {
+  const auto start = std::chrono::steady_clock::now();
+  beginUpdate();
+  std::set<std::string> changedPodKeys;
+  OldPolicies oldPolicies;
+  applyNamespaceChanges(changes);
+  applyPodChanges(changes, changedPodKeys);
+  applyPolicyChanges(changes, oldPolicies);
+  // A copy: refreshEndpoints replaces `node` with what it is given.
+  const NodeContext nodeIn = changes.node ? *changes.node : node;
+  return finishUpdate(nodeIn, changedPodKeys, oldPolicies, start);
+}
+
+Diff Compiler::Impl::finishUpdate(const NodeContext& nodeIn,
+                                  const std::set<std::string>& changedPodKeys,
+                                  const OldPolicies& oldPolicies,
+                                  std::chrono::steady_clock::time_point start) {
+  Diff diff;
   refreshEndpoints(nodeIn, changedPodKeys, oldPolicies);
   updateRules(oldPolicies);
   updateGroups();
@@ -126,6 +150,8 @@ Compiler::~Compiler() = default;
 Diff Compiler::update(const model::Cluster& cluster, const NodeContext& node) {
   return impl_->update(cluster, node);
 }
+
+Diff Compiler::update(const ChangeSet& changes) { return impl_->update(changes); }
 
 const State& Compiler::state() const { return impl_->state; }
 const UpdateStats& Compiler::lastStats() const { return impl_->stats; }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -179,11 +180,24 @@ struct Compiler::Impl {
   std::set<Group*> deadGroups;
 
   Diff update(const model::Cluster& cluster, const NodeContext& nodeIn);
+  Diff update(const ChangeSet& changes);
+  // The stages after change detection, shared by both kinds of update.
+  void beginUpdate();
+  Diff finishUpdate(const NodeContext& nodeIn, const std::set<std::string>& changedPodKeys,
+                    const OldPolicies& oldPolicies, std::chrono::steady_clock::time_point start);
 
   // change_detection.cc
   void detectNamespaces(const model::Cluster& cluster);
   void detectPods(const model::Cluster& cluster, std::set<std::string>& changedPodKeys);
   void detectPolicies(const model::Cluster& cluster, OldPolicies& oldPolicies);
+  // The same from a change set: only the objects it names.
+  void applyNamespaceChanges(const ChangeSet& changes);
+  void applyPodChanges(const ChangeSet& changes, std::set<std::string>& changedPodKeys);
+  void applyPolicyChanges(const ChangeSet& changes, OldPolicies& oldPolicies);
+  void namespaceChanged(const std::string& name);
+  void upsertPod(const Pod& pod, PodSnap* snap, std::set<std::string>& changedPodKeys);
+  void upsertPolicy(const NetworkPolicy& pol, OldPolicies& oldPolicies);
+  void deletePolicy(std::map<std::string, NetworkPolicy>::iterator it, OldPolicies& oldPolicies);
 
   // endpoint_selection.cc
   void refreshEndpoints(const NodeContext& nodeIn, const std::set<std::string>& changedPodKeys,
