@@ -7,7 +7,9 @@
 namespace sluice::compiler {
 
 void Compiler::Impl::addClaim(const IpAddr& ip, ClaimKey key, Group* g) {
-  addrs[ip].claims[std::move(key)] = g;
+  auto [it, inserted] = addrs.try_emplace(ip);
+  if (inserted) addrIndex.insert(ip);
+  it->second.claims[std::move(key)] = g;
   dirtyAddrs.insert(ip);
 }
 

@@ -139,7 +139,10 @@ void Compiler::Impl::updateClasses(PendingPrefixes& pendingPrefixes, Diff& diff)
   // Addresses nobody claims any more.
   for (const auto& p : pendingAddrs) {
     auto it = addrs.find(p.ip);
-    if (it != addrs.end() && it->second.claims.empty()) addrs.erase(it);
+    if (it != addrs.end() && it->second.claims.empty()) {
+      addrIndex.erase(p.ip);
+      addrs.erase(it);
+    }
   }
 
   // The class map: an address's own entry beats a partition prefix of the same length.

@@ -153,6 +153,8 @@ struct Compiler::Impl {
   std::map<GroupKey, std::unique_ptr<Group>> groups;
   std::map<std::string, std::set<Group*>> groupsByNs;
   std::unordered_map<IpAddr, AddrEntry> addrs;
+  // The keys of addrs, ordered: the addresses inside a prefix are one range of it.
+  std::set<IpAddr> addrIndex;
 
   // ---- ipBlock partition (ipblock_partition.cc) ----
   std::map<Prefix, std::vector<RuleId>> partition;

@@ -55,8 +55,15 @@ void Compiler::Impl::updatePartition(PendingPrefixes& pendingPrefixes) {
   }
   partition = std::move(next);
   for (int f = 0; f < 2; ++f) partitionLens[f].assign(lens[f].begin(), lens[f].end());
-  // Any address may have a new longest match.
-  for (const auto& [ip, entry] : addrs) dirtyAddrs.insert(ip);
+  // An address's ipBlock membership is that of its longest matching prefix, so it can change
+  // only for addresses inside a prefix that appeared, disappeared or changed its rules: a
+  // policy change that leaves every block's rules as they were re-signs no address at all.
+  for (const auto& [prefix, sig] : pendingPrefixes) {
+    for (auto it = addrIndex.lower_bound(prefix.addr());
+         it != addrIndex.end() && prefix.contains(*it); ++it) {
+      dirtyAddrs.insert(*it);
+    }
+  }
 }
 
 }  // namespace sluice::compiler
