@@ -75,6 +75,8 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
 
   Json root;
   std::string error;
+  // Duplicate keys outside streamed items, as paths from the root.
+  std::vector<std::string> duplicates;
 
   bool null() override { return scalar(Json()); }
   bool boolean(bool v) override { return scalar(Json(v)); }
@@ -108,7 +110,7 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
     // parent map, whose nodes do not move) or the array index.
     const std::string* key;
     size_t index;
-    size_t dupMark;  // duplicates_.size() when it opened
+    size_t dupMark;  // duplicates.size() when it opened
   };
 
   // "spec.ingress[0].from" for the frames from `first` on, then `leaf`.
@@ -151,7 +153,7 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
     }
     auto& obj = parent->get_ref<Json::object_t&>();
     auto [it, inserted] = obj.try_emplace(std::move(key_));
-    if (!inserted) duplicates_.push_back(pathOf(0, it->first));
+    if (!inserted) duplicates.push_back(pathOf(0, it->first));
     it->second = std::move(v);
     return {&it->second, &it->first, 0};
   }
@@ -187,7 +189,7 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
           stack_.empty() || (stack_.size() == 1 && stack_[0].value->is_object() && key_ == "items");
     }
     Placed at = place(Json(type));
-    stack_.push_back({at.value, role, streamed, at.key, at.index, duplicates_.size()});
+    stack_.push_back({at.value, role, streamed, at.key, at.index, duplicates.size()});
     return true;
   }
 
@@ -200,15 +202,15 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
     if (stack_.size() >= 2 && stack_[stack_.size() - 2].streamed && done.value->is_object()) {
       // Paths relative to the item: drop the prefix of the frames above it.
       std::vector<std::string> itemDups;
-      const size_t strip = done.dupMark < duplicates_.size() ? pathOf(0, "").size() : 0;
-      for (size_t i = done.dupMark; i < duplicates_.size(); ++i) {
+      const size_t strip = done.dupMark < duplicates.size() ? pathOf(0, "").size() : 0;
+      for (size_t i = done.dupMark; i < duplicates.size(); ++i) {
         // Each path recorded inside the item starts with its own ("items[3]." or "[3].").
-        itemDups.push_back(duplicates_[i].substr(std::min(strip, duplicates_[i].size())));
+        itemDups.push_back(duplicates[i].substr(std::min(strip, duplicates[i].size())));
       }
       stack_.pop_back();
       if (onItem_(*done.value, stack_.size() == 1, itemDups)) {
         stack_.back().value->get_ref<Json::array_t&>().pop_back();
-        duplicates_.resize(done.dupMark);
+        duplicates.resize(done.dupMark);
       }
       return true;
     }
@@ -219,10 +221,6 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
   const ItemSink& onItem_;
   std::vector<Frame> stack_;
 
- public:
-  std::vector<std::string> duplicates_;
-
- private:
   std::string key_;
   int skipDepth_ = 0;
 };
@@ -240,7 +238,7 @@ Result<nlohmann::json> parseJsonFiltered(std::string_view text, const ItemSink& 
       msg.erase(0, close + 2);
     return makeError(msg);
   }
-  if (duplicateKeys) *duplicateKeys = std::move(builder.duplicates_);
+  if (duplicateKeys) *duplicateKeys = std::move(builder.duplicates);
   return std::move(builder.root);
 }
 
