@@ -45,11 +45,11 @@ Synthetic build(const Options& o) {
   Synthetic s;
   for (int n = 0; n < o.namespaces; ++n) {
     std::string name = "ns-" + std::to_string(n);
-    s.cluster.namespaces.push_back(
-        {name,
-         {{"kubernetes.io/metadata.name", name}, {"team", "t" + std::to_string(n % 10)},
-          {"env", n % 3 == 0 ? "prod" : "dev"}},
-         {}});
+    s.cluster.namespaces.push_back({name,
+                                    {{"kubernetes.io/metadata.name", name},
+                                     {"team", "t" + std::to_string(n % 10)},
+                                     {"env", n % 3 == 0 ? "prod" : "dev"}},
+                                    {}});
   }
   for (int i = 0; i < o.pods; ++i) {
     model::Pod p;
@@ -70,7 +70,8 @@ Synthetic build(const Options& o) {
                {"dns", 53, Protocol::UDP}};
     p.nodeName = i % (o.pods / o.local) == 0 ? "local" : "remote";
     if (p.nodeName == "local" && static_cast<int>(s.node.endpoints.size()) < o.local) {
-      s.node.endpoints.push_back({static_cast<compiler::EndpointId>(i + 1), p.namespace_, p.name, p.ips});
+      s.node.endpoints.push_back(
+          {static_cast<compiler::EndpointId>(i + 1), p.namespace_, p.name, p.ips});
     }
     s.cluster.pods.push_back(std::move(p));
   }
@@ -88,7 +89,8 @@ Synthetic build(const Options& o) {
       case 1:  // from labelled namespaces on a named port
         pol.podSelector = sel({{"app", app}});
         pol.affectsIngress = true;
-        r.peers.push_back({std::nullopt, sel({{"team", "t" + std::to_string(k % 10)}}), std::nullopt});
+        r.peers.push_back(
+            {std::nullopt, sel({{"team", "t" + std::to_string(k % 10)}}), std::nullopt});
         r.ports.push_back({Protocol::TCP, std::string("http"), std::nullopt});
         pol.ingress.push_back(r);
         break;
@@ -105,7 +107,8 @@ Synthetic build(const Options& o) {
       }
       case 3:  // egress DNS to kube-system-like namespace
         pol.affectsEgress = true;
-        r.peers.push_back({std::nullopt, sel({{"kubernetes.io/metadata.name", "ns-0"}}), std::nullopt});
+        r.peers.push_back(
+            {std::nullopt, sel({{"kubernetes.io/metadata.name", "ns-0"}}), std::nullopt});
         r.ports.push_back({Protocol::UDP, uint16_t{53}, std::nullopt});
         pol.egress.push_back(r);
         break;
@@ -151,13 +154,20 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     const int v = std::atoi(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--pods")) o.pods = v;
-    else if (!std::strcmp(argv[i], "--policies")) o.policies = v;
-    else if (!std::strcmp(argv[i], "--namespaces")) o.namespaces = v;
-    else if (!std::strcmp(argv[i], "--local")) o.local = v;
-    else if (!std::strcmp(argv[i], "--rounds")) o.rounds = v;
+    if (!std::strcmp(argv[i], "--pods"))
+      o.pods = v;
+    else if (!std::strcmp(argv[i], "--policies"))
+      o.policies = v;
+    else if (!std::strcmp(argv[i], "--namespaces"))
+      o.namespaces = v;
+    else if (!std::strcmp(argv[i], "--local"))
+      o.local = v;
+    else if (!std::strcmp(argv[i], "--rounds"))
+      o.rounds = v;
     else {
-      std::fprintf(stderr, "usage: %s [--pods N] [--policies N] [--namespaces N] [--local N] [--rounds N]\n", argv[0]);
+      std::fprintf(
+          stderr, "usage: %s [--pods N] [--policies N] [--namespaces N] [--local N] [--rounds N]\n",
+          argv[0]);
       return 2;
     }
   }
@@ -223,7 +233,8 @@ int main(int argc, char** argv) {
     compiler::State want = compiler::compile(s.cluster, s.node);
     c.update(s.cluster, s.node);
     if (!c.update(s.cluster, s.node).empty()) {
-      std::fprintf(stderr, "compiler_bench: a snapshot update after the change sets was not empty\n");
+      std::fprintf(stderr,
+                   "compiler_bench: a snapshot update after the change sets was not empty\n");
       return 1;
     }
     if (want.endpoints.size() != c.state().endpoints.size() ||
@@ -241,23 +252,28 @@ int main(int argc, char** argv) {
   const double f = median(full);
   std::printf("compiler_bench --pods %d --policies %d --namespaces %d --local %d --rounds %d\n",
               o.pods, o.policies, o.namespaces, o.local, o.rounds);
-  std::printf("state: %zu class-map entries, %zu classes, %zu endpoints, %zu allow entries, %zu rules\n",
-              fullState.classes.size(), classes.size(), fullState.endpoints.size(), entries,
-              fullState.rules.size());
+  std::printf(
+      "state: %zu class-map entries, %zu classes, %zu endpoints, %zu allow entries, %zu rules\n",
+      fullState.classes.size(), classes.size(), fullState.endpoints.size(), entries,
+      fullState.rules.size());
   std::printf("full compile            median %9.3f ms   1.00x\n", f);
-  std::printf("no-change update        median %9.3f ms   full/incremental = %.1fx\n",
-              median(noop), f / median(noop));
-  std::printf("one pod relabel         median %9.3f ms   full/incremental = %.1fx  (%.1f endpoints, %.1f classes recomputed per update)\n",
-              median(relabel), f / median(relabel), double(relabelEndpoints) / o.rounds,
-              double(relabelClasses) / o.rounds);
-  std::printf("one policy change       median %9.3f ms   full/incremental = %.1fx  (%.1f endpoints, %.1f classes recomputed per update)\n",
-              median(policy), f / median(policy), double(policyEndpoints) / o.rounds,
-              double(policyClasses) / o.rounds);
+  std::printf("no-change update        median %9.3f ms   full/incremental = %.1fx\n", median(noop),
+              f / median(noop));
+  std::printf(
+      "one pod relabel         median %9.3f ms   full/incremental = %.1fx  (%.1f endpoints, %.1f "
+      "classes recomputed per update)\n",
+      median(relabel), f / median(relabel), double(relabelEndpoints) / o.rounds,
+      double(relabelClasses) / o.rounds);
+  std::printf(
+      "one policy change       median %9.3f ms   full/incremental = %.1fx  (%.1f endpoints, %.1f "
+      "classes recomputed per update)\n",
+      median(policy), f / median(policy), double(policyEndpoints) / o.rounds,
+      double(policyClasses) / o.rounds);
   const double n = median(noop);
   auto row = [&](const char* what, const std::vector<double>& v) {
     if (v.empty()) return;
-    std::printf("change set: %-18s median %9.3f ms   no-op snapshot/this = %.1fx\n", what, median(v),
-                n / median(v));
+    std::printf("change set: %-18s median %9.3f ms   no-op snapshot/this = %.1fx\n", what,
+                median(v), n / median(v));
   };
   row("no-op", csNoop);
   row("one pod relabel", csRelabel);

@@ -686,8 +686,9 @@ TEST(DecodeApiCompatTest, IpBlockWithHostBitsMeansItsNetwork) {
   const auto& v6 = *p.ingress[0].peers[1].ipBlock;
   EXPECT_EQ(v6.cidr.toString(), "fd00::/64");
   EXPECT_EQ(v6.hostBitsSet, (Written{{"cidr", "fd00::1/64"}}));
-  EXPECT_TRUE(hasNote(d, "spec.ingress[0].from[0].ipBlock.cidr: \"10.0.0.5/24\" has host bits "
-                         "set; read as its network 10.0.0.0/24"))
+  EXPECT_TRUE(hasNote(d,
+                      "spec.ingress[0].from[0].ipBlock.cidr: \"10.0.0.5/24\" has host bits "
+                      "set; read as its network 10.0.0.0/24"))
       << testing::joinNotes(d);
   // A canonical CIDR records nothing.
   const auto q = onlyPolicy(decodeText(
@@ -775,16 +776,18 @@ TEST(DecodeApiCompatTest, DuplicateKeysTakeTheLastValueInYamlAndJson) {
     EXPECT_EQ(std::get<uint16_t>(p.ingress[0].ports[0].port), 443);
     EXPECT_EQ(p.duplicateKeys,
               (std::vector<std::string>{"spec.ingress[0].ports[0].port", "spec.podSelector"}));
-    EXPECT_TRUE(hasNote(d, "NetworkPolicy prod/p: spec.podSelector: duplicate key; the last "
-                           "value is used"))
+    EXPECT_TRUE(hasNote(d,
+                        "NetworkPolicy prod/p: spec.podSelector: duplicate key; the last "
+                        "value is used"))
         << testing::joinNotes(d);
   }
 }
 
 TEST(DecodeApiCompatTest, DuplicateLabelKeysTakeTheLastValue) {
-  for (const char* text :
-       {"apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  labels:\n    app: db\n    app: web\n",
-        R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","labels":{"app":"db","app":"web"}}})"}) {
+  for (
+      const char* text :
+      {"apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  labels:\n    app: db\n    app: web\n",
+       R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","labels":{"app":"db","app":"web"}}})"}) {
     SCOPED_TRACE(text);
     Decoded d = decodeText(text, "pod");
     ASSERT_TRUE(d.errors.empty()) << joinErrors(d);
