@@ -573,17 +573,16 @@ void checkIpBlockHostBits(const LintContext& ctx, std::vector<Finding>& out) {
           if (!block) continue;
           for (const auto& [field, written] : block->hostBitsSet) {
             auto parsed = Prefix::parse(written, /*allowHostBits=*/true);
-            const std::string network = parsed.ok() ? parsed->toString() : written;
-            const bool host = parsed.ok() && parsed->len() < parsed->addr().bits();
-            out.push_back(
-                {kIpBlockHostBits, pol->key(), peerField(dir, r, p) + ".ipBlock." + field,
-                 "\"" + written + "\" has host bits set; it means the whole network " + network,
-                 host ? "write " + network +
-                            " if the network is meant; for the one address "
-                            "write " +
-                            written.substr(0, written.find('/')) + "/" +
-                            std::to_string(parsed->addr().bits())
-                      : "write the network address"});
+            if (!parsed.ok()) continue;  // not from the decoder, which only records valid CIDRs
+            const Prefix& network = *parsed;
+            // Its address part is what was meant when the author wanted one host.
+            const std::string host =
+                written.substr(0, written.find('/')) + "/" + std::to_string(network.addr().bits());
+            out.push_back({kIpBlockHostBits, pol->key(), peerField(dir, r, p) + ".ipBlock." + field,
+                           "\"" + written + "\" has host bits set; it means the whole network " +
+                               network.toString(),
+                           "write " + network.toString() + " for the network, or " + host +
+                               " for the one address"});
           }
         }
       }
