@@ -51,8 +51,11 @@ void Compiler::Impl::releaseGroup(Group* g) {
 // A selector peer against a label group (ipBlocks are classified by the partition).
 bool Compiler::Impl::selectorMatches(const NetworkPolicy& pol, const model::Peer& peer,
                                      const Group& g) {
+  // Namespace labels are only read for a namespaceSelector; the lookup is skipped otherwise,
+  // as this runs for every group against every changed rule.
+  static const Labels kUnread;
   return engine::peerSelectsPod(pol, peer, g.pod.namespace_, g.pod.labels,
-                                nsLabels(g.pod.namespace_));
+                                peer.namespaceSelector ? nsLabels(g.pod.namespace_) : kUnread);
 }
 
 bool Compiler::Impl::groupMatches(const RuleInfo& info, const Group& g) {

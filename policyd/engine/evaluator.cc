@@ -77,7 +77,9 @@ bool Evaluator::peerMatches(const NetworkPolicy& pol, const Peer& peer,
   }
   if (!other.pod || other.pod->hostNetwork) return false;
   const Pod& pod = *other.pod;
-  return peerSelectsPod(pol, peer, pod.namespace_, pod.labels, namespaceLabels(pod.namespace_));
+  // Namespace labels are only read for a namespaceSelector.
+  return peerSelectsPod(pol, peer, pod.namespace_, pod.labels,
+                        peer.namespaceSelector ? namespaceLabels(pod.namespace_) : emptyLabels_);
 }
 
 SideExplanation Evaluator::evaluateSide(const Pod& pod, Direction dir, const Flow& flow) const {

@@ -30,12 +30,14 @@ bool podSelectorMatches(const model::NetworkPolicy& pol, const model::Pod& pod);
 // Whether the policy isolates the pod for the direction (selects it and affects it).
 bool selects(const model::NetworkPolicy& pol, const model::Pod& pod, Direction dir);
 
-// The namespace half of a selector peer: whether pods of namespace `ns` (labels `nsLabels`) can
-// match. Always false for an ipBlock peer.
+// The namespace half of a selector peer: whether pods of namespace `ns` (labels `nsLabels`, read
+// only for a namespaceSelector) can match. Always false for an ipBlock peer.
 bool peerCoversNamespace(const model::NetworkPolicy& pol, const model::Peer& peer,
                          std::string_view ns, const model::Labels& nsLabels);
 // Whether a selector peer of `pol` matches a (non-hostNetwork) pod of namespace `ns` with
 // `podLabels`. Always false for an ipBlock peer: an ipBlock matches addresses, see below.
+// `nsLabels` is read only when the peer has a namespaceSelector, so hot callers may pass any
+// labels otherwise instead of looking them up.
 bool peerSelectsPod(const model::NetworkPolicy& pol, const model::Peer& peer, std::string_view ns,
                     const model::Labels& podLabels, const model::Labels& nsLabels);
 
