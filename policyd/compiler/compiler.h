@@ -1,10 +1,12 @@
-// Model -> IR. The daemon hands the compiler the whole current model on every change; the
-// compiler works out what changed (objects are compared by key and content) and recomputes only
-// the classes and endpoint allow sets the change affects, returning the Diff to apply.
+// Model -> IR. Either the caller hands the compiler the whole current model and the compiler
+// works out what changed (objects are compared by key and content), or the caller names what
+// changed in a ChangeSet; either way only the classes and endpoint allow sets the change
+// affects are recomputed, and the Diff to apply is returned.
 #pragma once
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,25 @@ struct UpdateStats {
   std::chrono::nanoseconds elapsed{0};
 };
 
+// What changed since the previous update, as named by the caller (a cluster store that tracks
+// per-object upserts and deletes): upserts carry the whole new object, deletes its key
+// ("ns/name"; a namespace's name). A key should appear in one list at most; if it is in both,
+// the delete applies first. Upserting an unchanged object is allowed and costs a comparison.
+struct ChangeSet {
+  std::vector<model::Namespace> namespaceUpserts;
+  std::vector<std::string> namespaceDeletes;
+  std::vector<model::Pod> podUpserts;
+  std::vector<std::string> podDeletes;
+  std::vector<model::NetworkPolicy> policyUpserts;
+  std::vector<std::string> policyDeletes;
+  std::optional<NodeContext> node;  // set when this node's endpoints or addresses changed
+
+  bool empty() const {
+    return namespaceUpserts.empty() && namespaceDeletes.empty() && podUpserts.empty() &&
+           podDeletes.empty() && policyUpserts.empty() && policyDeletes.empty() && !node;
+  }
+};
+
 // Full, non-incremental compilation: the reference the incremental path is tested against.
 // It runs the same pipeline as Compiler::update with every cache cold, so ids are dense and
 // deterministic (rules in policy-key order, classes in address order).
@@ -61,6 +82,10 @@ class Compiler {
   // Brings the compiled state up to date with (cluster, node) and returns what changed.
   // The first call returns the full state as a diff from empty.
   Diff update(const model::Cluster& cluster, const NodeContext& node);
+  // Applies a change set to the model the compiler holds (everything earlier updates gave it)
+  // and returns what changed. Costs O(change), not O(cluster): no pod or policy that the set
+  // does not name is looked at. Snapshot and change-set updates may be mixed.
+  Diff update(const ChangeSet& changes);
   const State& state() const;
   const UpdateStats& lastStats() const;
 

@@ -111,8 +111,8 @@ std::optional<RuleId> lookup(const State& s, EndpointId ep, Direction dir, const
   const ClassId cls = classOf(s, peer);
   // Checked before isolation, as the datapath does: kubelet probes must reach every pod.
   if (dir == Direction::Ingress && cls == kHostClass) return kHostRule;
-  const bool isolated = dir == Direction::Ingress ? it->second.ingressIsolated
-                                                  : it->second.egressIsolated;
+  const bool isolated =
+      dir == Direction::Ingress ? it->second.ingressIsolated : it->second.egressIsolated;
   if (!isolated) return kNotIsolated;
   if (auto r = searchEntries(it->second, dir, cls, protocol, port)) return r;
   return searchEntries(it->second, dir, kAnyPeer, protocol, port);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/ip.h"
+#include "policyd/model/direction.h"
 
 namespace sluice::compiler {
 
@@ -28,7 +29,7 @@ inline constexpr ClassId kHostClass = 1;   // this node's own addresses (always 
 inline constexpr ClassId kWorldClass = 2;  // addresses no prefix classifies
 inline constexpr ClassId kFirstDynamicClass = 16;
 
-enum class Direction : uint8_t { Ingress = 0, Egress = 1 };  // relative to the pod
+using Direction = model::Direction;  // relative to the pod; the values are the IR's
 
 // IP protocol numbers; kAnyProtocol for rules without ports (any protocol, ICMP included).
 inline constexpr uint8_t kAnyProtocol = 0;

@@ -13,19 +13,9 @@ using model::NetworkPolicy;
 
 namespace {
 
-// Ports of `rule` that match the flow, with named ports resolved as the evaluator does: against
-// the destination pod, except that a named port never matches when the egress peer that matched
-// is an ipBlock.
 std::optional<int> matchingPort(const model::Rule& rule, const engine::Flow& flow, Direction dir,
                                 bool viaIpBlock) {
-  if (rule.ports.empty()) return -1;
-  const model::Pod* named = (dir == Direction::Egress && viaIpBlock) ? nullptr : flow.dst.pod;
-  for (size_t p = 0; p < rule.ports.size(); ++p) {
-    if (Evaluator::portMatches(rule.ports[p], flow.protocol, flow.port, named)) {
-      return static_cast<int>(p);
-    }
-  }
-  return std::nullopt;
+  return engine::matchingPort(rule, dir, viaIpBlock, flow.protocol, flow.port, flow.dst.pod);
 }
 
 std::string portMissDetail(const model::Rule& rule, const engine::Flow& flow, Direction dir,
@@ -39,9 +29,10 @@ std::string portMissDetail(const model::Rule& rule, const engine::Flow& flow, Di
     if (dir == Direction::Egress && viaIpBlock) {
       s += "; named port " + *name + " never matches an ipBlock peer";
     } else if (flow.dst.pod) {
-      auto resolved = Evaluator::resolveNamedPort(*flow.dst.pod, *name, spec.protocol);
-      s += "; named port " + *name + (resolved ? " is " + std::to_string(*resolved) : " is not defined") +
-           " on " + flow.dst.pod->key();
+      auto resolved = engine::resolveNamedPort(*flow.dst.pod, *name, spec.protocol);
+      s += "; named port " + *name +
+           (resolved ? " is " + std::to_string(*resolved) : " is not defined") + " on " +
+           flow.dst.pod->key();
     }
   }
   return s;
@@ -51,7 +42,7 @@ std::string portMissDetail(const model::Rule& rule, const engine::Flow& flow, Di
 // the port does not, else the first where the port matches but the peer does not.
 std::string nearestMiss(const Evaluator& ev, const NetworkPolicy& pol, Direction dir,
                         const engine::Flow& flow) {
-  const auto& rules = dir == Direction::Ingress ? pol.ingress : pol.egress;
+  const auto& rules = engine::rulesOf(pol, dir);
   const char* dname = engine::directionName(dir);
   if (rules.empty()) {
     return std::string("selects the pod for ") + dname + " and has no " + dname +
@@ -107,11 +98,11 @@ SideReport buildSide(const Evaluator& ev, Direction dir, const model::Pod* pod,
     const auto& ref = *exp.allowedBy;
     std::string detail;
     if (ref.peer >= 0) {
-      detail = std::string(dir == Direction::Ingress ? "from[" : "to[") +
-               std::to_string(ref.peer) + "]";
+      detail =
+          std::string(dir == Direction::Ingress ? "from[" : "to[") + std::to_string(ref.peer) + "]";
       for (const auto* pol : ev.selectingPolicies(*pod, dir)) {
         if (pol->key() != ref.policy) continue;
-        const auto& rules = dir == Direction::Ingress ? pol->ingress : pol->egress;
+        const auto& rules = engine::rulesOf(*pol, dir);
         detail += " " + describePeer(rules.at(ref.rule).peers.at(ref.peer));
         if (ref.port >= 0) {
           detail += ", ports[" + std::to_string(ref.port) + "] " +
@@ -148,8 +139,7 @@ void renderSideText(std::ostream& out, const SideReport& s, const std::string& n
     return;
   }
   if (!e.isolated) {
-    out << "allowed (not isolated for " << dname << ": no " << dname
-        << " policy selects it)\n";
+    out << "allowed (not isolated for " << dname << ": no " << dname << " policy selects it)\n";
     return;
   }
   std::string list;
@@ -197,9 +187,8 @@ Result<ExplainReport> explain(const Evaluator& ev, const std::string& from, cons
       return makeError("--port " + name + ": a named port needs a destination pod, and " +
                        r.dst.describe() + " is not a pod");
     }
-    return makeError("--port " + name + ": destination " + r.dst.pod->key() +
-                     " has no " + model::protocolName(query.protocol) +
-                     " container port named " + name);
+    return makeError("--port " + name + ": destination " + r.dst.pod->key() + " has no " +
+                     model::protocolName(query.protocol) + " container port named " + name);
   }
   r.port = *port;
   std::tie(r.srcIp, r.dstIp) = pairAddresses(r.src, r.dst);

@@ -9,7 +9,10 @@
 
 namespace sluice::ctl {
 
+using engine::affects;
 using engine::Direction;
+using engine::kDirections;
+using engine::rulesOf;
 using model::NetworkPolicy;
 using model::Peer;
 using model::Pod;
@@ -21,16 +24,6 @@ namespace {
 
 constexpr uint16_t kDnsPort = 53;
 constexpr size_t kExamples = 3;  // pods named in a message before "and N more"
-
-const std::vector<Rule>& rulesOf(const NetworkPolicy& pol, Direction dir) {
-  return dir == Direction::Ingress ? pol.ingress : pol.egress;
-}
-
-bool affects(const NetworkPolicy& pol, Direction dir) {
-  return dir == Direction::Ingress ? pol.affectsIngress : pol.affectsEgress;
-}
-
-constexpr Direction kDirections[] = {Direction::Ingress, Direction::Egress};
 
 std::string podList(const std::vector<const Pod*>& pods) {
   std::string s;
@@ -65,7 +58,8 @@ LintContext::LintContext(const engine::Evaluator& ev) : ev_(ev) {
   }
   namespaces_.assign(names.begin(), names.end());
   for (auto& [ns, pods] : podsByNs_) {
-    std::sort(pods.begin(), pods.end(), [](const Pod* a, const Pod* b) { return a->name < b->name; });
+    std::sort(pods.begin(), pods.end(),
+              [](const Pod* a, const Pod* b) { return a->name < b->name; });
   }
   std::sort(addrs_.begin(), addrs_.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first < b.first : a.second->key() < b.second->key();
@@ -73,7 +67,7 @@ LintContext::LintContext(const engine::Evaluator& ev) : ev_(ev) {
   for (const auto& pol : cluster().policies) {
     auto& sel = selected_[&pol];
     for (const auto* pod : podsIn(pol.namespace_)) {
-      if (pol.podSelector.matches(pod->labels)) sel.push_back(pod);
+      if (engine::podSelectorMatches(pol, *pod)) sel.push_back(pod);
     }
   }
 }
@@ -103,10 +97,9 @@ bool LintContext::anyPeerPod(const NetworkPolicy& pol, const Peer& peer,
                              const std::function<bool(const Pod&)>& pred) const {
   if (peer.ipBlock) return false;
   auto visit = [&](const std::string& ns) {
+    const model::Labels& nsLabels = ev_.namespaceLabels(ns);
     for (const auto* pod : podsIn(ns)) {
-      if ((!peer.podSelector || peer.podSelector->matches(pod->labels)) && pred(*pod)) {
-        return true;
-      }
+      if (engine::peerSelectsPod(pol, peer, ns, pod->labels, nsLabels) && pred(*pod)) return true;
     }
     return false;
   };
@@ -209,7 +202,8 @@ void checkEgressWithoutDns(const LintContext& ctx, std::vector<Finding>& out) {
   std::map<const NetworkPolicy*, std::vector<const Pod*>> byPolicy;  // first policy of the set
   std::vector<const Pod*> pods;
   for (const auto& pod : ctx.cluster().pods) pods.push_back(&pod);
-  std::sort(pods.begin(), pods.end(), [](const Pod* a, const Pod* b) { return a->key() < b->key(); });
+  std::sort(pods.begin(), pods.end(),
+            [](const Pod* a, const Pod* b) { return a->key() < b->key(); });
   for (const auto* pod : pods) {
     auto policies = ctx.ev().selectingPolicies(*pod, Direction::Egress);
     if (policies.empty()) continue;
@@ -225,14 +219,14 @@ void checkEgressWithoutDns(const LintContext& ctx, std::vector<Finding>& out) {
     auto it = byPolicy.find(pol);
     if (it == byPolicy.end()) continue;
     const auto& affected = it->second;
-    out.push_back(
-        {kEgressWithoutDns, pol->key(), pol->egress.empty() ? "spec.policyTypes" : "spec.egress",
-         "isolates " + std::to_string(affected.size()) + " pod(s) for egress (" +
-             podList(affected) +
-             ") and no egress rule selecting them allows DNS (UDP or TCP port 53)",
-         "name lookups will time out; add an egress rule to the cluster DNS, e.g. to: "
-         "namespaceSelector kubernetes.io/metadata.name=kube-system + podSelector "
-         "k8s-app=kube-dns, ports UDP/53 and TCP/53"});
+    out.push_back({kEgressWithoutDns, pol->key(),
+                   pol->egress.empty() ? "spec.policyTypes" : "spec.egress",
+                   "isolates " + std::to_string(affected.size()) + " pod(s) for egress (" +
+                       podList(affected) +
+                       ") and no egress rule selecting them allows DNS (UDP or TCP port 53)",
+                   "name lookups will time out; add an egress rule to the cluster DNS, e.g. to: "
+                   "namespaceSelector kubernetes.io/metadata.name=kube-system + podSelector "
+                   "k8s-app=kube-dns, ports UDP/53 and TCP/53"});
   }
 }
 
@@ -287,7 +281,7 @@ void checkUnknownNamedPorts(const LintContext& ctx, std::vector<Finding>& out) {
                                         [](const Peer& p) { return p.ipBlock.has_value(); });
         auto defines = [&](const std::string& name, Protocol proto) {
           auto has = [&](const Pod& pod) {
-            return engine::Evaluator::resolveNamedPort(pod, name, proto).has_value();
+            return engine::resolveNamedPort(pod, name, proto).has_value();
           };
           if (dir == Direction::Ingress) {
             const auto& sel = ctx.selected(*pol);
@@ -297,9 +291,8 @@ void checkUnknownNamedPorts(const LintContext& ctx, std::vector<Finding>& out) {
             return std::any_of(allPods.begin(), allPods.end(),
                                [&](const Pod* p) { return has(*p); });
           }
-          return std::any_of(rule.peers.begin(), rule.peers.end(), [&](const Peer& peer) {
-            return ctx.anyPeerPod(*pol, peer, has);
-          });
+          return std::any_of(rule.peers.begin(), rule.peers.end(),
+                             [&](const Peer& peer) { return ctx.anyPeerPod(*pol, peer, has); });
         };
         // Only built for a finding: the full target list, for the message.
         auto targetsOf = [&]() {
@@ -322,9 +315,10 @@ void checkUnknownNamedPorts(const LintContext& ctx, std::vector<Finding>& out) {
           const std::string proto = model::protocolName(spec.protocol);
           if (onlyIpBlocks) {
             out.push_back({kUnknownNamedPort, pol->key(), field,
-                           "named port " + name + " never matches: all peers of the rule are "
-                                                  "ipBlocks, and a named port only resolves "
-                                                  "against pods",
+                           "named port " + name +
+                               " never matches: all peers of the rule are "
+                               "ipBlocks, and a named port only resolves "
+                               "against pods",
                            "use the port number for ipBlock destinations"});
             continue;
           }
@@ -362,9 +356,10 @@ void checkIpBlockCoversPods(const LintContext& ctx, std::vector<Finding>& out) {
           // Addresses sort by family then bytes: a prefix's addresses are one contiguous run,
           // found by binary search; the covered count is the block's run minus its excepts'.
           auto run = [&](const Prefix& p) {
-            auto lo = std::lower_bound(
-                addrs.begin(), addrs.end(), p.addr(),
-                [](const std::pair<IpAddr, const Pod*>& a, const IpAddr& b) { return a.first < b; });
+            auto lo = std::lower_bound(addrs.begin(), addrs.end(), p.addr(),
+                                       [](const std::pair<IpAddr, const Pod*>& a, const IpAddr& b) {
+                                         return a.first < b;
+                                       });
             auto hi = std::partition_point(
                 lo, addrs.end(),
                 [&](const std::pair<IpAddr, const Pod*>& a) { return p.contains(a.first); });
@@ -376,15 +371,15 @@ void checkIpBlockCoversPods(const LintContext& ctx, std::vector<Finding>& out) {
             const Prefix& ex = block->except[e];
             bool nested = false;  // inside another except: already subtracted
             for (size_t o = 0; o < block->except.size() && !nested; ++o) {
-              nested = o != e && block->except[o].contains(ex) &&
-                       (block->except[o] != ex || o < e);
+              nested = o != e && block->except[o].contains(ex) && (block->except[o] != ex || o < e);
             }
             if (nested) continue;
             auto [elo, ehi] = run(ex);
             count -= static_cast<size_t>(ehi - elo);
           }
           if (count == 0) continue;
-          auto example = std::find_if(lo, hi, [&](const auto& a) { return block->contains(a.first); });
+          auto example =
+              std::find_if(lo, hi, [&](const auto& a) { return block->contains(a.first); });
           std::string msg = "ipBlock " + block->cidr.toString() + " covers " +
                             std::to_string(count) + " pod address(es) (e.g. " +
                             example->second->key() + " " + example->first.toString() + ")";
@@ -395,8 +390,8 @@ void checkIpBlockCoversPods(const LintContext& ctx, std::vector<Finding>& out) {
                     "podSelector/namespaceSelector"
                   : "pod addresses change when pods are rescheduled; select pods with "
                     "podSelector/namespaceSelector instead";
-          out.push_back({kIpBlockCoversPods, pol->key(), peerField(dir, r, p) + ".ipBlock", msg,
-                         hint});
+          out.push_back(
+              {kIpBlockCoversPods, pol->key(), peerField(dir, r, p) + ".ipBlock", msg, hint});
         }
       }
     }
@@ -445,12 +440,12 @@ bool portCovers(const PortSpec& a, const PortSpec& b) {
 }  // namespace
 
 bool ruleCovers(const Rule& a, const Rule& b) {
-  bool peersOk = a.peers.empty() ||
-                 (!b.peers.empty() &&
-                  std::all_of(b.peers.begin(), b.peers.end(), [&](const Peer& bp) {
-                    return std::any_of(a.peers.begin(), a.peers.end(),
-                                       [&](const Peer& ap) { return peerCovers(ap, bp); });
-                  }));
+  bool peersOk =
+      a.peers.empty() ||
+      (!b.peers.empty() && std::all_of(b.peers.begin(), b.peers.end(), [&](const Peer& bp) {
+        return std::any_of(a.peers.begin(), a.peers.end(),
+                           [&](const Peer& ap) { return peerCovers(ap, bp); });
+      }));
   if (!peersOk) return false;
   return a.ports.empty() ||
          (!b.ports.empty() && std::all_of(b.ports.begin(), b.ports.end(), [&](const PortSpec& bp) {
@@ -497,7 +492,8 @@ void checkShadowedRules(const LintContext& ctx, std::vector<Finding>& out) {
                                    ? "allows every peer on every port"
                                    : "allows all this rule does";
             out.push_back({kShadowedRule, b->key(), ruleField(dir, br),
-                           "shadowed by " + (a == b ? std::string("this policy's ") : a->key() + " ") +
+                           "shadowed by " +
+                               (a == b ? std::string("this policy's ") : a->key() + " ") +
                                ruleField(dir, *by) + ", which " + what + " for " +
                                (a == b ? "the same pods" : "every pod this policy selects") +
                                "; this rule adds nothing",
@@ -520,8 +516,10 @@ void checkIgnoredRules(const LintContext& ctx, std::vector<Finding>& out) {
       const std::string name = dir == Direction::Ingress ? "Ingress" : "Egress";
       out.push_back({kIgnoredRules, pol->key(), std::string("spec.") + engine::directionName(dir),
                      "has " + std::to_string(rulesOf(*pol, dir).size()) + " " +
-                         engine::directionName(dir) + " rule(s), but spec.policyTypes does not "
-                         "list " + name + ": they are ignored",
+                         engine::directionName(dir) +
+                         " rule(s), but spec.policyTypes does not "
+                         "list " +
+                         name + ": they are ignored",
                      "add " + name + " to spec.policyTypes, or remove the rules"});
     }
   }
@@ -563,6 +561,95 @@ void checkOrPeers(const LintContext& ctx, std::vector<Finding>& out) {
   }
 }
 
+// --- ipblock-host-bits --------------------------------------------------------------------
+
+void checkIpBlockHostBits(const LintContext& ctx, std::vector<Finding>& out) {
+  for (const auto* pol : sortedPolicies(ctx.cluster())) {
+    for (Direction dir : kDirections) {
+      const auto& rules = rulesOf(*pol, dir);
+      for (size_t r = 0; r < rules.size(); ++r) {
+        for (size_t p = 0; p < rules[r].peers.size(); ++p) {
+          const auto& block = rules[r].peers[p].ipBlock;
+          if (!block) continue;
+          for (const auto& [field, written] : block->hostBitsSet) {
+            auto parsed = Prefix::parse(written, /*allowHostBits=*/true);
+            if (!parsed.ok()) continue;  // not from the decoder, which only records valid CIDRs
+            const Prefix& network = *parsed;
+            // Its address part is what was meant when the author wanted one host.
+            const std::string host =
+                written.substr(0, written.find('/')) + "/" + std::to_string(network.addr().bits());
+            out.push_back({kIpBlockHostBits, pol->key(), peerField(dir, r, p) + ".ipBlock." + field,
+                           "\"" + written + "\" has host bits set; it means the whole network " +
+                               network.toString(),
+                           "write " + network.toString() + " for the network, or " + host +
+                               " for the one address"});
+          }
+        }
+      }
+    }
+  }
+}
+
+// --- ipblock-ipv4-mapped ------------------------------------------------------------------
+
+namespace {
+
+// ::ffff:0:0/96, where IPv4-mapped IPv6 addresses live.
+bool isIpv4Mapped(const Prefix& p) {
+  static const Prefix kMapped = *Prefix::parse("::ffff:0:0/96");
+  return kMapped.contains(p);
+}
+
+// The IPv4 prefix an IPv4-mapped one was probably meant to be.
+std::string ipv4Meaning(const Prefix& p) {
+  const auto& b = p.addr().bytes();
+  IpAddr v4 = IpAddr::v4((uint32_t{b[12]} << 24) | (uint32_t{b[13]} << 16) |
+                         (uint32_t{b[14]} << 8) | b[15]);
+  return Prefix(v4, p.len() - 96).toString();
+}
+
+}  // namespace
+
+void checkIpBlockIpv4Mapped(const LintContext& ctx, std::vector<Finding>& out) {
+  for (const auto* pol : sortedPolicies(ctx.cluster())) {
+    for (Direction dir : kDirections) {
+      const auto& rules = rulesOf(*pol, dir);
+      for (size_t r = 0; r < rules.size(); ++r) {
+        for (size_t p = 0; p < rules[r].peers.size(); ++p) {
+          const auto& block = rules[r].peers[p].ipBlock;
+          if (!block) continue;
+          auto check = [&](const Prefix& prefix, const std::string& field) {
+            if (!isIpv4Mapped(prefix)) return;
+            out.push_back(
+                {kIpBlockIpv4Mapped, pol->key(), peerField(dir, r, p) + ".ipBlock." + field,
+                 prefix.toString() +
+                     " is an IPv4-mapped IPv6 prefix: Kubernetes treats it as IPv6, so it never "
+                     "matches IPv4 traffic (pods and nodes send IPv4 as IPv4)",
+                 "for IPv4 peers write " + ipv4Meaning(prefix)});
+          };
+          check(block->cidr, "cidr");
+          for (size_t e = 0; e < block->except.size(); ++e) {
+            check(block->except[e], "except[" + std::to_string(e) + "]");
+          }
+        }
+      }
+    }
+  }
+}
+
+// --- duplicate-key ------------------------------------------------------------------------
+
+void checkDuplicateKeys(const LintContext& ctx, std::vector<Finding>& out) {
+  for (const auto* pol : sortedPolicies(ctx.cluster())) {
+    for (const auto& field : pol->duplicateKeys) {
+      out.push_back({kDuplicateKey, pol->key(), field,
+                     "given more than once; the last value is used, as the API server does",
+                     "remove the earlier one: other YAML tools may keep the first, and the "
+                     "policy would mean something else to them"});
+    }
+  }
+}
+
 // --- all ----------------------------------------------------------------------------------
 
 std::vector<Finding> lint(const engine::Evaluator& ev) {
@@ -576,6 +663,9 @@ std::vector<Finding> lint(const engine::Evaluator& ev) {
   checkShadowedRules(ctx, out);
   checkIgnoredRules(ctx, out);
   checkOrPeers(ctx, out);
+  checkIpBlockHostBits(ctx, out);
+  checkIpBlockIpv4Mapped(ctx, out);
+  checkDuplicateKeys(ctx, out);
   std::stable_sort(out.begin(), out.end(), [](const Finding& a, const Finding& b) {
     return std::tie(a.object, a.field, a.kind) < std::tie(b.object, b.field, b.kind);
   });

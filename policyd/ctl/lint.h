@@ -24,6 +24,9 @@ inline constexpr const char* kIpBlockCoversPods = "ipblock-covers-pods";
 inline constexpr const char* kShadowedRule = "shadowed-rule";
 inline constexpr const char* kIgnoredRules = "ignored-rules";
 inline constexpr const char* kOrPeers = "or-peers";
+inline constexpr const char* kIpBlockHostBits = "ipblock-host-bits";
+inline constexpr const char* kIpBlockIpv4Mapped = "ipblock-ipv4-mapped";
+inline constexpr const char* kDuplicateKey = "duplicate-key";
 
 struct Finding {
   std::string kind;
@@ -78,6 +81,13 @@ void checkIpBlockCoversPods(const LintContext& ctx, std::vector<Finding>& out);
 void checkShadowedRules(const LintContext& ctx, std::vector<Finding>& out);
 void checkIgnoredRules(const LintContext& ctx, std::vector<Finding>& out);
 void checkOrPeers(const LintContext& ctx, std::vector<Finding>& out);
+// ipBlock CIDRs written with host bits set ("10.0.0.5/24"): accepted, and they mean the
+// network, which is rarely what the author meant.
+void checkIpBlockHostBits(const LintContext& ctx, std::vector<Finding>& out);
+// IPv4-mapped IPv6 ipBlocks ("::ffff:10.0.0.0/120"): IPv6 prefixes, never IPv4 traffic.
+void checkIpBlockIpv4Mapped(const LintContext& ctx, std::vector<Finding>& out);
+// Keys the manifest gives twice: the last value is used.
+void checkDuplicateKeys(const LintContext& ctx, std::vector<Finding>& out);
 
 // All checks; findings sorted by object, then field, then kind.
 std::vector<Finding> lint(const engine::Evaluator& ev);

@@ -73,7 +73,7 @@ class PairEvaluator {
     auto& cache = dir == Direction::Ingress ? ingressCache_ : egressCache_;
     auto [it, inserted] = cache.try_emplace(&pol);
     if (!inserted) return it->second;
-    const auto& rules = dir == Direction::Ingress ? pol.ingress : pol.egress;
+    const auto& rules = engine::rulesOf(pol, dir);
     for (const auto& rule : rules) {
       CompiledRule cr;
       cr.rule = &rule;
@@ -104,26 +104,22 @@ class PairEvaluator {
                   uint16_t port) const {
     for (const auto* cr : rules) {
       if (cr->peers.empty()) {
-        if (portsMatch(*cr->rule, dst, port)) return true;
+        if (portsMatch(*cr->rule, dir, false, dst, port)) return true;
         continue;
       }
       for (const auto& peer : cr->peers) {
         bool match = peer.block ? (otherIp && peer.block->contains(*otherIp))
                                 : ((peer.members[other / 64] >> (other % 64)) & 1) != 0;
         if (!match) continue;
-        const model::Pod* named = (dir == Direction::Egress && peer.block) ? nullptr : dst;
-        if (portsMatch(*cr->rule, named, port)) return true;
+        if (portsMatch(*cr->rule, dir, peer.block != nullptr, dst, port)) return true;
       }
     }
     return false;
   }
 
-  bool portsMatch(const model::Rule& rule, const model::Pod* named, uint16_t port) const {
-    if (rule.ports.empty()) return true;
-    for (const auto& spec : rule.ports) {
-      if (Evaluator::portMatches(spec, query_.protocol, port, named)) return true;
-    }
-    return false;
+  bool portsMatch(const model::Rule& rule, Direction dir, bool viaIpBlock, const model::Pod* dst,
+                  uint16_t port) const {
+    return engine::matchingPort(rule, dir, viaIpBlock, query_.protocol, port, dst).has_value();
   }
 
   const Evaluator& ev_;
@@ -210,7 +206,8 @@ void renderMatrixText(std::ostream& out, const Matrix& m) {
     return std::string(w > s.size() ? w - s.size() : 0, ' ') + s;
   };
   out << "\nPods:\n";
-  for (size_t i = 0; i < n; ++i) out << "  " << pad(std::to_string(i), width) << "  " << m.keys[i] << "\n";
+  for (size_t i = 0; i < n; ++i)
+    out << "  " << pad(std::to_string(i), width) << "  " << m.keys[i] << "\n";
   out << "\n";
   std::string line = std::string(width + 2, ' ');
   for (size_t j = 0; j < n; ++j) line += pad(std::to_string(j), width) + " ";

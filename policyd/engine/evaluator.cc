@@ -10,8 +10,6 @@ using model::Pod;
 using model::PortSpec;
 using model::Protocol;
 
-const char* directionName(Direction d) { return d == Direction::Ingress ? "ingress" : "egress"; }
-
 Evaluator::Evaluator(const model::Cluster& cluster) : cluster_(cluster) {
   for (const auto& ns : cluster_.namespaces) namespaces_.emplace(ns.name, &ns);
   for (const auto& pod : cluster_.pods) {
@@ -58,14 +56,6 @@ const model::Labels& Evaluator::namespaceLabels(std::string_view name) const {
   return it == implicitNsLabels_.end() ? emptyLabels_ : it->second;
 }
 
-std::optional<uint16_t> Evaluator::resolveNamedPort(const Pod& pod, std::string_view name,
-                                                    Protocol protocol) {
-  for (const auto& cp : pod.ports) {
-    if (cp.name == name && cp.protocol == protocol) return cp.port;
-  }
-  return std::nullopt;
-}
-
 std::vector<const NetworkPolicy*> Evaluator::selectingPolicies(const Pod& pod,
                                                                Direction dir) const {
   std::vector<const NetworkPolicy*> out;
@@ -73,8 +63,7 @@ std::vector<const NetworkPolicy*> Evaluator::selectingPolicies(const Pod& pod,
   auto it = policiesByNs_.find(pod.namespace_);
   if (it == policiesByNs_.end()) return out;
   for (const auto* pol : it->second) {
-    bool affects = dir == Direction::Ingress ? pol->affectsIngress : pol->affectsEgress;
-    if (affects && pol->podSelector.matches(pod.labels)) out.push_back(pol);
+    if (selects(*pol, pod, dir)) out.push_back(pol);
   }
   return out;
 }
@@ -88,30 +77,9 @@ bool Evaluator::peerMatches(const NetworkPolicy& pol, const Peer& peer,
   }
   if (!other.pod || other.pod->hostNetwork) return false;
   const Pod& pod = *other.pod;
-  if (peer.namespaceSelector) {
-    // "If namespaceSelector is also set, then the NetworkPolicyPeer as a whole selects the pods
-    // matching podSelector in the Namespaces selected by NamespaceSelector."
-    if (!peer.namespaceSelector->matches(namespaceLabels(pod.namespace_))) return false;
-  } else if (pod.namespace_ != pol.namespace_) {
-    // "Otherwise it selects the pods matching podSelector in the policy's own namespace."
-    return false;
-  }
-  return !peer.podSelector || peer.podSelector->matches(pod.labels);
-}
-
-bool Evaluator::portMatches(const PortSpec& spec, Protocol protocol, uint16_t port,
-                            const Pod* dst) {
-  if (spec.protocol != protocol) return false;
-  if (const auto* num = std::get_if<uint16_t>(&spec.port)) {
-    uint16_t last = spec.endPort.value_or(*num);
-    return port >= *num && port <= last;
-  }
-  if (const auto* name = std::get_if<std::string>(&spec.port)) {
-    if (!dst || dst->hostNetwork) return false;
-    auto resolved = resolveNamedPort(*dst, *name, protocol);
-    return resolved && *resolved == port;
-  }
-  return true;  // protocol only: all ports
+  // Namespace labels are only read for a namespaceSelector.
+  return peerSelectsPod(pol, peer, pod.namespace_, pod.labels,
+                        peer.namespaceSelector ? namespaceLabels(pod.namespace_) : emptyLabels_);
 }
 
 SideExplanation Evaluator::evaluateSide(const Pod& pod, Direction dir, const Flow& flow) const {
@@ -126,20 +94,11 @@ SideExplanation Evaluator::evaluateSide(const Pod& pod, Direction dir, const Flo
   }
   const FlowEnd& other = dir == Direction::Ingress ? flow.src : flow.dst;
   for (const auto* pol : policies) {
-    const auto& rules = dir == Direction::Ingress ? pol->ingress : pol->egress;
+    const auto& rules = rulesOf(*pol, dir);
     for (size_t r = 0; r < rules.size(); ++r) {
       const auto& rule = rules[r];
-      // Which pod a named port resolves against: for ingress the selected pod itself; for
-      // egress the destination pod, and never when the peer that matched is an ipBlock.
-      auto matchPorts = [&](bool viaIpBlock) -> std::optional<int> {
-        if (rule.ports.empty()) return -1;
-        const Pod* named = (dir == Direction::Egress && viaIpBlock) ? nullptr : flow.dst.pod;
-        for (size_t p = 0; p < rule.ports.size(); ++p) {
-          if (portMatches(rule.ports[p], flow.protocol, flow.port, named)) {
-            return static_cast<int>(p);
-          }
-        }
-        return std::nullopt;
+      auto matchPorts = [&](bool viaIpBlock) {
+        return matchingPort(rule, dir, viaIpBlock, flow.protocol, flow.port, flow.dst.pod);
       };
       std::optional<RuleRef> hit;
       if (rule.peers.empty()) {

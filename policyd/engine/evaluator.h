@@ -11,12 +11,10 @@
 
 #include "common/ip.h"
 #include "common/result.h"
+#include "policyd/engine/selection.h"
 #include "policyd/model/types.h"
 
 namespace sluice::engine {
-
-enum class Direction : uint8_t { Ingress, Egress };
-const char* directionName(Direction d);
 
 // One side of a flow: a pod (with the address it uses), or a bare address.
 struct FlowEnd {
@@ -41,8 +39,8 @@ struct RuleRef {
 };
 
 struct SideExplanation {
-  bool applies = false;    // false when this end is not a pod (bare IP): no policy applies
-  bool isolated = false;   // the pod is isolated for this direction
+  bool applies = false;   // false when this end is not a pod (bare IP): no policy applies
+  bool isolated = false;  // the pod is isolated for this direction
   bool allowed = false;
   std::vector<std::string> selectingPolicies;  // "ns/name" of policies selecting the pod here
   std::optional<RuleRef> allowedBy;
@@ -71,9 +69,11 @@ class Evaluator {
   // always present, as the API server sets it).
   const model::Labels& namespaceLabels(std::string_view name) const;
 
-  // Named port resolution against a destination pod's container ports (name and protocol).
+  // Named port resolution (selection.h), kept here for callers that hold an Evaluator.
   static std::optional<uint16_t> resolveNamedPort(const model::Pod& pod, std::string_view name,
-                                                  model::Protocol protocol);
+                                                  model::Protocol protocol) {
+    return engine::resolveNamedPort(pod, name, protocol);
+  }
 
   // Policies in a pod's namespace that select it and affect the direction.
   std::vector<const model::NetworkPolicy*> selectingPolicies(const model::Pod& pod,
@@ -82,9 +82,11 @@ class Evaluator {
   // Does `peer` of policy `pol` match the other end of a flow?
   bool peerMatches(const model::NetworkPolicy& pol, const model::Peer& peer,
                    const FlowEnd& other) const;
-  // Does a port spec match (protocol, port) towards destination `dst` (for named ports)?
+  // Does a port spec match (protocol, port) towards destination `dst` (selection.h)?
   static bool portMatches(const model::PortSpec& spec, model::Protocol protocol, uint16_t port,
-                          const model::Pod* dst);
+                          const model::Pod* dst) {
+    return engine::portMatches(spec, protocol, port, dst);
+  }
 
  private:
   SideExplanation evaluateSide(const model::Pod& pod, Direction dir, const Flow& flow) const;

@@ -141,11 +141,12 @@ class FileDecoder {
   }
   void commitStaged();
 
+  // `dups`: field paths, relative to `doc`, of keys the text gives more than once.
   template <class N>
   void document(const N& doc, int depth, const std::string& inheritKind,
-                const std::string& inheritApiVersion);
+                const std::string& inheritApiVersion, const std::vector<std::string>& dups);
   template <class N>
-  void object(const N& obj, Kind kind, int ordinal);
+  void object(const N& obj, Kind kind, int ordinal, const std::vector<std::string>& dups);
 
   const std::string& file_;
   Decoded& out_;
@@ -189,9 +190,21 @@ std::string bestEffortName(const N& obj) {
   return ns.empty() ? name : ns + "/" + name;
 }
 
+// The paths of `dups` under `prefix` ("items[3]"), relative to it.
+std::vector<std::string> duplicatesUnder(const std::vector<std::string>& dups,
+                                         const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const auto& d : dups) {
+    if (d.size() > prefix.size() + 1 && d.starts_with(prefix) && d[prefix.size()] == '.')
+      out.push_back(d.substr(prefix.size() + 1));
+  }
+  return out;
+}
+
 template <class N>
 void FileDecoder::document(const N& doc, int depth, const std::string& inheritKind,
-                           const std::string& inheritApiVersion) {
+                           const std::string& inheritApiVersion,
+                           const std::vector<std::string>& dups) {
   if (doc.type() == NodeType::Null) return;  // empty document, e.g. a trailing "---"
   int ordinal = ordinal_++;
   std::string where = "object " + std::to_string(ordinal + 1);
@@ -237,8 +250,16 @@ void FileDecoder::document(const N& doc, int depth, const std::string& inheritKi
     }
     std::string itemKind = kind == "List" ? "" : kind.substr(0, kind.size() - 4);
     std::string itemApiVersion = kind == "List" ? "" : apiVersion;
-    items->forEachItem(
-        [&](size_t, const N& item) { document(item, depth + 1, itemKind, itemApiVersion); });
+    for (const auto& d : dups) {
+      if (!d.starts_with("items[")) {
+        emitNote(file_ + ": " + kind + ": " + d +
+                 ": duplicate key; the last value is used, as the API server does");
+      }
+    }
+    items->forEachItem([&](size_t i, const N& item) {
+      document(item, depth + 1, itemKind, itemApiVersion,
+               duplicatesUnder(dups, "items[" + std::to_string(i) + "]"));
+    });
     return;
   }
 
@@ -260,13 +281,23 @@ void FileDecoder::document(const N& doc, int depth, const std::string& inheritKi
          kind == "Namespace" ? Kind::Namespace
          : kind == "Pod"     ? Kind::Pod
                              : Kind::NetworkPolicy,
-         ordinal);
+         ordinal, dups);
 }
 
 template <class N>
-void FileDecoder::object(const N& obj, Kind kind, int ordinal) {
+void FileDecoder::object(const N& obj, Kind kind, int ordinal,
+                         const std::vector<std::string>& dupsIn) {
   problems_ = detail::Problems();
   notes_.clear();
+  // Sorted and once each, whichever reader found them (a key given three times is one).
+  std::vector<std::string> dups = dupsIn;
+  std::sort(dups.begin(), dups.end());
+  dups.erase(std::unique(dups.begin(), dups.end()), dups.end());
+  // YAML and JSON give one answer for a duplicated key: its last value (JSON through the API
+  // server keeps the last; a YAML library may keep either, so the adapters pick the last).
+  for (const auto& d : dups) {
+    notes_.push_back(d + ": duplicate key; the last value is used, as the API server does");
+  }
   detail::ObjectDecoder<N> d(problems_, notes_);
   Origin origin{file_, ordinal};
 
@@ -314,6 +345,7 @@ void FileDecoder::object(const N& obj, Kind kind, int ordinal) {
       // Policy labels are not used; metadata() filled podSelector only to validate them.
       pol.podSelector.matchLabels.clear();
       d.policyBody(obj, pol);
+      pol.duplicateKeys = dups;
       std::string what = label("NetworkPolicy", pol.namespace_, pol.name);
       finish(std::move(pol), what);
       break;
@@ -326,16 +358,18 @@ void FileDecoder::runJson(std::string_view text) {
   // parser completes them; items of a typed list (PodList) need the list's kind, which may come
   // after `items` in the text, so they stay in the tree for the walk below.
   staging_ = true;
-  auto onItem = [&](const nlohmann::json& item, bool inRootArray) {
+  auto onItem = [&](const nlohmann::json& item, bool inRootArray,
+                    const std::vector<std::string>& dups) {
     if (!inRootArray) {
       auto k = item.find("kind");
       auto a = item.find("apiVersion");
       if (k == item.end() || !k->is_string() || a == item.end() || !a->is_string()) return false;
     }
-    document(JsonNode(item), inRootArray ? 0 : 1, "", "");
+    document(JsonNode(item), inRootArray ? 0 : 1, "", "", dups);
     return true;
   };
-  auto parsed = detail::parseJsonFiltered(text, onItem);
+  std::vector<std::string> dups;
+  auto parsed = detail::parseJsonFiltered(text, onItem, &dups);
   staging_ = false;
   if (!parsed.ok()) {
     staged_.clear();  // a syntax error makes the whole file suspect
@@ -345,7 +379,10 @@ void FileDecoder::runJson(std::string_view text) {
   const nlohmann::json& root = *parsed;
   if (root.is_array()) {
     commitStaged();
-    for (const auto& item : root) document(JsonNode(item), 0, "", "");
+    size_t i = 0;
+    for (const auto& item : root) {
+      document(JsonNode(item), 0, "", "", duplicatesUnder(dups, "[" + std::to_string(i++) + "]"));
+    }
     return;
   }
   if (!staged_.empty()) {
@@ -358,7 +395,7 @@ void FileDecoder::runJson(std::string_view text) {
       staged_.clear();  // not a List after all: its items are not objects of their own
     }
   }
-  document(JsonNode(root), 0, "", "");
+  document(JsonNode(root), 0, "", "", dups);
 }
 
 void FileDecoder::runYaml(std::string_view text) {
@@ -373,16 +410,30 @@ void FileDecoder::runYaml(std::string_view text) {
     fileError(where + "invalid YAML: " + e.msg);
     return;
   }
-  for (const auto& doc : docs) document(YamlNode(doc), 0, "", "");
+  for (const auto& doc : docs) document(YamlNode(doc), 0, "", "", detail::yamlDuplicateKeys(doc));
+}
+
+// A line that is a YAML document marker: "---" then the end of the line, a space or a tab.
+bool hasDocumentSeparator(std::string_view text) {
+  for (size_t pos = text.find("\n---"); pos != std::string_view::npos;
+       pos = text.find("\n---", pos + 1)) {
+    size_t after = pos + 4;
+    if (after == text.size() || text[after] == '\n' || text[after] == '\r' || text[after] == ' ' ||
+        text[after] == '\t')
+      return true;
+  }
+  return false;
 }
 
 void FileDecoder::run(std::string_view text) {
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // UTF-8 BOM
   size_t first = text.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos) return;  // empty file
-  // JSON is valid YAML too, but nlohmann is an order of magnitude faster on large dumps.
+  // JSON is valid YAML too, but nlohmann is an order of magnitude faster on large dumps. A
+  // stream whose first document is flow-style JSON followed by `---` and more documents is
+  // YAML (kubectl accepts it); JSON text never has a line starting with "---".
   try {
-    if (text[first] == '{' || text[first] == '[') {
+    if ((text[first] == '{' || text[first] == '[') && !hasDocumentSeparator(text)) {
       runJson(text);
     } else {
       runYaml(text);
@@ -394,7 +445,6 @@ void FileDecoder::run(std::string_view text) {
     fileError(std::string("internal error while decoding: ") + e.what());
   }
 }
-
 
 // Files under a directory, recursively, sorted. Entries whose name starts with '.' are
 // skipped: a mounted ConfigMap holds every file twice (the `..data` symlinks and the hidden

@@ -75,6 +75,8 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
 
   Json root;
   std::string error;
+  // Duplicate keys outside streamed items, as paths from the root.
+  std::vector<std::string> duplicates;
 
   bool null() override { return scalar(Json()); }
   bool boolean(bool v) override { return scalar(Json(v)); }
@@ -104,7 +106,27 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
     Json* value;
     Role role;
     bool streamed;  // its object elements go to onItem_
+    // Where the container sits in its parent, for duplicate-key paths: the key (owned by the
+    // parent map, whose nodes do not move) or the array index.
+    const std::string* key;
+    size_t index;
+    size_t dupMark;  // duplicates.size() when it opened
   };
+
+  // "spec.ingress[0].from" for the frames from `first` on, then `leaf`.
+  std::string pathOf(size_t first, const std::string& leaf) const {
+    std::string out;
+    for (size_t i = first; i < stack_.size(); ++i) {
+      if (stack_[i].key) {
+        if (!out.empty()) out += '.';
+        out += *stack_[i].key;
+      } else if (i > 0) {
+        out += '[' + std::to_string(stack_[i].index) + ']';
+      }
+    }
+    if (!out.empty()) out += '.';
+    return out + leaf;
+  }
 
   Role roleHere() const {
     if (stack_.empty()) return Role::Generic;
@@ -112,20 +134,28 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
     return childRole(f.role, f.value->is_array(), key_);
   }
 
-  Json* place(Json&& v) {
+  struct Placed {
+    Json* value;
+    const std::string* key;
+    size_t index;
+  };
+
+  Placed place(Json&& v) {
     if (stack_.empty()) {
       root = std::move(v);
-      return &root;
+      return {&root, nullptr, 0};
     }
     Json* parent = stack_.back().value;
     if (parent->is_array()) {
-      parent->get_ref<Json::array_t&>().push_back(std::move(v));
-      return &parent->get_ref<Json::array_t&>().back();
+      auto& arr = parent->get_ref<Json::array_t&>();
+      arr.push_back(std::move(v));
+      return {&arr.back(), nullptr, arr.size() - 1};
     }
     auto& obj = parent->get_ref<Json::object_t&>();
-    Json& slot = obj[std::move(key_)];
-    slot = std::move(v);
-    return &slot;
+    auto [it, inserted] = obj.try_emplace(std::move(key_));
+    if (!inserted) duplicates.push_back(pathOf(0, it->first));
+    it->second = std::move(v);
+    return {&it->second, &it->first, 0};
   }
 
   bool scalar(Json&& v) {
@@ -158,7 +188,8 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
       streamed =
           stack_.empty() || (stack_.size() == 1 && stack_[0].value->is_object() && key_ == "items");
     }
-    stack_.push_back({place(Json(type)), role, streamed});
+    Placed at = place(Json(type));
+    stack_.push_back({at.value, role, streamed, at.key, at.index, duplicates.size()});
     return true;
   }
 
@@ -167,24 +198,37 @@ class FilteringBuilder final : public nlohmann::json_sax<Json> {
       --skipDepth_;
       return true;
     }
-    Json* done = stack_.back().value;
-    stack_.pop_back();
-    if (!stack_.empty() && stack_.back().streamed && done->is_object()) {
-      if (onItem_(*done, stack_.size() == 1))
+    const Frame done = stack_.back();
+    if (stack_.size() >= 2 && stack_[stack_.size() - 2].streamed && done.value->is_object()) {
+      // Paths relative to the item: drop the prefix of the frames above it.
+      std::vector<std::string> itemDups;
+      const size_t strip = done.dupMark < duplicates.size() ? pathOf(0, "").size() : 0;
+      for (size_t i = done.dupMark; i < duplicates.size(); ++i) {
+        // Each path recorded inside the item starts with its own ("items[3]." or "[3].").
+        itemDups.push_back(duplicates[i].substr(std::min(strip, duplicates[i].size())));
+      }
+      stack_.pop_back();
+      if (onItem_(*done.value, stack_.size() == 1, itemDups)) {
         stack_.back().value->get_ref<Json::array_t&>().pop_back();
+        duplicates.resize(done.dupMark);
+      }
+      return true;
     }
+    stack_.pop_back();
     return true;
   }
 
   const ItemSink& onItem_;
   std::vector<Frame> stack_;
+
   std::string key_;
   int skipDepth_ = 0;
 };
 
 }  // namespace
 
-Result<nlohmann::json> parseJsonFiltered(std::string_view text, const ItemSink& onItem) {
+Result<nlohmann::json> parseJsonFiltered(std::string_view text, const ItemSink& onItem,
+                                         std::vector<std::string>* duplicateKeys) {
   FilteringBuilder builder(onItem);
   bool ok = Json::sax_parse(text.begin(), text.end(), &builder);
   if (!ok) {
@@ -194,6 +238,7 @@ Result<nlohmann::json> parseJsonFiltered(std::string_view text, const ItemSink& 
       msg.erase(0, close + 2);
     return makeError(msg);
   }
+  if (duplicateKeys) *duplicateKeys = std::move(builder.duplicates);
   return std::move(builder.root);
 }
 

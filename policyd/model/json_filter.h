@@ -7,7 +7,9 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 
@@ -24,7 +26,14 @@ namespace sluice::model::detail {
 // of a top-level array or of the top-level object's "items" array (a List). When it returns
 // true the item has been consumed and is freed at once instead of being kept in the returned
 // tree, so a 100,000-pod List never exists as one DOM.
-using ItemSink = std::function<bool(const nlohmann::json& item, bool inRootArray)>;
-Result<nlohmann::json> parseJsonFiltered(std::string_view text, const ItemSink& onItem = {});
+//
+// Duplicate keys: the last value is kept, as the API server's JSON decoding does. Each one is
+// reported as a field path ("metadata.labels.app"): those inside a streamed item to `onItem`,
+// relative to the item; the others in `duplicateKeys`, relative to the root ("items[3].spec").
+// Keys of dropped fields are not tracked.
+using ItemSink = std::function<bool(const nlohmann::json& item, bool inRootArray,
+                                    const std::vector<std::string>& duplicateKeys)>;
+Result<nlohmann::json> parseJsonFiltered(std::string_view text, const ItemSink& onItem = {},
+                                         std::vector<std::string>* duplicateKeys = nullptr);
 
 }  // namespace sluice::model::detail

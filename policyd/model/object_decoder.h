@@ -95,6 +95,7 @@ class ObjectDecoder {
   std::optional<Protocol> protocol(const N& n);
   std::optional<uint16_t> portNumber(const N& n);
   void note(const std::string& what) { notes_.push_back(what); }
+  Result<Prefix> parseBlockPrefix(const std::string& text, std::string field, IPBlock& out);
 
   Problems& p_;
   std::vector<std::string>& notes_;
@@ -273,6 +274,23 @@ void ObjectDecoder<N>::peer(const N& n, Peer& out) {
 }
 
 template <class N>
+Result<Prefix> ObjectDecoder<N>::parseBlockPrefix(const std::string& text, std::string field,
+                                                  IPBlock& out) {
+  // The API server validates ipBlock CIDRs with ParseCIDRSloppy: host bits are allowed and the
+  // block is the network ("10.0.0.5/24" is 10.0.0.0/24). Read it the same way, keep what was
+  // written for lint, and say so.
+  auto parsed = Prefix::parse(text, /*allowHostBits=*/true);
+  if (!parsed.ok()) return parsed;
+  auto written = IpAddr::parse(std::string_view(text).substr(0, text.find('/')));
+  if (written.ok() && *written != parsed->addr()) {
+    note(p_.path().render() + ": \"" + text + "\" has host bits set; read as its network " +
+         parsed->toString() + ", as the API server does");
+    out.hostBitsSet.emplace_back(std::move(field), text);
+  }
+  return parsed;
+}
+
+template <class N>
 void ObjectDecoder<N>::ipBlock(const N& n, IPBlock& out) {
   if (!expect(n, NodeType::Map)) return;
   checkFields(n, {"cidr", "except"});
@@ -285,7 +303,7 @@ void ObjectDecoder<N>::ipBlock(const N& n, IPBlock& out) {
       p_.add("required");
     } else if (const std::string* c = string(*cidr)) {
       cidrText = *c;
-      auto parsed = Prefix::parse(*c);
+      auto parsed = parseBlockPrefix(*c, "cidr", out);
       if (parsed.ok()) {
         out.cidr = *parsed;
         cidrOk = true;
@@ -302,7 +320,7 @@ void ObjectDecoder<N>::ipBlock(const N& n, IPBlock& out) {
     PathScope si(p_, i);
     const std::string* text = string(e);
     if (!text) return;
-    auto parsed = Prefix::parse(*text);
+    auto parsed = parseBlockPrefix(*text, "except[" + std::to_string(i) + "]", out);
     if (!parsed.ok()) {
       p_.add(parsed.error().message);
       return;

@@ -1,7 +1,9 @@
 #include "policyd/model/tree_node.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
+#include <iterator>
 
 namespace sluice::model::detail {
 
@@ -136,13 +138,56 @@ YamlNode::YamlNode(const YAML::Node& n) : n_(n) {
 
 std::optional<YamlNode> YamlNode::get(std::string_view key) const {
   // Linear scan: Kubernetes maps are small, and yaml-cpp's own lookup needs a std::string key.
+  // yaml-cpp keeps every entry of a duplicated key; the last one wins, as in JSON.
+  std::optional<YAML::Node> found;
   for (const auto& kv : n_) {
-    if (kv.first.IsScalar() && kv.first.Scalar() == key) {
-      if (kv.second.IsNull() || !kv.second.IsDefined()) return std::nullopt;
-      return YamlNode(kv.second);
+    if (kv.first.IsScalar() && kv.first.Scalar() == key) found = kv.second;
+  }
+  if (!found || found->IsNull() || !found->IsDefined()) return std::nullopt;
+  return YamlNode(*found);
+}
+
+bool YamlNode::supersededAt(const YAML::const_iterator& at) const {
+  const std::string& key = at->first.Scalar();
+  for (auto it = std::next(at); it != n_.end(); ++it) {
+    if (it->first.IsScalar() && it->first.Scalar() == key) return true;
+  }
+  return false;
+}
+
+namespace {
+
+void collectDuplicates(const YAML::Node& n, const std::string& path, int depth,
+                       std::vector<std::string>& out) {
+  // Bounded like the decoder's List nesting: nothing we read is nested deeper.
+  if (depth > 64) return;
+  auto join = [&](const std::string& leaf) { return path.empty() ? leaf : path + "." + leaf; };
+  if (n.IsMap()) {
+    std::vector<std::string> seen;
+    for (const auto& kv : n) {
+      if (!kv.first.IsScalar()) continue;
+      const std::string& key = kv.first.Scalar();
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        out.push_back(join(key));
+      } else {
+        seen.push_back(key);
+      }
+      collectDuplicates(kv.second, join(key), depth + 1, out);
+    }
+  } else if (n.IsSequence()) {
+    size_t i = 0;
+    for (const auto& item : n) {
+      collectDuplicates(item, path + "[" + std::to_string(i++) + "]", depth + 1, out);
     }
   }
-  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<std::string> yamlDuplicateKeys(const YAML::Node& doc) {
+  std::vector<std::string> out;
+  collectDuplicates(doc, "", 0, out);
+  return out;
 }
 
 }  // namespace sluice::model::detail

@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sluice::model::detail {
 
@@ -91,6 +92,11 @@ class JsonNode {
 // YAML scalars are untyped text; resolve plain (unquoted) scalars the way kubectl's YAML
 // library (go-yaml v2, YAML 1.1 booleans) does, so `port: 80` is an integer, `port: "80"` a
 // string and `enabled: yes` a boolean — the API server then sees the same types we check.
+// Field paths ("metadata.labels.app", "items[2].spec") of the map keys a YAML document gives
+// more than once. The adapters below read the last value of such a key, the way the API
+// server's JSON decoding does, so YAML and JSON inputs give one answer.
+std::vector<std::string> yamlDuplicateKeys(const YAML::Node& doc);
+
 class YamlNode {
  public:
   explicit YamlNode(const YAML::Node& n);
@@ -106,13 +112,18 @@ class YamlNode {
     size_t i = 0;
     for (const auto& v : n_) f(i++, YamlNode(v));
   }
+  // Each key once, with its last value (yaml-cpp keeps every entry of a duplicated key).
   template <class F>
   void forEachEntry(F f) const {
-    for (const auto& kv : n_) f(kv.first.Scalar(), YamlNode(kv.second));
+    for (auto it = n_.begin(); it != n_.end(); ++it) {
+      if (!supersededAt(it)) f(it->first.Scalar(), YamlNode(it->second));
+    }
   }
   int line() const { return n_.Mark().line >= 0 ? n_.Mark().line + 1 : 0; }
 
  private:
+  bool supersededAt(const YAML::const_iterator& at) const;
+
   YAML::Node n_;
   NodeType type_ = NodeType::Null;
   int64_t int_ = 0;

@@ -18,10 +18,12 @@ std::optional<Protocol> parseProtocol(std::string_view s) {
   return std::nullopt;
 }
 
-bool IPBlock::contains(const IpAddr& a) const {
-  if (!cidr.contains(a)) return false;
+bool IPBlock::contains(const IpAddr& a) const { return contains(Prefix::host(a)); }
+
+bool IPBlock::contains(const Prefix& p) const {
+  if (!cidr.contains(p)) return false;
   for (const auto& e : except) {
-    if (e.contains(a)) return false;
+    if (e.contains(p)) return false;
   }
   return true;
 }

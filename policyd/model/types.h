@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -52,7 +53,14 @@ struct Pod {
 struct IPBlock {
   Prefix cidr;
   std::vector<Prefix> except;
+  // The API server accepts a CIDR with host bits set ("10.0.0.5/24") and means its network;
+  // so does the decoder. What was written, for lint: ("cidr" or "except[i]", text as written).
+  std::vector<std::pair<std::string, std::string>> hostBitsSet;
+  // "cidr minus except": the one definition of ipBlock membership.
   bool contains(const IpAddr& a) const;
+  // Every address of `p`: `p` lies inside the cidr and inside no except. Exact when no except
+  // lies strictly inside `p`, as for a host prefix or an atom of the compiler's partition.
+  bool contains(const Prefix& p) const;
 };
 
 // One element of `from` / `to`. Exactly one of: ipBlock, or at least one selector.
@@ -88,6 +96,9 @@ struct NetworkPolicy {
   std::vector<Rule> ingress;
   std::vector<Rule> egress;
   Origin origin;
+  // Fields given more than once in the manifest ("spec.podSelector"); the last value is used,
+  // as the API server's JSON decoding does. For lint.
+  std::vector<std::string> duplicateKeys;
 
   std::string key() const { return namespace_ + "/" + name; }
 };

@@ -75,8 +75,8 @@ TEST(RuleCoversTest, IpBlocksWithExcept) {
 
 // Lints the fixture cluster's pods and namespaces plus one lint fixture, in process.
 std::vector<Finding> lintFixture(const std::string& kind) {
-  auto d = model::loadPaths({fixture("cluster/namespaces.yaml"), fixture("cluster/pods.json"),
-                             fixture("lint/" + kind)});
+  auto d = model::loadPaths(
+      {fixture("cluster/namespaces.yaml"), fixture("cluster/pods.json"), fixture("lint/" + kind)});
   EXPECT_TRUE(d.errors.empty()) << d.errors.front().message;
   engine::Evaluator ev(d.cluster);
   return lint(ev);
@@ -97,9 +97,8 @@ TEST_P(LintKindTest, FixtureTriggersExactlyItsKind) {
 
 INSTANTIATE_TEST_SUITE_P(Kinds, LintKindTest,
                          ::testing::Values(kPolicySelectsNothing, kPeerSelectsNothing,
-                                           kEgressWithoutDns, kUnknownNamedPort,
-                                           kIpBlockCoversPods, kShadowedRule, kIgnoredRules,
-                                           kOrPeers),
+                                           kEgressWithoutDns, kUnknownNamedPort, kIpBlockCoversPods,
+                                           kShadowedRule, kIgnoredRules, kOrPeers),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (auto& c : n) c = c == '-' ? '_' : c;
@@ -107,8 +106,8 @@ INSTANTIATE_TEST_SUITE_P(Kinds, LintKindTest,
                          });
 
 TEST(LintTest, CleanClusterAndDemoHaveNoFindings) {
-  for (const auto& path : {fixture("cluster"), std::string(SLUICE_SOURCE_DIR) +
-                                                   "/manifests/examples"}) {
+  for (const auto& path :
+       {fixture("cluster"), std::string(SLUICE_SOURCE_DIR) + "/manifests/examples"}) {
     auto d = model::loadPaths({path});
     ASSERT_TRUE(d.errors.empty());
     engine::Evaluator ev(d.cluster);
@@ -188,6 +187,84 @@ TEST(LintTest, TextLineFormat) {
   std::ostringstream os;
   renderLintText(os, {Finding{"k", "ns/p", "spec.x", "msg", "do y"}});
   EXPECT_EQ(os.str(), "WARN k ns/p spec.x: msg (hint: do y)\n");
+}
+
+// Lint of what the decoder read: the manifest text goes through decodeText as `sluicectl lint -f`.
+std::vector<Finding> lintText(const std::string& text, const std::string& file) {
+  model::Decoded d = model::decodeText(text, file);
+  EXPECT_TRUE(d.errors.empty()) << (d.errors.empty() ? "" : d.errors[0].message);
+  engine::Evaluator ev(d.cluster);
+  return lint(ev);
+}
+
+std::vector<Finding> ofKind(const std::vector<Finding>& all, const char* kind) {
+  std::vector<Finding> out;
+  for (const auto& f : all) {
+    if (f.kind == kind) out.push_back(f);
+  }
+  return out;
+}
+
+std::string ipBlockPolicy(const std::string& block) {
+  return "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: "
+         "ns}\nspec:\n  podSelector: {}\n  ingress:\n  - from:\n    - ipBlock: " +
+         block + "\n";
+}
+
+TEST(LintTest, IpBlockWithHostBitsWarnsWithTheNetworkItMeans) {
+  auto out = ofKind(lintText(ipBlockPolicy("{cidr: 10.0.0.5/24, except: [10.0.0.9/30]}"), "p.yaml"),
+                    kIpBlockHostBits);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].object, "ns/p");
+  EXPECT_EQ(out[0].field, "spec.ingress[0].from[0].ipBlock.cidr");
+  EXPECT_NE(out[0].message.find("\"10.0.0.5/24\" has host bits set; it means the whole network "
+                                "10.0.0.0/24"),
+            std::string::npos)
+      << out[0].message;
+  EXPECT_NE(out[0].hint.find("10.0.0.5/32"), std::string::npos) << out[0].hint;
+  EXPECT_EQ(out[1].field, "spec.ingress[0].from[0].ipBlock.except[0]");
+  EXPECT_NE(out[1].message.find("10.0.0.8/30"), std::string::npos) << out[1].message;
+  EXPECT_TRUE(
+      ofKind(lintText(ipBlockPolicy("{cidr: 10.0.0.0/24}"), "q.yaml"), kIpBlockHostBits).empty());
+}
+
+TEST(LintTest, Ipv4MappedIpBlockWarns) {
+  auto out = ofKind(lintText(ipBlockPolicy("{cidr: \"::ffff:192.168.77.0/120\"}"), "p.yaml"),
+                    kIpBlockIpv4Mapped);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].field, "spec.ingress[0].from[0].ipBlock.cidr");
+  EXPECT_NE(out[0].message.find("::ffff:192.168.77.0/120 is an IPv4-mapped IPv6 prefix"),
+            std::string::npos)
+      << out[0].message;
+  EXPECT_NE(out[0].hint.find("192.168.77.0/24"), std::string::npos) << out[0].hint;
+  // The whole mapped range is 0.0.0.0/0 in IPv4 terms; an except inside it warns too.
+  out = ofKind(lintText(ipBlockPolicy("{cidr: \"::/0\", except: [\"::ffff:0:0/96\"]}"), "q.yaml"),
+               kIpBlockIpv4Mapped);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].field, "spec.ingress[0].from[0].ipBlock.except[0]");
+  EXPECT_NE(out[0].hint.find("0.0.0.0/0"), std::string::npos) << out[0].hint;
+  // Ordinary IPv6 and IPv4 blocks do not.
+  for (const char* b : {"{cidr: \"fd00::/64\"}", "{cidr: \"::/0\"}", "{cidr: 192.168.77.0/24}",
+                        "{cidr: \"::fffe:0:0/96\"}"}) {
+    EXPECT_TRUE(ofKind(lintText(ipBlockPolicy(b), "r.yaml"), kIpBlockIpv4Mapped).empty()) << b;
+  }
+}
+
+TEST(LintTest, DuplicateKeysWarnTheSameInYamlAndJson) {
+  const std::string yaml =
+      "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: "
+      "ns}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  podSelector: {}\n";
+  const std::string json =
+      R"({"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"p",)"
+      R"("namespace":"ns"},"spec":{"podSelector":{"matchLabels":{"app":"db"}},"podSelector":{}}})";
+  for (const auto& [text, file] : {std::pair{yaml, "p.yaml"}, std::pair{json, "p.json"}}) {
+    SCOPED_TRACE(file);
+    auto out = ofKind(lintText(text, file), kDuplicateKey);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].object, "ns/p");
+    EXPECT_EQ(out[0].field, "spec.podSelector");
+    EXPECT_NE(out[0].message.find("the last value is used"), std::string::npos);
+  }
 }
 
 }  // namespace

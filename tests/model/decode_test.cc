@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "tests/model/test_util.h"
 
 namespace sluice::model {
@@ -654,6 +656,152 @@ TEST(DecodeMalformedTest, StrangeButWellFormedDocuments) {
     EXPECT_NO_THROW(d = decodeText(text, "odd")) << text;
     EXPECT_TRUE(d.cluster.pods.empty() && d.cluster.policies.empty()) << text;
   }
+}
+
+// ---- what the API server accepts, Sluice reads ----
+
+bool hasNote(const Decoded& d, std::string_view text) {
+  return std::any_of(d.notes.begin(), d.notes.end(),
+                     [&](const std::string& n) { return n.find(text) != std::string::npos; });
+}
+
+TEST(DecodeApiCompatTest, IpBlockWithHostBitsMeansItsNetwork) {
+  // The API server validates ipBlocks with ParseCIDRSloppy; upstream e2e tests use such CIDRs.
+  Decoded d = decodeText(
+      policyYaml("  podSelector: {}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.5/24, "
+                 "except: [10.0.0.7/28]}\n    - ipBlock: {cidr: \"fd00::1/64\"}\n"),
+      "p.yaml");
+  const auto p = onlyPolicy(d);
+  ASSERT_EQ(p.ingress.size(), 1u);
+  ASSERT_EQ(p.ingress[0].peers.size(), 2u);
+  const auto& v4 = *p.ingress[0].peers[0].ipBlock;
+  EXPECT_EQ(v4.cidr.toString(), "10.0.0.0/24");
+  ASSERT_EQ(v4.except.size(), 1u);
+  EXPECT_EQ(v4.except[0].toString(), "10.0.0.0/28");
+  EXPECT_TRUE(v4.contains(ip("10.0.0.200")));
+  EXPECT_FALSE(v4.contains(ip("10.0.0.5")));  // inside the except's network
+  EXPECT_FALSE(v4.contains(ip("10.0.1.5")));
+  using Written = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(v4.hostBitsSet, (Written{{"cidr", "10.0.0.5/24"}, {"except[0]", "10.0.0.7/28"}}));
+  const auto& v6 = *p.ingress[0].peers[1].ipBlock;
+  EXPECT_EQ(v6.cidr.toString(), "fd00::/64");
+  EXPECT_EQ(v6.hostBitsSet, (Written{{"cidr", "fd00::1/64"}}));
+  EXPECT_TRUE(hasNote(d,
+                      "spec.ingress[0].from[0].ipBlock.cidr: \"10.0.0.5/24\" has host bits "
+                      "set; read as its network 10.0.0.0/24"))
+      << testing::joinNotes(d);
+  // A canonical CIDR records nothing.
+  const auto q = onlyPolicy(decodeText(
+      policyYaml("  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/24}}]}]\n"),
+      "q.yaml"));
+  EXPECT_TRUE(q.ingress[0].peers[0].ipBlock->hostBitsSet.empty());
+}
+
+TEST(DecodeApiCompatTest, IpBlockWithHostBitsSameInJson) {
+  Decoded d = decodeText(
+      R"({"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"p"},)"
+      R"("spec":{"podSelector":{},"egress":[{"to":[{"ipBlock":{"cidr":"192.168.1.77/16"}}]}]}})",
+      "p.json");
+  const auto p = onlyPolicy(d);
+  ASSERT_EQ(p.egress.size(), 1u);
+  EXPECT_EQ(p.egress[0].peers[0].ipBlock->cidr.toString(), "192.168.0.0/16");
+  EXPECT_EQ(p.egress[0].peers[0].ipBlock->hostBitsSet.size(), 1u);
+}
+
+TEST(DecodeApiCompatTest, FlowJsonFirstDocumentThenYamlDocuments) {
+  // kubectl reads this as a YAML stream: JSON is flow-style YAML.
+  Decoded d = decodeText(
+      "{\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"a\", \"namespace\": "
+      "\"prod\", \"labels\": {\"app\": \"web\"}}}\n"
+      "---\n"
+      "apiVersion: v1\nkind: Pod\nmetadata:\n  name: b\n  namespace: prod\n"
+      "--- # a comment after the marker\n" +
+          policyYaml("  podSelector: {matchLabels: {app: web}}\n"),
+      "stream.yaml");
+  ASSERT_TRUE(d.errors.empty()) << joinErrors(d);
+  ASSERT_EQ(d.cluster.pods.size(), 2u);
+  EXPECT_EQ(d.cluster.pods[0].key(), "prod/a");
+  EXPECT_EQ(d.cluster.pods[0].labels.at("app"), "web");
+  EXPECT_EQ(d.cluster.pods[1].key(), "prod/b");
+  EXPECT_EQ(d.cluster.policies.size(), 1u);
+  // "---" inside a JSON string is not a document marker: still one JSON document.
+  Decoded j = decodeText(
+      "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"x\",\n"
+      "\"labels\":{\"a\":\"b\"}}}",
+      "one.json");
+  ASSERT_TRUE(j.errors.empty()) << joinErrors(j);
+  EXPECT_EQ(j.cluster.namespaces.size(), 1u);
+}
+
+// One answer for a key given twice, whatever the format: the last value, with a note.
+struct DuplicateCase {
+  const char* name;
+  const char* text;
+};
+
+TEST(DecodeApiCompatTest, DuplicateKeysTakeTheLastValueInYamlAndJson) {
+  const DuplicateCase cases[] = {
+      {"p.yaml",
+       "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: "
+       "prod}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  podSelector: {matchLabels: "
+       "{app: web}}\n  ingress: [{ports: [{port: 80, port: 443}]}]\n"},
+      {"p.json",
+       R"({"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"p",)"
+       R"("namespace":"prod"},"spec":{"podSelector":{"matchLabels":{"app":"db"}},)"
+       R"("podSelector":{"matchLabels":{"app":"web"}},"ingress":[{"ports":[{"port":80,"port":443}]}]}})"},
+      // Streamed List items and a root array go through other paths of the JSON reader.
+      {"list.json",
+       R"({"apiVersion":"v1","kind":"List","items":[{"apiVersion":"networking.k8s.io/v1",)"
+       R"("kind":"NetworkPolicy","metadata":{"name":"p","namespace":"prod"},"spec":{)"
+       R"("podSelector":{"matchLabels":{"app":"db"}},"podSelector":{"matchLabels":{"app":"web"}},)"
+       R"("ingress":[{"ports":[{"port":80,"port":443}]}]}}]})"},
+      {"array.json",
+       R"([{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"other"}},)"
+       R"({"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"p",)"
+       R"("namespace":"prod"},"spec":{"podSelector":{"matchLabels":{"app":"db"}},)"
+       R"("podSelector":{"matchLabels":{"app":"web"}},"ingress":[{"ports":[{"port":80,"port":443}]}]}}])"},
+      {"list.yaml",
+       "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.k8s.io/v1\n  kind: "
+       "NetworkPolicy\n  metadata: {name: p, namespace: prod}\n  spec:\n    podSelector: "
+       "{matchLabels: {app: db}}\n    podSelector: {matchLabels: {app: web}}\n    ingress: "
+       "[{ports: [{port: 80, port: 443}]}]\n"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    Decoded d = decodeText(c.text, c.name);
+    const auto p = onlyPolicy(d);
+    EXPECT_EQ(p.podSelector.toString(), "app=web");
+    ASSERT_EQ(p.ingress.size(), 1u);
+    ASSERT_EQ(p.ingress[0].ports.size(), 1u);
+    EXPECT_EQ(std::get<uint16_t>(p.ingress[0].ports[0].port), 443);
+    EXPECT_EQ(p.duplicateKeys,
+              (std::vector<std::string>{"spec.ingress[0].ports[0].port", "spec.podSelector"}));
+    EXPECT_TRUE(hasNote(d,
+                        "NetworkPolicy prod/p: spec.podSelector: duplicate key; the last "
+                        "value is used"))
+        << testing::joinNotes(d);
+  }
+}
+
+TEST(DecodeApiCompatTest, DuplicateLabelKeysTakeTheLastValue) {
+  for (
+      const char* text :
+      {"apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  labels:\n    app: db\n    app: web\n",
+       R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","labels":{"app":"db","app":"web"}}})"}) {
+    SCOPED_TRACE(text);
+    Decoded d = decodeText(text, "pod");
+    ASSERT_TRUE(d.errors.empty()) << joinErrors(d);
+    ASSERT_EQ(d.cluster.pods.size(), 1u);
+    EXPECT_EQ(d.cluster.pods[0].labels, (Labels{{"app", "web"}}));
+    EXPECT_TRUE(hasNote(d, "Pod default/a: metadata.labels.app: duplicate key"))
+        << testing::joinNotes(d);
+  }
+}
+
+TEST(DecodeApiCompatTest, UnknownKindsAreSkippedWithANote) {
+  Decoded d = decodeText("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n", "s.yaml");
+  EXPECT_TRUE(d.errors.empty());
+  EXPECT_TRUE(hasNote(d, "skipped Service s (v1)")) << testing::joinNotes(d);
 }
 
 }  // namespace

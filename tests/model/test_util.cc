@@ -76,6 +76,12 @@ std::string describe(const Cluster& c) {
   return o.str();
 }
 
+std::string joinNotes(const Decoded& d) {
+  std::string out;
+  for (const auto& n : d.notes) out += n + "\n";
+  return out;
+}
+
 std::string joinErrors(const Decoded& d) {
   std::string out;
   for (const auto& e : d.errors) out += e.message + "\n";

@@ -13,6 +13,7 @@ std::string describe(const Cluster& c);
 
 // All errors joined by newlines (for assertion messages).
 std::string joinErrors(const Decoded& d);
+std::string joinNotes(const Decoded& d);
 
 // A NetworkPolicy prod/allow-web in YAML with the given spec body (already indented by 2).
 std::string policyYaml(std::string_view specBody);

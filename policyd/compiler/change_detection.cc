@@ -1,0 +1,222 @@
+// Change detection: the model the daemon hands over is compared, object by object and by
+// content (Origin ignored), with the one last seen; each change marks what it affects for the
+// later stages.
+#include <algorithm>
+#include <iterator>
+
+#include "policyd/compiler/compiler_impl.h"
+#include "policyd/engine/selection.h"
+
+namespace sluice::compiler {
+
+namespace {
+
+// ---- model comparisons (by content; Origin is ignored) ----
+
+bool samePortSpec(const model::PortSpec& a, const model::PortSpec& b) {
+  return a.protocol == b.protocol && a.port == b.port && a.endPort == b.endPort;
+}
+
+bool samePeer(const model::Peer& a, const model::Peer& b) {
+  if (a.podSelector != b.podSelector || a.namespaceSelector != b.namespaceSelector) return false;
+  if (a.ipBlock.has_value() != b.ipBlock.has_value()) return false;
+  return !a.ipBlock ||
+         (a.ipBlock->cidr == b.ipBlock->cidr && a.ipBlock->except == b.ipBlock->except);
+}
+
+bool sameRule(const model::Rule& a, const model::Rule& b) {
+  return std::equal(a.peers.begin(), a.peers.end(), b.peers.begin(), b.peers.end(), samePeer) &&
+         std::equal(a.ports.begin(), a.ports.end(), b.ports.begin(), b.ports.end(), samePortSpec);
+}
+
+bool samePolicy(const NetworkPolicy& a, const NetworkPolicy& b) {
+  return a.podSelector == b.podSelector && a.affectsIngress == b.affectsIngress &&
+         a.affectsEgress == b.affectsEgress &&
+         std::equal(a.ingress.begin(), a.ingress.end(), b.ingress.begin(), b.ingress.end(),
+                    sameRule) &&
+         std::equal(a.egress.begin(), a.egress.end(), b.egress.begin(), b.egress.end(), sameRule);
+}
+
+bool samePorts(const std::vector<model::ContainerPort>& a,
+               const std::vector<model::ContainerPort>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+    return x.name == y.name && x.port == y.port && x.protocol == y.protocol;
+  });
+}
+
+bool samePod(const Pod& a, const Pod& b) {
+  return a.labels == b.labels && a.ips == b.ips && a.hostNetwork == b.hostNetwork &&
+         samePorts(a.ports, b.ports);
+}
+
+}  // namespace
+
+void Compiler::Impl::detectNamespaces(const model::Cluster& cluster) {
+  std::map<std::string, Labels, std::less<>> next;
+  for (const auto& ns : cluster.namespaces) next.emplace(ns.name, ns.labels);
+  std::set<std::string> changed;
+  for (const auto& [name, labels] : next) {
+    auto it = namespaces.find(name);
+    if (it == namespaces.end() || it->second != labels) changed.insert(name);
+  }
+  for (const auto& [name, labels] : namespaces) {
+    if (!next.contains(name)) changed.insert(name);
+  }
+  namespaces = std::move(next);
+  // Namespace labels only feed namespaceSelectors: re-match the groups of the namespace.
+  for (const auto& name : changed) {
+    auto it = groupsByNs.find(name);
+    if (it == groupsByNs.end()) continue;
+    dirtyGroupsFull.insert(it->second.begin(), it->second.end());
+  }
+}
+
+void Compiler::Impl::detectPods(const model::Cluster& cluster,
+                                std::set<std::string>& changedPodKeys) {
+  std::vector<PodSnap*> order;
+  order.reserve(cluster.pods.size());
+  size_t seen = 0;
+  std::string key;
+  for (size_t i = 0; i < cluster.pods.size(); ++i) {
+    const Pod& pod = cluster.pods[i];
+    PodSnap* snap = nullptr;
+    if (i < podOrder.size() && podOrder[i] && podOrder[i]->pod.name == pod.name &&
+        podOrder[i]->pod.namespace_ == pod.namespace_) {
+      snap = podOrder[i];
+    } else {
+      key.assign(pod.namespace_).append("/").append(pod.name);
+      auto it = pods.find(key);
+      if (it != pods.end()) snap = &it->second;
+    }
+    if (snap && snap->seen == generation) {  // duplicate key: the first wins
+      order.push_back(nullptr);
+      continue;
+    }
+    ++seen;
+    if (snap && samePod(snap->pod, pod)) {
+      snap->seen = generation;
+      order.push_back(snap);
+      continue;
+    }
+    if (!snap) {
+      upsertPod(pod, nullptr, changedPodKeys);
+      snap = &pods.at(pod.key());
+    } else {
+      upsertPod(pod, snap, changedPodKeys);
+    }
+    order.push_back(snap);
+  }
+  if (seen != pods.size()) {
+    for (auto it = pods.begin(); it != pods.end();) {
+      if (it->second.seen == generation) {
+        ++it;
+        continue;
+      }
+      unclaimPod(it->second.pod);
+      changedPodKeys.insert(it->first);
+      it = pods.erase(it);
+    }
+  }
+  podOrder = std::move(order);
+}
+
+void Compiler::Impl::detectPolicies(const model::Cluster& cluster, OldPolicies& oldPolicies) {
+  std::set<std::string> seen;
+  for (const auto& pol : cluster.policies) {
+    std::string key = pol.key();
+    if (!seen.insert(key).second) continue;
+    upsertPolicy(pol, oldPolicies);
+  }
+  for (auto it = policies.begin(); it != policies.end();) {
+    auto next = std::next(it);
+    if (!seen.contains(it->first)) deletePolicy(it, oldPolicies);
+    it = next;
+  }
+}
+
+// ---- change sets: only the objects the caller names ----
+
+void Compiler::Impl::namespaceChanged(const std::string& name) {
+  // Namespace labels only feed namespaceSelectors: re-match the groups of the namespace.
+  auto it = groupsByNs.find(name);
+  if (it != groupsByNs.end()) dirtyGroupsFull.insert(it->second.begin(), it->second.end());
+}
+
+void Compiler::Impl::applyNamespaceChanges(const ChangeSet& changes) {
+  for (const auto& name : changes.namespaceDeletes) {
+    if (namespaces.erase(name) > 0) namespaceChanged(name);
+  }
+  for (const auto& ns : changes.namespaceUpserts) {
+    auto [it, inserted] = namespaces.try_emplace(ns.name, ns.labels);
+    if (!inserted) {
+      if (it->second == ns.labels) continue;
+      it->second = ns.labels;
+    }
+    namespaceChanged(ns.name);
+  }
+}
+
+void Compiler::Impl::upsertPod(const Pod& pod, PodSnap* snap,
+                               std::set<std::string>& changedPodKeys) {
+  if (snap) {
+    unclaimPod(snap->pod);
+    snap->pod = pod;
+  } else {
+    snap = &pods.emplace(pod.key(), PodSnap{pod, 0}).first->second;
+  }
+  snap->seen = generation;
+  claimPod(snap->pod);
+  changedPodKeys.insert(pod.key());
+}
+
+void Compiler::Impl::applyPodChanges(const ChangeSet& changes,
+                                     std::set<std::string>& changedPodKeys) {
+  for (const auto& key : changes.podDeletes) {
+    auto it = pods.find(key);
+    if (it == pods.end()) continue;
+    unclaimPod(it->second.pod);
+    changedPodKeys.insert(key);
+    pods.erase(it);
+    // podOrder may point at the erased snapshot; the next snapshot update looks pods up by key.
+    podOrder.clear();
+  }
+  std::string key;
+  for (const auto& pod : changes.podUpserts) {
+    key.assign(pod.namespace_).append("/").append(pod.name);
+    auto it = pods.find(key);
+    if (it != pods.end() && samePod(it->second.pod, pod)) continue;
+    upsertPod(pod, it == pods.end() ? nullptr : &it->second, changedPodKeys);
+  }
+}
+
+void Compiler::Impl::upsertPolicy(const NetworkPolicy& pol, OldPolicies& oldPolicies) {
+  std::string key = pol.key();
+  auto it = policies.find(key);
+  if (it != policies.end() && samePolicy(it->second, pol)) return;
+  // The first old version in an update is the one the state was built from.
+  if (it != policies.end()) {
+    oldPolicies.try_emplace(key, it->second);
+    it->second = pol;
+  } else {
+    oldPolicies.try_emplace(key, std::nullopt);
+    policies.emplace(key, pol);
+    policiesByNs[pol.namespace_].insert(key);
+  }
+}
+
+void Compiler::Impl::deletePolicy(std::map<std::string, NetworkPolicy>::iterator it,
+                                  OldPolicies& oldPolicies) {
+  policiesByNs[it->second.namespace_].erase(it->first);
+  oldPolicies.try_emplace(it->first, std::move(it->second));
+  policies.erase(it);
+}
+
+void Compiler::Impl::applyPolicyChanges(const ChangeSet& changes, OldPolicies& oldPolicies) {
+  for (const auto& key : changes.policyDeletes) {
+    auto it = policies.find(key);
+    if (it != policies.end()) deletePolicy(it, oldPolicies);
+  }
+  for (const auto& pol : changes.policyUpserts) upsertPolicy(pol, oldPolicies);
+}
+
+}  // namespace sluice::compiler
