@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -49,7 +50,9 @@ std::string versionHint(const std::string& in) {
 }
 
 int fail(const std::string& version, const Error& e) {
-  int code = e.code > 0 ? e.code : kErrInternal;
+  // The one place an error becomes a spec code; an errno that slipped through is 100, never
+  // its own number.
+  int code = specCode(e);
   std::string out = encodeError(version, code, e.message).dump();
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fputc('\n', stdout);
@@ -95,10 +98,10 @@ int run() {
   loggingReady = true;
   if ((env->command == Command::Status || env->command == Command::Gc) &&
       !versionAtLeast(conf->cniVersion, "1.1.0")) {
-    return fail(version, makeError("cniVersion " + conf->cniVersion + " does not support " +
-                                       (env->command == Command::Gc ? "GC" : "STATUS") +
-                                       " (needs 1.1.0)",
-                                   kErrIncompatibleVersion));
+    return fail(version,
+                makeError("cniVersion " + conf->cniVersion + " does not support " +
+                              (env->command == Command::Gc ? "GC" : "STATUS") + " (needs 1.1.0)",
+                          kErrIncompatibleVersion));
   }
   switch (env->command) {
     case Command::Add: {
@@ -132,10 +135,15 @@ int run() {
 }  // namespace
 
 int main() {
+  // A delegated IPAM plugin that exits without reading its stdin, or a runtime that closed our
+  // stdout, must not kill us silently: write() then fails with EPIPE and is reported.
+  // (Children get the default disposition back: cni/exec.cc.)
+  ::signal(SIGPIPE, SIG_IGN);
   try {
     return run();
   } catch (const std::exception& e) {
-    return fail(kLatestVersion, makeError(std::string("internal error: ") + e.what(), kErrInternal));
+    return fail(kLatestVersion,
+                makeError(std::string("internal error: ") + e.what(), kErrInternal));
   } catch (...) {
     return fail(kLatestVersion, makeError("internal error", kErrInternal));
   }

@@ -1,6 +1,7 @@
 #include "cni/spec.h"
 
 #include <algorithm>
+#include <cctype>
 #include <functional>
 
 #include "common/netlink.h"
@@ -81,6 +82,71 @@ std::optional<std::string> negotiateVersion(const std::vector<std::string>& cand
   return best;
 }
 
+int specCode(const Error& e) {
+  if (e.code > kCategoryBase && e.code < kCategoryBase + 1000) return e.code - kCategoryBase;
+  return kErrInternal - kCategoryBase;
+}
+
+int categoryOfSpecCode(int code) {
+  switch (code) {
+    case 1:
+    case 2:
+    case 3:
+    case 4:
+    case 5:
+    case 6:
+    case 7:
+    case 11:
+    case 50:
+    case 51:
+      return kCategoryBase + code;
+    default:
+      return kErrInternal;
+  }
+}
+
+namespace {
+
+// Quoted for a message: control bytes (a newline in an id is the attack) are shown escaped.
+std::string quoted(std::string_view s) {
+  return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+bool isAsciiAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+}  // namespace
+
+Status validateContainerId(std::string_view id) {
+  // libcni's ValidateContainerID: ^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$. The id names IPAM records
+  // and veth aliases, so anything else (a newline, a '/') could forge or orphan a record.
+  if (id.empty()) return makeError("must not be empty");
+  if (id.size() > kMaxContainerIdBytes) {
+    return makeError("longer than " + std::to_string(kMaxContainerIdBytes) + " bytes");
+  }
+  if (!isAsciiAlnum(id[0])) return makeError(quoted(id) + " must start with a letter or digit");
+  for (char c : id) {
+    if (!isAsciiAlnum(c) && c != '_' && c != '.' && c != '-') {
+      return makeError(quoted(id) + " may contain only letters, digits, '_', '.' and '-'");
+    }
+  }
+  return Status::Ok();
+}
+
+Status validateIfname(std::string_view name) {
+  // libcni's ValidateInterfaceName, which is the kernel's dev_valid_name.
+  if (name.empty()) return makeError("must not be empty");
+  if (name.size() > 15) return makeError(quoted(name) + " is longer than 15 bytes");
+  if (name == "." || name == "..") return makeError(quoted(name) + " is not an interface name");
+  for (unsigned char c : name) {
+    if (c == '/' || c == ':' || std::isspace(c) || c < 0x20 || c == 0x7f) {
+      return makeError(quoted(name) + " must not contain '/', ':', whitespace or control bytes");
+    }
+  }
+  return Status::Ok();
+}
+
 Result<Env> parseEnv(const std::function<const char*(const char*)>& lookup) {
   auto get = [&](const char* k) -> std::string {
     const char* v = lookup(k);
@@ -109,15 +175,16 @@ Result<Env> parseEnv(const std::function<const char*(const char*)>& lookup) {
   env.netns = get("CNI_NETNS");
   env.ifname = get("CNI_IFNAME");
   env.path = get("CNI_PATH");
-  bool perAttachment = env.command == Command::Add || env.command == Command::Del ||
-                       env.command == Command::Check;
+  bool perAttachment =
+      env.command == Command::Add || env.command == Command::Del || env.command == Command::Check;
   if (perAttachment) {
     if (env.containerId.empty()) return makeError("CNI_CONTAINERID is not set", kErrInvalidEnv);
+    if (auto st = validateContainerId(env.containerId); !st.ok()) {
+      return withCode(st.error().wrap("CNI_CONTAINERID"), kErrInvalidEnv);
+    }
     if (env.ifname.empty()) return makeError("CNI_IFNAME is not set", kErrInvalidEnv);
-    // Interface names are at most 15 bytes and must not contain '/' or whitespace.
-    if (env.ifname.size() > 15 || env.ifname == "." || env.ifname == ".." ||
-        env.ifname.find_first_of("/: \t\n") != std::string::npos) {
-      return makeError("CNI_IFNAME: invalid interface name \"" + env.ifname + "\"", kErrInvalidEnv);
+    if (auto st = validateIfname(env.ifname); !st.ok()) {
+      return withCode(st.error().wrap("CNI_IFNAME"), kErrInvalidEnv);
     }
     // DEL may come after the runtime already removed the namespace; ADD and CHECK need it.
     if (env.netns.empty() && env.command != Command::Del) {
@@ -140,7 +207,8 @@ Result<Env> parseEnv(const std::function<const char*(const char*)>& lookup) {
     }
     env.args[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
-  if (auto it = env.args.find("K8S_POD_NAMESPACE"); it != env.args.end()) env.podNamespace = it->second;
+  if (auto it = env.args.find("K8S_POD_NAMESPACE"); it != env.args.end())
+    env.podNamespace = it->second;
   if (auto it = env.args.find("K8S_POD_NAME"); it != env.args.end()) env.podName = it->second;
   if (auto it = env.args.find("K8S_POD_UID"); it != env.args.end()) env.podUid = it->second;
   return env;
@@ -167,9 +235,10 @@ Result<NetConf> parseNetConf(std::string_view stdinData, Command command) {
     if (c.cniVersion.empty()) {
       auto v = negotiateVersion(vs);
       if (!v) {
-        return makeError("cniVersions: none of the listed versions is supported (supported: "
-                         "0.4.0, 1.0.0, 1.1.0)",
-                         kErrIncompatibleVersion);
+        return makeError(
+            "cniVersions: none of the listed versions is supported (supported: "
+            "0.4.0, 1.0.0, 1.1.0)",
+            kErrIncompatibleVersion);
       }
       c.cniVersion = *v;
     }
@@ -182,9 +251,9 @@ Result<NetConf> parseNetConf(std::string_view stdinData, Command command) {
     }
   }
   if (!isSupported(c.cniVersion)) {
-    return makeError("cniVersion: unsupported version \"" + c.cniVersion +
-                         "\" (supported: 0.4.0, 1.0.0, 1.1.0)",
-                     kErrIncompatibleVersion);
+    return makeError(
+        "cniVersion: unsupported version \"" + c.cniVersion + "\" (supported: 0.4.0, 1.0.0, 1.1.0)",
+        kErrIncompatibleVersion);
   }
   if (command == Command::Version) return c;
 
@@ -208,7 +277,7 @@ Result<NetConf> parseNetConf(std::string_view stdinData, Command command) {
   SLUICE_RETURN_IF_ERROR(optInt(j, "policyTimeoutMs", "", c.policyTimeoutMs, 1, 600000));
   SLUICE_RETURN_IF_ERROR(optString(j, "logFile", "", c.logFile));
   SLUICE_RETURN_IF_ERROR(optString(j, "logLevel", "", c.logLevel));
-  static const std::vector<std::string> kLevels = {"trace", "debug", "info", "warn",
+  static const std::vector<std::string> kLevels = {"trace",   "debug", "info",     "warn",
                                                    "warning", "error", "critical", "off"};
   if (std::find(kLevels.begin(), kLevels.end(), c.logLevel) == kLevels.end()) {
     return invalid("logLevel", "unknown level \"" + c.logLevel + "\"");
@@ -264,6 +333,14 @@ Result<NetConf> parseNetConf(std::string_view stdinData, Command command) {
       SLUICE_RETURN_IF_ERROR(optString(e, "ifname", field + ".", a.ifname));
       if (a.containerId.empty()) return invalid(field + ".containerID", "is required");
       if (a.ifname.empty()) return invalid(field + ".ifname", "is required");
+      // Every attachment we hold passed the same checks at ADD, so an entry that fails them is
+      // a broken runtime, and GC must not guess what it meant.
+      if (auto st = validateContainerId(a.containerId); !st.ok()) {
+        return invalid(field + ".containerID", st.error().message);
+      }
+      if (auto st = validateIfname(a.ifname); !st.ok()) {
+        return invalid(field + ".ifname", st.error().message);
+      }
       atts.push_back(std::move(a));
     }
     c.validAttachments = std::move(atts);

@@ -17,11 +17,9 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr int kTryAgainLater = 11;  // CNI spec code: the daemon may come back
 // A reply or request longer than this is garbage, not a message; stops a confused peer from
 // making us buffer without bound.
 constexpr size_t kMaxLine = 64 * 1024;
-
 
 // Typed field access that reports the field by name instead of throwing.
 Result<std::string> stringField(const json& j, const char* key, bool required) {
@@ -38,21 +36,23 @@ Result<std::string> stringField(const json& j, const char* key, bool required) {
 
 const char* opName(Op op) {
   switch (op) {
-    case Op::Add: return "add";
-    case Op::Del: return "del";
-    case Op::Check: return "check";
-    case Op::Status: return "status";
+    case Op::Add:
+      return "add";
+    case Op::Del:
+      return "del";
+    case Op::Check:
+      return "check";
+    case Op::Status:
+      return "status";
   }
   return "unknown";
 }
 
 std::string encode(const Request& r) {
   if (r.op == Op::Status) return R"({"op":"status"})";
-  json j = {{"op", opName(r.op)},           {"containerID", r.containerId},
-            {"ifname", r.ifname},           {"netns", r.netns},
-            {"hostVeth", r.hostVeth},       {"hostIfindex", r.hostIfindex},
-            {"ips", r.ips},                 {"podNamespace", r.podNamespace},
-            {"podName", r.podName}};
+  json j = {{"op", opName(r.op)}, {"containerID", r.containerId},   {"ifname", r.ifname},
+            {"netns", r.netns},   {"hostVeth", r.hostVeth},         {"hostIfindex", r.hostIfindex},
+            {"ips", r.ips},       {"podNamespace", r.podNamespace}, {"podName", r.podName}};
   // dump() escapes control characters, so the line never contains a raw newline.
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -109,6 +109,7 @@ Result<Request> decodeRequest(std::string_view line) {
 std::string encode(const Reply& r) {
   json j = {{"ok", r.ok}};
   if (!r.ok) j["error"] = r.error;
+  if (!r.ok && r.retry) j["retry"] = true;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -121,6 +122,10 @@ Result<Reply> decodeReply(std::string_view line) {
   Reply r;
   r.ok = it->get<bool>();
   SLUICE_ASSIGN_OR_RETURN(r.error, stringField(j, "error", false));
+  if (auto rt = j.find("retry"); rt != j.end() && !rt->is_null()) {
+    if (!rt->is_boolean()) return makeError("reply field \"retry\" must be a boolean");
+    r.retry = !r.ok && rt->get<bool>();
+  }
   if (!r.ok && r.error.empty()) r.error = "daemon refused the request without a reason";
   return r;
 }
@@ -135,13 +140,13 @@ Result<Reply> call(const std::string& socketPath, const Request& r, int timeoutM
   auto fail = [&](const std::string& what, int err) {
     return makeError("policy daemon at " + socketPath + ": " + what +
                          (err ? std::string(": ") + std::strerror(err) : std::string()),
-                     kTryAgainLater);
+                     kDaemonUnavailable);
   };
 
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socketPath.empty() || socketPath.size() >= sizeof(addr.sun_path)) {
-    return makeError("policy socket path \"" + socketPath + "\" is empty or too long");
+    return makeError("policy socket path \"" + socketPath + "\" is empty or too long", kBadCall);
   }
   std::memcpy(addr.sun_path, socketPath.c_str(), socketPath.size() + 1);
 

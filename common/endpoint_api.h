@@ -19,9 +19,9 @@ const char* opName(Op op);
 struct Request {
   Op op = Op::Add;
   std::string containerId;
-  std::string ifname;       // CNI_IFNAME, inside the pod
-  std::string netns;        // CNI_NETNS path (may be empty on DEL)
-  std::string hostVeth;     // host-side interface name
+  std::string ifname;    // CNI_IFNAME, inside the pod
+  std::string netns;     // CNI_NETNS path (may be empty on DEL)
+  std::string hostVeth;  // host-side interface name
   int hostIfindex = 0;
   std::vector<std::string> ips;  // pod addresses, no prefix length
   std::string podNamespace;      // K8S_POD_NAMESPACE
@@ -31,7 +31,19 @@ struct Request {
 struct Reply {
   bool ok = false;
   std::string error;
+  // With ok=false: the refusal is transient (daemon busy, starting, timed out waiting for a
+  // sync); the same request may succeed later. CNI reports it as 11, "try again later".
+  bool retry = false;
 };
+
+// A refusal the client should retry: {"ok":false,"error":...,"retry":true}.
+inline Reply retryReply(std::string error) { return Reply{false, std::move(error), true}; }
+
+// The code call() errors carry when the daemon could not be asked (not running, no reply in
+// time, garbage reply): the caller may try again later. A caller's own mistake (a bad socket
+// path) carries kBadCall.
+constexpr int kDaemonUnavailable = 11;
+constexpr int kBadCall = 22;
 
 std::string encode(const Request& r);  // one line, no trailing newline
 Result<Request> decodeRequest(std::string_view line);
@@ -39,7 +51,7 @@ std::string encode(const Reply& r);
 Result<Reply> decodeReply(std::string_view line);
 
 // Client side: connect to `socketPath`, send one request, wait up to `timeoutMs` for the reply.
-// Connection failures carry code 11 (try again later); an {"ok":false} reply carries code 0.
+// Connection failures carry kDaemonUnavailable; an {"ok":false} reply is a Reply, not an error.
 Result<Reply> call(const std::string& socketPath, const Request& r, int timeoutMs);
 
 }  // namespace sluice::endpoint_api
