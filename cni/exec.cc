@@ -174,7 +174,8 @@ Result<PluginRun> execPlugin(const std::string& cniPath, const std::string& type
 }
 
 Error decodePluginError(const std::string& type, const PluginRun& run) {
-  json j = json::parse(run.out, nullptr, false);
+  auto parsed = parseJson(run.out, type + " output");
+  json j = parsed.ok() ? std::move(parsed).value() : json();
   if (j.is_object() && j.contains("msg")) {
     // The delegate speaks spec codes; ours carry categories (spec.h).
     int specCodeOf = j.contains("code") && j["code"].is_number_integer() ? j["code"].get<int>() : 0;

@@ -39,7 +39,9 @@ std::string readStdin() {
 
 // The version to answer errors in: the config's if it is one we speak.
 std::string versionHint(const std::string& in) {
-  json j = json::parse(in, nullptr, false);
+  auto parsed = parseJson(in, "stdin");
+  if (!parsed.ok()) return kLatestVersion;
+  const json& j = *parsed;
   if (j.is_object() && j.contains("cniVersion") && j["cniVersion"].is_string()) {
     std::string v = j["cniVersion"].get<std::string>();
     for (const auto& s : supportedVersions()) {

@@ -107,6 +107,47 @@ int categoryOfSpecCode(int code) {
 
 namespace {
 
+// Nesting of arrays and objects, outside strings; stops counting past `limit`.
+size_t jsonDepth(std::string_view s, size_t limit) {
+  size_t depth = 0, deepest = 0;
+  bool inString = false, escaped = false;
+  for (char c : s) {
+    if (inString) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        inString = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      inString = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+}  // namespace
+
+Result<json> parseJson(std::string_view text, const std::string& what) {
+  if (jsonDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    return makeError(what + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels",
+                     kErrDecode);
+  }
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return makeError(what + " is not valid JSON", kErrDecode);
+  return j;
+}
+
+namespace {
+
 // Quoted for a message: control bytes (a newline in an id is the attack) are shown escaped.
 std::string quoted(std::string_view s) {
   return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
@@ -215,8 +256,7 @@ Result<Env> parseEnv(const std::function<const char*(const char*)>& lookup) {
 }
 
 Result<NetConf> parseNetConf(std::string_view stdinData, Command command) {
-  json j = json::parse(stdinData, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return makeError("network configuration is not valid JSON", kErrDecode);
+  SLUICE_ASSIGN_OR_RETURN(json j, parseJson(stdinData, "network configuration"));
   if (!j.is_object()) return makeError("network configuration must be a JSON object", kErrDecode);
   NetConf c;
   c.raw = j;

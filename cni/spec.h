@@ -60,6 +60,13 @@ inline Error withCode(Error e, int code) {
   return e;
 }
 
+// CNI documents are shallow (a prevResult is 4 levels deep); a deeper one is an attack, and
+// copying or printing it would recurse once per level (nlohmann copies and dumps
+// recursively) until the stack runs out.
+constexpr size_t kMaxJsonDepth = 64;
+// Parses `text` as JSON no deeper than kMaxJsonDepth. Errors carry kErrDecode and name `what`.
+Result<json> parseJson(std::string_view text, const std::string& what);
+
 enum class Command { Add, Del, Check, Version, Status, Gc };
 
 struct Env {

@@ -171,6 +171,23 @@ TEST(CniIdValidationTest, GcRefusesMalformedValidAttachments) {
   }
 }
 
+TEST(CniJsonDepthTest, DeepNestingIsADecodeErrorNotAStackOverflow) {
+  auto nested = [](size_t depth) {
+    return R"({"cniVersion":"1.1.0","name":"n","ipam":{"type":"x"},"prevResult":)" +
+           std::string(depth, '[') + std::string(depth, ']') + "}";
+  };
+  EXPECT_TRUE(parseJson(nested(kMaxJsonDepth - 1), "conf").ok());
+  for (size_t depth : {kMaxJsonDepth, size_t{100000}}) {
+    auto r = parseNetConf(nested(depth), Command::Add);
+    ASSERT_FALSE(r.ok()) << depth;
+    EXPECT_EQ(specCode(r.error()), 6);
+    EXPECT_NE(r.error().message.find("deeper than 64"), std::string::npos) << r.error().message;
+  }
+  // Brackets inside strings are text, not nesting.
+  std::string brackets = R"({"a":")" + std::string(1000, '[') + R"(\"\\"})";
+  EXPECT_TRUE(parseJson(brackets, "x").ok());
+}
+
 // ---- the real binary, paths that need no root ----
 
 class TempDir {
@@ -310,6 +327,17 @@ echo "{\"cniVersion\":\"1.1.0\",\"code\":7,\"msg\":\"sigign=$m\"}"; exit 1)");
   ASSERT_NE(at, std::string::npos) << r.out;
   unsigned long long mask = std::stoull(msg.substr(at + 7, 16), nullptr, 16);
   EXPECT_EQ(mask & (1ULL << (SIGPIPE - 1)), 0u) << msg;
+}
+
+TEST_F(CniBinaryTest, DeeplyNestedConfigIsADecodeError) {
+  // Copying such a config recursed once per level and overflowed the stack (the fuzz found it).
+  std::string deep = R"({"cniVersion":"1.1.0","name":"n","ipam":{"type":"x"},"prevResult":)" +
+                     std::string(200000, '[') + std::string(200000, ']') + "}";
+  SluiceRun r = runSluice(env("ADD"), deep);
+  ASSERT_TRUE(WIFEXITED(r.status)) << "killed by signal " << WTERMSIG(r.status);
+  json j = parsed(r);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j.value("code", 0), 6) << r.out;
 }
 
 TEST_F(CniBinaryTest, BadContainerIdIsInvalidEnvAndTouchesNothing) {
