@@ -146,48 +146,6 @@ Result<json> parseJson(std::string_view text, const std::string& what) {
   return j;
 }
 
-namespace {
-
-// Quoted for a message: control bytes (a newline in an id is the attack) are shown escaped.
-std::string quoted(std::string_view s) {
-  return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-bool isAsciiAlnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-}  // namespace
-
-Status validateContainerId(std::string_view id) {
-  // libcni's ValidateContainerID: ^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$. The id names IPAM records
-  // and veth aliases, so anything else (a newline, a '/') could forge or orphan a record.
-  if (id.empty()) return makeError("must not be empty");
-  if (id.size() > kMaxContainerIdBytes) {
-    return makeError("longer than " + std::to_string(kMaxContainerIdBytes) + " bytes");
-  }
-  if (!isAsciiAlnum(id[0])) return makeError(quoted(id) + " must start with a letter or digit");
-  for (char c : id) {
-    if (!isAsciiAlnum(c) && c != '_' && c != '.' && c != '-') {
-      return makeError(quoted(id) + " may contain only letters, digits, '_', '.' and '-'");
-    }
-  }
-  return Status::Ok();
-}
-
-Status validateIfname(std::string_view name) {
-  // libcni's ValidateInterfaceName, which is the kernel's dev_valid_name.
-  if (name.empty()) return makeError("must not be empty");
-  if (name.size() > 15) return makeError(quoted(name) + " is longer than 15 bytes");
-  if (name == "." || name == "..") return makeError(quoted(name) + " is not an interface name");
-  for (unsigned char c : name) {
-    if (c == '/' || c == ':' || std::isspace(c) || c < 0x20 || c == 0x7f) {
-      return makeError(quoted(name) + " must not contain '/', ':', whitespace or control bytes");
-    }
-  }
-  return Status::Ok();
-}
-
 Result<Env> parseEnv(const std::function<const char*(const char*)>& lookup) {
   auto get = [&](const char* k) -> std::string {
     const char* v = lookup(k);

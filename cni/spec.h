@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/endpoint_api.h"
 #include "common/ip.h"
 #include "common/result.h"
 
@@ -81,11 +82,11 @@ struct Env {
   std::string podUid;
 };
 
-// The spec's rules for CNI_CONTAINERID (libcni: [a-zA-Z0-9][a-zA-Z0-9_.-]*) and CNI_IFNAME
-// (1..15 bytes, not "." or "..", no '/', ':' or whitespace). Messages quote the value escaped.
-constexpr size_t kMaxContainerIdBytes = 1024;
-Status validateContainerId(std::string_view id);
-Status validateIfname(std::string_view name);
+// The spec's rules for CNI_CONTAINERID and CNI_IFNAME; the daemon checks the same on its
+// socket (common/endpoint_api.h).
+using endpoint_api::kMaxContainerIdBytes;
+using endpoint_api::validateContainerId;
+using endpoint_api::validateIfname;
 
 // Reads CNI_* from `getenv`-like `lookup`; errors carry kErrInvalidEnv and name the variable.
 Result<Env> parseEnv(const std::function<const char*(const char*)>& lookup);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -12,6 +13,14 @@ namespace sluice::endpoint_api {
 // Status asks whether the daemon is ready (its first snapshot compiled and applied); it carries
 // no endpoint fields. CNI STATUS uses it.
 enum class Op { Add, Del, Check, Status };
+
+// The CNI spec's rules (libcni): a container id is [a-zA-Z0-9][a-zA-Z0-9_.-]*, an interface
+// name 1..15 bytes, not "." or "..", without '/', ':', whitespace or control bytes. The plugin
+// checks them on its environment and the daemon again on every request: both key state (IPAM
+// records, the registry, veth aliases) on them. Messages quote the value escaped.
+constexpr size_t kMaxContainerIdBytes = 1024;
+Status validateContainerId(std::string_view id);
+Status validateIfname(std::string_view name);
 
 // The op's name on the wire ("add", "del", "check", "status"); also used in logs and metrics.
 const char* opName(Op op);

@@ -174,15 +174,18 @@ bool EndpointServer::evictOldestWaiting() {
 }
 
 void EndpointServer::admit(UniqueFd fd) {
-  auto live = [&] {
-    size_t n = 0;
-    for (auto& c : connections_) n += !c->done.load() && c->state.load() != ConnState::Evicted;
-    return n;
-  };
-  // Evicted connections still hold a thread until they notice; they go within one poll, but
-  // never let them pile up past another maxConnections.
-  bool room = live() < options_.maxConnections ||
-              (connections_.size() < 2 * options_.maxConnections && evictOldestWaiting());
+  // Evicted connections exit at once (the shutdown wakes their poll, and they are never inside
+  // the handler), so joining them here is short and keeps the thread count at maxConnections
+  // plus the one evicted last.
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    if ((*it)->state.load() == ConnState::Evicted || (*it)->done.load()) {
+      if ((*it)->thread.joinable()) (*it)->thread.join();
+      it = connections_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  bool room = connections_.size() < options_.maxConnections || evictOldestWaiting();
   if (!room) {
     ++refused_;
     spdlog::warn("endpoint socket busy connections={}; refusing one", connections_.size());

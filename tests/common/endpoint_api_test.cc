@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <thread>
+#include <vector>
 
 namespace sluice::endpoint_api {
 namespace {
@@ -75,6 +76,27 @@ TEST(EndpointApiTest, Replies) {
   EXPECT_EQ(r->error, "nope");
   EXPECT_FALSE(decodeReply(R"({"ok":"yes"})").ok());
   EXPECT_FALSE(decodeReply("garbage").ok());
+}
+
+TEST(EndpointApiTest, RequestsWithIdsTheSpecForbidsAreRefused) {
+  // The daemon keys its registry on these; a newline could forge a record or a log line.
+  for (auto [id, ifname] :
+       std::vector<std::pair<std::string, std::string>>{{"c\nd", "eth0"},
+                                                        {"../c", "eth0"},
+                                                        {"-c", "eth0"},
+                                                        {"c", "eth0\n"},
+                                                        {"c", "a/b"},
+                                                        {"c", std::string(16, 'e')},
+                                                        {"c", ".."}}) {
+    Request r;
+    r.op = Op::Del;
+    r.containerId = id;
+    r.ifname = ifname;
+    auto back = decodeRequest(encode(r));
+    ASSERT_FALSE(back.ok()) << id << " " << ifname;
+    EXPECT_NE(back.error().message.find(id == "c" ? "ifname" : "containerID"), std::string::npos)
+        << back.error().message;
+  }
 }
 
 TEST(EndpointApiTest, RetryableRefusals) {
