@@ -12,10 +12,16 @@ namespace sluice::cni {
 struct PluginRun {
   int exitCode = 0;
   std::string out;
+  // The plugin closed its stdin before taking the whole configuration (EPIPE on our side).
+  bool stdinRefused = false;
 };
 
-// Errors: plugin not found in `cniPath` (kErrInvalidConfig), exec/pipe failures (kErrInternal).
+// Errors: plugin not found in `cniPath` (kErrInvalidConfig), exec/pipe failures (kErrInternal),
+// no exit within `timeoutMs` (kErrTryAgainLater), stdout beyond kMaxPluginOutput, and a plugin
+// that exited 0 without reading its configuration (kErrInternal: its "result" answers nothing).
 // A non-zero exit is returned as a PluginRun; decodePluginError turns its stdout into an Error.
+// The caller must ignore SIGPIPE (main does); the plugin runs with the default disposition.
+constexpr size_t kMaxPluginOutput = 4 << 20;
 Result<PluginRun> execPlugin(const std::string& cniPath, const std::string& type,
                              const std::map<std::string, std::string>& env,
                              const std::string& stdinData, int timeoutMs);

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -38,7 +39,9 @@ std::string readStdin() {
 
 // The version to answer errors in: the config's if it is one we speak.
 std::string versionHint(const std::string& in) {
-  json j = json::parse(in, nullptr, false);
+  auto parsed = parseJson(in, "stdin");
+  if (!parsed.ok()) return kLatestVersion;
+  const json& j = *parsed;
   if (j.is_object() && j.contains("cniVersion") && j["cniVersion"].is_string()) {
     std::string v = j["cniVersion"].get<std::string>();
     for (const auto& s : supportedVersions()) {
@@ -49,7 +52,9 @@ std::string versionHint(const std::string& in) {
 }
 
 int fail(const std::string& version, const Error& e) {
-  int code = e.code > 0 ? e.code : kErrInternal;
+  // The one place an error becomes a spec code; an errno that slipped through is 100, never
+  // its own number.
+  int code = specCode(e);
   std::string out = encodeError(version, code, e.message).dump();
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fputc('\n', stdout);
@@ -95,10 +100,10 @@ int run() {
   loggingReady = true;
   if ((env->command == Command::Status || env->command == Command::Gc) &&
       !versionAtLeast(conf->cniVersion, "1.1.0")) {
-    return fail(version, makeError("cniVersion " + conf->cniVersion + " does not support " +
-                                       (env->command == Command::Gc ? "GC" : "STATUS") +
-                                       " (needs 1.1.0)",
-                                   kErrIncompatibleVersion));
+    return fail(version,
+                makeError("cniVersion " + conf->cniVersion + " does not support " +
+                              (env->command == Command::Gc ? "GC" : "STATUS") + " (needs 1.1.0)",
+                          kErrIncompatibleVersion));
   }
   switch (env->command) {
     case Command::Add: {
@@ -132,10 +137,15 @@ int run() {
 }  // namespace
 
 int main() {
+  // A delegated IPAM plugin that exits without reading its stdin, or a runtime that closed our
+  // stdout, must not kill us silently: write() then fails with EPIPE and is reported.
+  // (Children get the default disposition back: cni/exec.cc.)
+  ::signal(SIGPIPE, SIG_IGN);
   try {
     return run();
   } catch (const std::exception& e) {
-    return fail(kLatestVersion, makeError(std::string("internal error: ") + e.what(), kErrInternal));
+    return fail(kLatestVersion,
+                makeError(std::string("internal error: ") + e.what(), kErrInternal));
   } catch (...) {
     return fail(kLatestVersion, makeError("internal error", kErrInternal));
   }

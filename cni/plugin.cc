@@ -51,12 +51,20 @@ Status callDaemon(const NetConf& conf, const api::Request& req, const char* what
                    req.containerId, what, reply.error().message);
       return Status::Ok();
     }
+    if (reply.error().code == api::kBadCall) {
+      return makeError(std::string(what) + ": " + reply.error().message, kErrInvalidConfig);
+    }
     return makeError(std::string(what) + ": " + reply.error().message +
                          " (is sluice-policyd running? set \"policy\": \"optional\" to wire pods "
                          "without policy enforcement)",
                      kErrTryAgainLater);
   }
   if (!reply->ok) {
+    // Busy, starting, or its sync took longer than our wait: the runtime retries the ADD.
+    if (reply->retry) {
+      return makeError(std::string(what) + ": policy daemon busy: " + reply->error,
+                       kErrTryAgainLater);
+    }
     return makeError(std::string(what) + ": policy daemon refused: " + reply->error, kErrInternal);
   }
   return Status::Ok();
@@ -77,14 +85,17 @@ Result<json> cmdAdd(const Env& env, const NetConf& conf, const Hooks& hooks) {
   SLUICE_ASSIGN_OR_RETURN(auto addrs, ipam->add());
   rollback.push([&] {
     auto st = ipam->del();
-    if (!st.ok()) spdlog::error("container={} rollback: ipam release failed: {}", att.containerId, st.error().message);
+    if (!st.ok())
+      spdlog::error("container={} rollback: ipam release failed: {}", att.containerId,
+                    st.error().message);
   });
   SLUICE_RETURN_IF_ERROR(hooks.step("ipam"));
   // One address per family: the pod's interface is routed, extra addresses of a family would
   // have no route of their own.
   std::vector<IpAddr> ips;
   for (const auto& a : addrs) {
-    bool dup = std::any_of(ips.begin(), ips.end(), [&](const IpAddr& x) { return x.family() == a.ip.family(); });
+    bool dup = std::any_of(ips.begin(), ips.end(),
+                           [&](const IpAddr& x) { return x.family() == a.ip.family(); });
     if (dup) {
       return makeError("ipam returned more than one " + std::string(a.ip.isV4() ? "IPv4" : "IPv6") +
                            " address; configure one range set per family",
@@ -98,7 +109,9 @@ Result<json> cmdAdd(const Env& env, const NetConf& conf, const Hooks& hooks) {
   SLUICE_ASSIGN_OR_RETURN(Wired w, wire(spec, hooks.step));
   rollback.push([&] {
     auto st = unwire(att);
-    if (!st.ok()) spdlog::error("container={} rollback: unwire failed: {}", att.containerId, st.error().message);
+    if (!st.ok())
+      spdlog::error("container={} rollback: unwire failed: {}", att.containerId,
+                    st.error().message);
   });
 
   SLUICE_RETURN_IF_ERROR(hooks.step("register"));
@@ -120,17 +133,19 @@ Result<json> cmdAdd(const Env& env, const NetConf& conf, const Hooks& hooks) {
 
   CniResult r;
   r.interfaces.push_back(Interface{w.hostVeth, netlink::macToString(w.hostMac), conf.mtu, ""});
-  r.interfaces.push_back(Interface{env.ifname, netlink::macToString(w.podMac), conf.mtu, env.netns});
+  r.interfaces.push_back(
+      Interface{env.ifname, netlink::macToString(w.podMac), conf.mtu, env.netns});
   for (const auto& ip : ips) {
     auto gw = IpAddr::parse(ip.isV4() ? kGatewayV4 : kGatewayV6).value();
     r.ips.push_back(IpConfig{ip, ip.bits(), gw, 1});
     r.routes.push_back(Route{Prefix(ip.isV4() ? IpAddr::v4(0) : IpAddr::v6({}), 0), gw});
   }
-  if (conf.prevResult && conf.prevResult->contains("dns") && (*conf.prevResult)["dns"].is_object()) {
+  if (conf.prevResult && conf.prevResult->contains("dns") &&
+      (*conf.prevResult)["dns"].is_object()) {
     r.dns = (*conf.prevResult)["dns"];
   }
-  spdlog::info("container={} ifname={} pod={}/{} veth={} ips={} add ok", env.containerId, env.ifname,
-               env.podNamespace, env.podName, w.hostVeth, req.ips.size());
+  spdlog::info("container={} ifname={} pod={}/{} veth={} ips={} add ok", env.containerId,
+               env.ifname, env.podNamespace, env.podName, w.hostVeth, req.ips.size());
   return encodeResult(r, conf.cniVersion);
 }
 
@@ -141,9 +156,11 @@ Status cmdDel(const Env& env, const NetConf& conf) {
   auto reply = api::call(conf.policySocket, makeRequest(api::Op::Del, env), conf.policyTimeoutMs);
   if (!reply.ok()) {
     if (conf.policyRequired) {
-      spdlog::warn("container={} del: policy daemon unreachable: {}", env.containerId, reply.error().message);
+      spdlog::warn("container={} del: policy daemon unreachable: {}", env.containerId,
+                   reply.error().message);
     } else {
-      spdlog::info("container={} del: policy daemon unreachable: {}", env.containerId, reply.error().message);
+      spdlog::info("container={} del: policy daemon unreachable: {}", env.containerId,
+                   reply.error().message);
     }
   } else if (!reply->ok) {
     spdlog::warn("container={} del: policy daemon: {}", env.containerId, reply->error);
@@ -191,6 +208,7 @@ Status cmdStatus(const Env& env, const NetConf& conf) {
   req.op = api::Op::Status;
   auto reply = api::call(conf.policySocket, req, conf.policyTimeoutMs);
   if (!reply.ok()) {
+    if (reply.error().code == api::kBadCall) return withCode(reply.error(), kErrInvalidConfig);
     return makeError("policy daemon not reachable: " + reply.error().message, kErrNotAvailable);
   }
   if (!reply->ok) return makeError("policy daemon: " + reply->error, kErrNotAvailable);

@@ -62,7 +62,8 @@ std::array<uint8_t, 32> sha256(std::string_view data) {
   std::array<uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   size_t full = data.size() / 64;
-  for (size_t i = 0; i < full; ++i) compress(h, reinterpret_cast<const uint8_t*>(data.data()) + i * 64);
+  for (size_t i = 0; i < full; ++i)
+    compress(h, reinterpret_cast<const uint8_t*>(data.data()) + i * 64);
   uint8_t tail[128] = {};
   size_t rest = data.size() % 64;
   std::memcpy(tail, data.data() + full * 64, rest);

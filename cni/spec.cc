@@ -1,6 +1,7 @@
 #include "cni/spec.h"
 
 #include <algorithm>
+#include <cctype>
 #include <functional>
 
 #include "common/netlink.h"
@@ -81,6 +82,70 @@ std::optional<std::string> negotiateVersion(const std::vector<std::string>& cand
   return best;
 }
 
+int specCode(const Error& e) {
+  if (e.code > kCategoryBase && e.code < kCategoryBase + 1000) return e.code - kCategoryBase;
+  return kErrInternal - kCategoryBase;
+}
+
+int categoryOfSpecCode(int code) {
+  switch (code) {
+    case 1:
+    case 2:
+    case 3:
+    case 4:
+    case 5:
+    case 6:
+    case 7:
+    case 11:
+    case 50:
+    case 51:
+      return kCategoryBase + code;
+    default:
+      return kErrInternal;
+  }
+}
+
+namespace {
+
+// Nesting of arrays and objects, outside strings; stops counting past `limit`.
+size_t jsonDepth(std::string_view s, size_t limit) {
+  size_t depth = 0, deepest = 0;
+  bool inString = false, escaped = false;
+  for (char c : s) {
+    if (inString) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        inString = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      inString = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+}  // namespace
+
+Result<json> parseJson(std::string_view text, const std::string& what) {
+  if (jsonDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    return makeError(what + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels",
+                     kErrDecode);
+  }
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return makeError(what + " is not valid JSON", kErrDecode);
+  return j;
+}
+
 Result<Env> parseEnv(const std::function<const char*(const char*)>& lookup) {
   auto get = [&](const char* k) -> std::string {
     const char* v = lookup(k);
@@ -109,15 +174,16 @@ Result<Env> parseEnv(const std::function<const char*(const char*)>& lookup) {
   env.netns = get("CNI_NETNS");
   env.ifname = get("CNI_IFNAME");
   env.path = get("CNI_PATH");
-  bool perAttachment = env.command == Command::Add || env.command == Command::Del ||
-                       env.command == Command::Check;
+  bool perAttachment =
+      env.command == Command::Add || env.command == Command::Del || env.command == Command::Check;
   if (perAttachment) {
     if (env.containerId.empty()) return makeError("CNI_CONTAINERID is not set", kErrInvalidEnv);
+    if (auto st = validateContainerId(env.containerId); !st.ok()) {
+      return withCode(st.error().wrap("CNI_CONTAINERID"), kErrInvalidEnv);
+    }
     if (env.ifname.empty()) return makeError("CNI_IFNAME is not set", kErrInvalidEnv);
-    // Interface names are at most 15 bytes and must not contain '/' or whitespace.
-    if (env.ifname.size() > 15 || env.ifname == "." || env.ifname == ".." ||
-        env.ifname.find_first_of("/: \t\n") != std::string::npos) {
-      return makeError("CNI_IFNAME: invalid interface name \"" + env.ifname + "\"", kErrInvalidEnv);
+    if (auto st = validateIfname(env.ifname); !st.ok()) {
+      return withCode(st.error().wrap("CNI_IFNAME"), kErrInvalidEnv);
     }
     // DEL may come after the runtime already removed the namespace; ADD and CHECK need it.
     if (env.netns.empty() && env.command != Command::Del) {
@@ -140,15 +206,15 @@ Result<Env> parseEnv(const std::function<const char*(const char*)>& lookup) {
     }
     env.args[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
-  if (auto it = env.args.find("K8S_POD_NAMESPACE"); it != env.args.end()) env.podNamespace = it->second;
+  if (auto it = env.args.find("K8S_POD_NAMESPACE"); it != env.args.end())
+    env.podNamespace = it->second;
   if (auto it = env.args.find("K8S_POD_NAME"); it != env.args.end()) env.podName = it->second;
   if (auto it = env.args.find("K8S_POD_UID"); it != env.args.end()) env.podUid = it->second;
   return env;
 }
 
 Result<NetConf> parseNetConf(std::string_view stdinData, Command command) {
-  json j = json::parse(stdinData, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return makeError("network configuration is not valid JSON", kErrDecode);
+  SLUICE_ASSIGN_OR_RETURN(json j, parseJson(stdinData, "network configuration"));
   if (!j.is_object()) return makeError("network configuration must be a JSON object", kErrDecode);
   NetConf c;
   c.raw = j;
@@ -167,9 +233,10 @@ Result<NetConf> parseNetConf(std::string_view stdinData, Command command) {
     if (c.cniVersion.empty()) {
       auto v = negotiateVersion(vs);
       if (!v) {
-        return makeError("cniVersions: none of the listed versions is supported (supported: "
-                         "0.4.0, 1.0.0, 1.1.0)",
-                         kErrIncompatibleVersion);
+        return makeError(
+            "cniVersions: none of the listed versions is supported (supported: "
+            "0.4.0, 1.0.0, 1.1.0)",
+            kErrIncompatibleVersion);
       }
       c.cniVersion = *v;
     }
@@ -182,9 +249,9 @@ Result<NetConf> parseNetConf(std::string_view stdinData, Command command) {
     }
   }
   if (!isSupported(c.cniVersion)) {
-    return makeError("cniVersion: unsupported version \"" + c.cniVersion +
-                         "\" (supported: 0.4.0, 1.0.0, 1.1.0)",
-                     kErrIncompatibleVersion);
+    return makeError(
+        "cniVersion: unsupported version \"" + c.cniVersion + "\" (supported: 0.4.0, 1.0.0, 1.1.0)",
+        kErrIncompatibleVersion);
   }
   if (command == Command::Version) return c;
 
@@ -208,7 +275,7 @@ Result<NetConf> parseNetConf(std::string_view stdinData, Command command) {
   SLUICE_RETURN_IF_ERROR(optInt(j, "policyTimeoutMs", "", c.policyTimeoutMs, 1, 600000));
   SLUICE_RETURN_IF_ERROR(optString(j, "logFile", "", c.logFile));
   SLUICE_RETURN_IF_ERROR(optString(j, "logLevel", "", c.logLevel));
-  static const std::vector<std::string> kLevels = {"trace", "debug", "info", "warn",
+  static const std::vector<std::string> kLevels = {"trace",   "debug", "info",     "warn",
                                                    "warning", "error", "critical", "off"};
   if (std::find(kLevels.begin(), kLevels.end(), c.logLevel) == kLevels.end()) {
     return invalid("logLevel", "unknown level \"" + c.logLevel + "\"");
@@ -264,6 +331,14 @@ Result<NetConf> parseNetConf(std::string_view stdinData, Command command) {
       SLUICE_RETURN_IF_ERROR(optString(e, "ifname", field + ".", a.ifname));
       if (a.containerId.empty()) return invalid(field + ".containerID", "is required");
       if (a.ifname.empty()) return invalid(field + ".ifname", "is required");
+      // Every attachment we hold passed the same checks at ADD, so an entry that fails them is
+      // a broken runtime, and GC must not guess what it meant.
+      if (auto st = validateContainerId(a.containerId); !st.ok()) {
+        return invalid(field + ".containerID", st.error().message);
+      }
+      if (auto st = validateIfname(a.ifname); !st.ok()) {
+        return invalid(field + ".ifname", st.error().message);
+      }
       atts.push_back(std::move(a));
     }
     c.validAttachments = std::move(atts);

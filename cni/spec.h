@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/endpoint_api.h"
 #include "common/ip.h"
 #include "common/result.h"
 
@@ -17,20 +18,36 @@ namespace sluice::cni {
 
 using json = nlohmann::json;
 
-// Spec error codes (CNI SPEC "Error" section). 100+ are plugin-specific.
-constexpr int kErrIncompatibleVersion = 1;
-constexpr int kErrUnsupportedField = 2;
-constexpr int kErrUnknownContainer = 3;
-constexpr int kErrInvalidEnv = 4;
-constexpr int kErrIo = 5;
-constexpr int kErrDecode = 6;
-constexpr int kErrInvalidConfig = 7;
-constexpr int kErrTryAgainLater = 11;
-constexpr int kErrNotAvailable = 50;         // STATUS: cannot service ADD
-constexpr int kErrNotAvailableLimited = 51;  // STATUS: existing pods may be affected too
-constexpr int kErrInternal = 100;            // netlink, filesystem: see the message
-constexpr int kErrAddressesExhausted = 101;  // no free address in a range set
-constexpr int kErrCheckFailed = 102;         // CHECK found a difference
+// Error categories. Inside cni/ every error carries one of these in Error::code; main.cc maps
+// them to CNI spec codes in one place (specCode). Lower layers (common/) put errno values in
+// Error::code, and errno collides with spec codes (EPERM == 1 == "incompatible version"), so
+// the categories live far above any errno: a code that is not a category is never printed as
+// one, it becomes 100 (internal).
+constexpr int kCategoryBase = 1 << 20;
+constexpr int kErrIncompatibleVersion = kCategoryBase + 1;
+constexpr int kErrUnsupportedField = kCategoryBase + 2;
+constexpr int kErrUnknownContainer = kCategoryBase + 3;  // container/netns does not exist
+constexpr int kErrInvalidEnv = kCategoryBase + 4;
+constexpr int kErrIo = kCategoryBase + 5;
+constexpr int kErrDecode = kCategoryBase + 6;
+constexpr int kErrInvalidConfig = kCategoryBase + 7;
+constexpr int kErrTryAgainLater = kCategoryBase + 11;
+constexpr int kErrNotAvailable = kCategoryBase + 50;         // STATUS: cannot service ADD
+constexpr int kErrNotAvailableLimited = kCategoryBase + 51;  // STATUS: existing pods affected too
+// Sluice's own codes (100+, plugin-specific in the spec):
+//   100 internal: netlink, filesystem, exec, the policy daemon refused; the message says which
+//   101 no free address in a range set (built-in IPAM)
+//   102 CHECK found a difference between the prevResult and the node
+constexpr int kErrInternal = kCategoryBase + 100;
+constexpr int kErrAddressesExhausted = kCategoryBase + 101;
+constexpr int kErrCheckFailed = kCategoryBase + 102;
+
+// The CNI spec code for an error: its category's code, or 100 for anything that carries no
+// category (an errno, or 0). The only place a code for stdout is chosen.
+int specCode(const Error& e);
+// The category for a spec code another plugin (a delegated IPAM) reported. Codes the spec
+// defines keep their meaning; a delegate's own 100+ codes (or nonsense) become internal.
+int categoryOfSpecCode(int code);
 
 inline const std::vector<std::string>& supportedVersions() {
   static const std::vector<std::string> v = {"0.4.0", "1.0.0", "1.1.0"};
@@ -38,12 +55,18 @@ inline const std::vector<std::string>& supportedVersions() {
 }
 constexpr const char* kLatestVersion = "1.1.0";
 
-// Lower layers store errno (or nothing) in Error::code, and errno values collide with spec
-// codes (EPERM == 1). Everything that crosses into the CNI layer gets an explicit spec code.
+// Gives an error from a lower layer (errno or no code) its category.
 inline Error withCode(Error e, int code) {
   e.code = code;
   return e;
 }
+
+// CNI documents are shallow (a prevResult is 4 levels deep); a deeper one is an attack, and
+// copying or printing it would recurse once per level (nlohmann copies and dumps
+// recursively) until the stack runs out.
+constexpr size_t kMaxJsonDepth = 64;
+// Parses `text` as JSON no deeper than kMaxJsonDepth. Errors carry kErrDecode and name `what`.
+Result<json> parseJson(std::string_view text, const std::string& what);
 
 enum class Command { Add, Del, Check, Version, Status, Gc };
 
@@ -52,12 +75,18 @@ struct Env {
   std::string containerId;
   std::string netns;
   std::string ifname;
-  std::string path;  // CNI_PATH
+  std::string path;                         // CNI_PATH
   std::map<std::string, std::string> args;  // CNI_ARGS
   std::string podNamespace;
   std::string podName;
   std::string podUid;
 };
+
+// The spec's rules for CNI_CONTAINERID and CNI_IFNAME; the daemon checks the same on its
+// socket (common/endpoint_api.h).
+using endpoint_api::kMaxContainerIdBytes;
+using endpoint_api::validateContainerId;
+using endpoint_api::validateIfname;
 
 // Reads CNI_* from `getenv`-like `lookup`; errors carry kErrInvalidEnv and name the variable.
 Result<Env> parseEnv(const std::function<const char*(const char*)>& lookup);
@@ -81,8 +110,8 @@ struct NetConf {
   std::string ipamType;
   json ipam;  // the raw "ipam" object; built-in IPAM decodes it (ipam/config.h)
   std::optional<json> prevResult;
-  std::vector<IpAddr> runtimeIps;          // runtimeConfig.ips
-  std::optional<std::string> runtimeMac;   // runtimeConfig.mac, validated
+  std::vector<IpAddr> runtimeIps;                           // runtimeConfig.ips
+  std::optional<std::string> runtimeMac;                    // runtimeConfig.mac, validated
   std::optional<std::vector<Attachment>> validAttachments;  // GC: cni.dev/valid-attachments
   json raw;  // the whole input, passed unchanged to a delegated IPAM plugin
 };

@@ -1,15 +1,14 @@
 #include "cni/wiring.h"
 
+#include <fcntl.h>
 #include <linux/neighbour.h>
 #include <spdlog/spdlog.h>
-#include <fcntl.h>
 #include <sys/random.h>
 #include <unistd.h>
 
-#include <cstdio>
-
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 
 #include "cni/sha256.h"
 #include "common/netns.h"
@@ -22,7 +21,9 @@ namespace {
 using netlink::Mac;
 using netlink::Socket;
 
-Error internal(Error e, const std::string& ctx) { return withCode(std::move(e).wrap(ctx), kErrInternal); }
+Error internal(Error e, const std::string& ctx) {
+  return withCode(std::move(e).wrap(ctx), kErrInternal);
+}
 
 Mac randomMac() {
   Mac m{};
@@ -111,7 +112,8 @@ Result<Wired> wire(const WiringSpec& spec, const StepHook& hook) {
   w.hostMac = hostVethMac(a);
   w.podMac = spec.podMac ? *spec.podMac : randomMac();
   w.mtu = spec.mtu;
-  bool v6 = std::any_of(spec.ips.begin(), spec.ips.end(), [](const IpAddr& i) { return !i.isV4(); });
+  bool v6 =
+      std::any_of(spec.ips.begin(), spec.ips.end(), [](const IpAddr& i) { return !i.isV4(); });
 
   auto hostNlR = Socket::open();
   if (!hostNlR.ok()) return internal(std::move(hostNlR).error(), "host netns");
@@ -158,7 +160,8 @@ Result<Wired> wire(const WiringSpec& spec, const StepHook& hook) {
   w.hostIfindex = host->index;
 
   SLUICE_RETURN_IF_ERROR(hook("host-sysctl"));
-  if (auto st = hostSysctls(w.hostVeth, v6); !st.ok()) return internal(st.error(), "host veth " + w.hostVeth);
+  if (auto st = hostSysctls(w.hostVeth, v6); !st.ok())
+    return internal(st.error(), "host veth " + w.hostVeth);
 
   if (auto st = hostNl.setLinkAlias(w.hostIfindex, vethAlias(spec.network, a)); !st.ok()) {
     return internal(st.error(), "host veth " + w.hostVeth);
@@ -175,11 +178,13 @@ Result<Wired> wire(const WiringSpec& spec, const StepHook& hook) {
       return internal(st.error(), "pod " + a.ifname);
     }
   }
-  if (auto st = podNl.setLinkUp(podIndex, true); !st.ok()) return internal(st.error(), "pod " + a.ifname);
+  if (auto st = podNl.setLinkUp(podIndex, true); !st.ok())
+    return internal(st.error(), "pod " + a.ifname);
 
   SLUICE_RETURN_IF_ERROR(hook("pod-routes"));
   for (Family f : {Family::V4, Family::V6}) {
-    if (std::none_of(spec.ips.begin(), spec.ips.end(), [f](const IpAddr& i) { return i.family() == f; })) {
+    if (std::none_of(spec.ips.begin(), spec.ips.end(),
+                     [f](const IpAddr& i) { return i.family() == f; })) {
       continue;
     }
     IpAddr gw = gatewayFor(f);
@@ -285,7 +290,9 @@ Status checkWiring(const WiringSpec& spec, const CniResult& prev) {
         bool found = std::any_of(routes->begin(), routes->end(), [&](const netlink::RouteInfo& r) {
           return r.dst == Prefix::host(ip) && r.oif == host->index;
         });
-        if (!found) problems.push_back("host route " + Prefix::host(ip).toString() + " dev " + name + " is missing");
+        if (!found)
+          problems.push_back("host route " + Prefix::host(ip).toString() + " dev " + name +
+                             " is missing");
       }
     }
   }
@@ -317,7 +324,8 @@ Status checkWiring(const WiringSpec& spec, const CniResult& prev) {
       }
     }
     for (Family f : {Family::V4, Family::V6}) {
-      if (std::none_of(spec.ips.begin(), spec.ips.end(), [f](const IpAddr& i) { return i.family() == f; })) {
+      if (std::none_of(spec.ips.begin(), spec.ips.end(),
+                       [f](const IpAddr& i) { return i.family() == f; })) {
         continue;
       }
       auto routes = podNl->routes(f);
@@ -326,7 +334,8 @@ Status checkWiring(const WiringSpec& spec, const CniResult& prev) {
       bool found = std::any_of(routes->begin(), routes->end(), [&](const netlink::RouteInfo& r) {
         return r.dst.len() == 0 && r.gateway == gw && r.oif == pod->index;
       });
-      if (!found) problems.push_back("default route via " + gw.toString() + " is missing in the pod");
+      if (!found)
+        problems.push_back("default route via " + gw.toString() + " is missing in the pod");
     }
   }
   if (problems.empty()) return Status::Ok();
@@ -346,7 +355,8 @@ Status gcVeths(const std::string& network, const std::vector<Attachment>& valid)
     // Only veths this network made, named as we name them: never an operator's interface.
     if (!att || l.name != hostVethName(*att)) continue;
     if (std::find(valid.begin(), valid.end(), *att) != valid.end()) continue;
-    spdlog::info("veth={} container={} ifname={} gc: removing stale veth", l.name, att->containerId, att->ifname);
+    spdlog::info("veth={} container={} ifname={} gc: removing stale veth", l.name, att->containerId,
+                 att->ifname);
     auto st = nl->deleteLink(l.index);
     if (!st.ok() && st.error().code != ENODEV) return internal(st.error(), "gc " + l.name);
   }

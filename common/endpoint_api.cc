@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -17,11 +18,9 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr int kTryAgainLater = 11;  // CNI spec code: the daemon may come back
 // A reply or request longer than this is garbage, not a message; stops a confused peer from
 // making us buffer without bound.
 constexpr size_t kMaxLine = 64 * 1024;
-
 
 // Typed field access that reports the field by name instead of throwing.
 Result<std::string> stringField(const json& j, const char* key, bool required) {
@@ -36,23 +35,67 @@ Result<std::string> stringField(const json& j, const char* key, bool required) {
 
 }  // namespace
 
+namespace {
+
+// Quoted for a message: control bytes (a newline in an id is the attack) are shown escaped.
+std::string quoted(std::string_view s) {
+  return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+bool isAsciiAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+}  // namespace
+
+Status validateContainerId(std::string_view id) {
+  // libcni's ValidateContainerID: ^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$. The id names IPAM records
+  // and veth aliases, so anything else (a newline, a '/') could forge or orphan a record.
+  if (id.empty()) return makeError("must not be empty");
+  if (id.size() > kMaxContainerIdBytes) {
+    return makeError("longer than " + std::to_string(kMaxContainerIdBytes) + " bytes");
+  }
+  if (!isAsciiAlnum(id[0])) return makeError(quoted(id) + " must start with a letter or digit");
+  for (char c : id) {
+    if (!isAsciiAlnum(c) && c != '_' && c != '.' && c != '-') {
+      return makeError(quoted(id) + " may contain only letters, digits, '_', '.' and '-'");
+    }
+  }
+  return Status::Ok();
+}
+
+Status validateIfname(std::string_view name) {
+  // libcni's ValidateInterfaceName, which is the kernel's dev_valid_name.
+  if (name.empty()) return makeError("must not be empty");
+  if (name.size() > 15) return makeError(quoted(name) + " is longer than 15 bytes");
+  if (name == "." || name == "..") return makeError(quoted(name) + " is not an interface name");
+  for (unsigned char c : name) {
+    if (c == '/' || c == ':' || std::isspace(c) || c < 0x20 || c == 0x7f) {
+      return makeError(quoted(name) + " must not contain '/', ':', whitespace or control bytes");
+    }
+  }
+  return Status::Ok();
+}
+
 const char* opName(Op op) {
   switch (op) {
-    case Op::Add: return "add";
-    case Op::Del: return "del";
-    case Op::Check: return "check";
-    case Op::Status: return "status";
+    case Op::Add:
+      return "add";
+    case Op::Del:
+      return "del";
+    case Op::Check:
+      return "check";
+    case Op::Status:
+      return "status";
   }
   return "unknown";
 }
 
 std::string encode(const Request& r) {
   if (r.op == Op::Status) return R"({"op":"status"})";
-  json j = {{"op", opName(r.op)},           {"containerID", r.containerId},
-            {"ifname", r.ifname},           {"netns", r.netns},
-            {"hostVeth", r.hostVeth},       {"hostIfindex", r.hostIfindex},
-            {"ips", r.ips},                 {"podNamespace", r.podNamespace},
-            {"podName", r.podName}};
+  json j = {{"op", opName(r.op)}, {"containerID", r.containerId},   {"ifname", r.ifname},
+            {"netns", r.netns},   {"hostVeth", r.hostVeth},         {"hostIfindex", r.hostIfindex},
+            {"ips", r.ips},       {"podNamespace", r.podNamespace}, {"podName", r.podName}};
   // dump() escapes control characters, so the line never contains a raw newline.
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -77,9 +120,11 @@ Result<Request> decodeRequest(std::string_view line) {
                      "\" (want add, del, check or status)");
   }
   SLUICE_ASSIGN_OR_RETURN(r.containerId, stringField(j, "containerID", true));
-  if (r.containerId.empty()) return makeError("field \"containerID\" must not be empty");
+  if (auto st = validateContainerId(r.containerId); !st.ok()) {
+    return st.error().wrap("field \"containerID\"");
+  }
   SLUICE_ASSIGN_OR_RETURN(r.ifname, stringField(j, "ifname", true));
-  if (r.ifname.empty()) return makeError("field \"ifname\" must not be empty");
+  if (auto st = validateIfname(r.ifname); !st.ok()) return st.error().wrap("field \"ifname\"");
   SLUICE_ASSIGN_OR_RETURN(r.netns, stringField(j, "netns", false));
   SLUICE_ASSIGN_OR_RETURN(r.hostVeth, stringField(j, "hostVeth", false));
   SLUICE_ASSIGN_OR_RETURN(r.podNamespace, stringField(j, "podNamespace", false));
@@ -109,6 +154,7 @@ Result<Request> decodeRequest(std::string_view line) {
 std::string encode(const Reply& r) {
   json j = {{"ok", r.ok}};
   if (!r.ok) j["error"] = r.error;
+  if (!r.ok && r.retry) j["retry"] = true;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -121,6 +167,10 @@ Result<Reply> decodeReply(std::string_view line) {
   Reply r;
   r.ok = it->get<bool>();
   SLUICE_ASSIGN_OR_RETURN(r.error, stringField(j, "error", false));
+  if (auto rt = j.find("retry"); rt != j.end() && !rt->is_null()) {
+    if (!rt->is_boolean()) return makeError("reply field \"retry\" must be a boolean");
+    r.retry = !r.ok && rt->get<bool>();
+  }
   if (!r.ok && r.error.empty()) r.error = "daemon refused the request without a reason";
   return r;
 }
@@ -135,13 +185,13 @@ Result<Reply> call(const std::string& socketPath, const Request& r, int timeoutM
   auto fail = [&](const std::string& what, int err) {
     return makeError("policy daemon at " + socketPath + ": " + what +
                          (err ? std::string(": ") + std::strerror(err) : std::string()),
-                     kTryAgainLater);
+                     kDaemonUnavailable);
   };
 
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socketPath.empty() || socketPath.size() >= sizeof(addr.sun_path)) {
-    return makeError("policy socket path \"" + socketPath + "\" is empty or too long");
+    return makeError("policy socket path \"" + socketPath + "\" is empty or too long", kBadCall);
   }
   std::memcpy(addr.sun_path, socketPath.c_str(), socketPath.size() + 1);
 
@@ -161,6 +211,7 @@ Result<Reply> call(const std::string& socketPath, const Request& r, int timeoutM
   std::string out = encode(r);
   out.push_back('\n');
   size_t sent = 0;
+  int sendErr = 0;
   while (sent < out.size()) {
     ssize_t n = ::send(fd.get(), out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
     if (n > 0) {
@@ -173,6 +224,12 @@ Result<Reply> call(const std::string& socketPath, const Request& r, int timeoutM
       int ms = remainingMs();
       if (ms == 0 || ::poll(&p, 1, ms) <= 0) return fail("timed out sending the request", 0);
       continue;
+    }
+    // The daemon may answer and close before reading us (a busy refusal): its reply is still
+    // queued for us, so read it rather than report a broken pipe.
+    if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+      sendErr = errno;
+      break;
     }
     return fail("send", errno);
   }
@@ -196,13 +253,14 @@ Result<Reply> call(const std::string& socketPath, const Request& r, int timeoutM
     if (pr == 0) return fail("no reply within " + std::to_string(timeoutMs) + " ms", 0);
     ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n < 0) return fail("recv", errno);
+    if (n < 0) return fail("recv", sendErr ? sendErr : errno);
     if (n == 0) {
       // Tolerate a peer that closes right after a reply without a trailing newline.
       if (!in.empty()) {
         auto reply = decodeReply(in);
         if (reply.ok()) return reply;
       }
+      if (sendErr) return fail("send", sendErr);
       return fail("connection closed before a reply", 0);
     }
     in.append(buf, static_cast<size_t>(n));

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "cni/spec.h"
+#include "common/file_util.h"
 #include "common/unique_fd.h"
 
 namespace sluice::cni::ipam {
@@ -98,18 +99,21 @@ Result<Range> parseRange(const json& r, const std::string& path) {
   };
   if (start) {
     if (!inside(*start)) {
-      return invalid(path + ".rangeStart", start->toString() + " is not a usable address of " + p->toString());
+      return invalid(path + ".rangeStart",
+                     start->toString() + " is not a usable address of " + p->toString());
     }
     range.start = *start;
   }
   if (end) {
     if (!inside(*end)) {
-      return invalid(path + ".rangeEnd", end->toString() + " is not a usable address of " + p->toString());
+      return invalid(path + ".rangeEnd",
+                     end->toString() + " is not a usable address of " + p->toString());
     }
     range.end = *end;
   }
   if (toU128(range.start) > toU128(range.end)) {
-    return invalid(path + ".rangeEnd", range.end.toString() + " is before rangeStart " + range.start.toString());
+    return invalid(path + ".rangeEnd",
+                   range.end.toString() + " is before rangeStart " + range.start.toString());
   }
   if (range.gateway && !p->contains(*range.gateway)) {
     return invalid(path + ".gateway", range.gateway->toString() + " is outside " + p->toString());
@@ -131,8 +135,9 @@ Status validateSets(const std::vector<RangeSet>& sets) {
           const Range& b = sets[k].ranges[l];
           if (a.start.family() == b.start.family() && toU128(a.start) <= toU128(b.end) &&
               toU128(b.start) <= toU128(a.end)) {
-            return invalid("ipam.ranges[" + std::to_string(k) + "][" + std::to_string(l) + "]",
-                           "overlaps ipam.ranges[" + std::to_string(i) + "][" + std::to_string(j) + "]");
+            return invalid(
+                "ipam.ranges[" + std::to_string(k) + "][" + std::to_string(l) + "]",
+                "overlaps ipam.ranges[" + std::to_string(i) + "][" + std::to_string(j) + "]");
           }
         }
       }
@@ -144,19 +149,8 @@ Status validateSets(const std::vector<RangeSet>& sets) {
 }  // namespace
 
 Result<std::string> readWholeFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return makeError(path + ": " + std::strerror(errno), errno);
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return makeError(path + ": " + std::strerror(errno), errno);
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > (1u << 20)) return makeError(path + ": larger than 1 MiB");
-  }
-  return out;
+  // Regular files only (never blocks on a FIFO), at most 1 MiB: a podCIDR file is one line.
+  return readFile(path, size_t{1} << 20);
 }
 
 Result<IpamConfig> parseIpamConfig(const json& ipam, const ReadFile& readFile) {
@@ -192,7 +186,8 @@ Result<IpamConfig> parseIpamConfig(const json& ipam, const ReadFile& readFile) {
                        kErrTryAgainLater);
     }
     json j = json::parse(*content, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("podCIDRs") || !j["podCIDRs"].is_array()) {
+    if (j.is_discarded() || !j.is_object() || !j.contains("podCIDRs") ||
+        !j["podCIDRs"].is_array()) {
       return invalid("ipam.podCidrFile", file + " must hold {\"podCIDRs\": [\"CIDR\", ...]}");
     }
     const json& cidrs = j["podCIDRs"];
@@ -206,13 +201,16 @@ Result<IpamConfig> parseIpamConfig(const json& ipam, const ReadFile& readFile) {
     }
   } else if (hasRanges) {
     const json& sets = ipam["ranges"];
-    if (!sets.is_array() || sets.empty()) return invalid("ipam.ranges", "must be a non-empty array of range sets");
+    if (!sets.is_array() || sets.empty())
+      return invalid("ipam.ranges", "must be a non-empty array of range sets");
     for (size_t i = 0; i < sets.size(); ++i) {
       std::string path = "ipam.ranges[" + std::to_string(i) + "]";
-      if (!sets[i].is_array() || sets[i].empty()) return invalid(path, "must be a non-empty array of ranges");
+      if (!sets[i].is_array() || sets[i].empty())
+        return invalid(path, "must be a non-empty array of ranges");
       RangeSet set;
       for (size_t j = 0; j < sets[i].size(); ++j) {
-        SLUICE_ASSIGN_OR_RETURN(Range r, parseRange(sets[i][j], path + "[" + std::to_string(j) + "]"));
+        SLUICE_ASSIGN_OR_RETURN(Range r,
+                                parseRange(sets[i][j], path + "[" + std::to_string(j) + "]"));
         set.ranges.push_back(r);
       }
       cfg.rangeSets.push_back(std::move(set));

@@ -9,11 +9,15 @@
 #include <cstring>
 
 #include "common/file_lock.h"
+#include "common/file_util.h"
 #include "common/unique_fd.h"
 
 namespace sluice::cni::ipam {
 
 namespace {
+
+// An address or attachment record is one short line.
+constexpr size_t kMaxRecordBytes = 64 * 1024;
 
 Error sysError(const std::string& what, const std::string& path) {
   int err = errno;
@@ -75,21 +79,13 @@ class RealFs : public Fs {
   }
 
   Result<std::optional<std::string>> read(const std::string& path) override {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) {
-      if (errno == ENOENT) return std::optional<std::string>();
-      return sysError("open", path);
+    // Records are a line each; a FIFO or device planted in the store must not hang ADD.
+    auto text = readFile(path, kMaxRecordBytes);
+    if (!text.ok()) {
+      if (text.error().code == ENOENT) return std::optional<std::string>();
+      return text.error();
     }
-    std::string out;
-    char buf[4096];
-    for (;;) {
-      ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return sysError("read", path);
-      if (n == 0) break;
-      out.append(buf, static_cast<size_t>(n));
-    }
-    return std::optional<std::string>(std::move(out));
+    return std::optional<std::string>(std::move(text).value());
   }
 
   Result<bool> exists(const std::string& path) override {

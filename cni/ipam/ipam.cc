@@ -54,8 +54,9 @@ class BuiltinIpam : public Ipam {
         for (const auto& ip : v) s += (s.empty() ? "" : ",") + ip.toString();
         return s.empty() ? std::string("none") : s;
       };
-      return makeError("ipam: reservation holds [" + join(a) + "] but prevResult has [" + join(b) + "]",
-                       kErrCheckFailed);
+      return makeError(
+          "ipam: reservation holds [" + join(a) + "] but prevResult has [" + join(b) + "]",
+          kErrCheckFailed);
     }
     return Status::Ok();
   }
@@ -116,12 +117,18 @@ class BuiltinIpam : public Ipam {
 
 const char* commandName(Command c) {
   switch (c) {
-    case Command::Add: return "ADD";
-    case Command::Del: return "DEL";
-    case Command::Check: return "CHECK";
-    case Command::Version: return "VERSION";
-    case Command::Status: return "STATUS";
-    case Command::Gc: return "GC";
+    case Command::Add:
+      return "ADD";
+    case Command::Del:
+      return "DEL";
+    case Command::Check:
+      return "CHECK";
+    case Command::Version:
+      return "VERSION";
+    case Command::Status:
+      return "STATUS";
+    case Command::Gc:
+      return "GC";
   }
   return "VERSION";
 }
@@ -133,8 +140,7 @@ class DelegatedIpam : public Ipam {
   Result<std::vector<Address>> add() override {
     SLUICE_ASSIGN_OR_RETURN(PluginRun run, invoke(Command::Add, conf_.raw));
     if (run.exitCode != 0) return decodePluginError(conf_.ipamType, run);
-    json j = json::parse(run.out, nullptr, false);
-    if (j.is_discarded()) return makeError(conf_.ipamType + ": result is not JSON", kErrDecode);
+    SLUICE_ASSIGN_OR_RETURN(json j, parseJson(run.out, conf_.ipamType + " result"));
     SLUICE_ASSIGN_OR_RETURN(CniResult r, decodeResult(j, conf_.ipamType + " result"));
     if (r.ips.empty()) return makeError(conf_.ipamType + ": result has no IPs", kErrInternal);
     std::vector<Address> out;
@@ -173,8 +179,8 @@ class DelegatedIpam : public Ipam {
 
   Result<PluginRun> invoke(Command c, const json& conf) {
     std::map<std::string, std::string> env = {{"CNI_COMMAND", commandName(c)}};
-    SLUICE_ASSIGN_OR_RETURN(PluginRun run,
-                            execPlugin(env_.path, conf_.ipamType, env, conf.dump(), kDelegateTimeoutMs));
+    SLUICE_ASSIGN_OR_RETURN(
+        PluginRun run, execPlugin(env_.path, conf_.ipamType, env, conf.dump(), kDelegateTimeoutMs));
     // Reference IPAM plugins older than 1.1 reject a 1.1.0 config although its IPAM result
     // is identical in 1.0.0; retry once with 1.0.0 rather than fail every ADD.
     if (run.exitCode != 0 && conf.value("cniVersion", "") == "1.1.0") {

@@ -2,15 +2,14 @@
 // "host" network namespace (the plugin runs there, as on a node) and pod namespaces, all named
 // slt<pid>-*, and removes them even on failure. Nothing touches the namespace the test starts in.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fcntl.h>
-#include <sched.h>
 
 #include <cstring>
 #include <filesystem>
@@ -38,8 +37,10 @@ class CniTest : public ::testing::Test {
     ns_ = std::make_unique<NetnsSet>();
     host_ = ns_->add("host");
     // The node itself must forward for pods to talk; only inside our own "host" namespace.
-    runCmd({"ip", "netns", "exec", ns_->fullName("host"), "sysctl", "-qw", "net.ipv4.ip_forward=1"});
-    runCmd({"ip", "netns", "exec", ns_->fullName("host"), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"});
+    runCmd(
+        {"ip", "netns", "exec", ns_->fullName("host"), "sysctl", "-qw", "net.ipv4.ip_forward=1"});
+    runCmd({"ip", "netns", "exec", ns_->fullName("host"), "sysctl", "-qw",
+            "net.ipv6.conf.all.forwarding=1"});
     dataDir_ = ns_->tmpDir() + "/ipam";
   }
 
@@ -62,7 +63,8 @@ class CniTest : public ::testing::Test {
   }
 
   std::map<std::string, std::string> env(const std::string& cmd, const std::string& id,
-                                         const std::string& netns, const std::string& ifname = "eth0") {
+                                         const std::string& netns,
+                                         const std::string& ifname = "eth0") {
     return {{"CNI_COMMAND", cmd},
             {"CNI_CONTAINERID", id},
             {"CNI_NETNS", netns},
@@ -180,7 +182,8 @@ TEST_F(CniTest, LifecycleForEachVersion) {
     auto st = plugin("STATUS", "", "", c);
     auto gc = plugin("GC", "", "", [&] {
       json g = c;
-      g["cni.dev/valid-attachments"] = json::array({{{"containerID", "ctr-" + v}, {"ifname", "eth0"}}});
+      g["cni.dev/valid-attachments"] =
+          json::array({{{"containerID", "ctr-" + v}, {"ifname", "eth0"}}});
       return g;
     }());
     if (v == "1.1.0") {
@@ -194,7 +197,8 @@ TEST_F(CniTest, LifecycleForEachVersion) {
     // GC kept the valid attachment.
     EXPECT_EQ(plugin("CHECK", "ctr-" + v, pod, withPrev(c, again.parsed)).exitCode, 0);
 
-    auto ver = runPlugin(kSluice, {{"CNI_COMMAND", "VERSION"}}, json{{"cniVersion", v}}.dump(), host_);
+    auto ver =
+        runPlugin(kSluice, {{"CNI_COMMAND", "VERSION"}}, json{{"cniVersion", v}}.dump(), host_);
     EXPECT_EQ(ver.exitCode, 0);
     EXPECT_EQ(ver.parsed["supportedVersions"], json(kVersions));
 
@@ -264,7 +268,9 @@ int echoServer(const std::string& ip, uint16_t port, bool tcp) {
   socklen_t plen = sizeof(peer);
   ssize_t n = ::recvfrom(s, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&peer), &plen);
   if (n <= 0) return 4;
-  return ::sendto(s, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&peer), plen) == n ? 0 : 5;
+  return ::sendto(s, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&peer), plen) == n
+             ? 0
+             : 5;
 }
 
 int echoClient(const std::string& ip, uint16_t port, bool tcp) {
@@ -306,7 +312,8 @@ TEST_F(CniTest, TwoPodsExchangeTcpAndUdpOverV4AndV6) {
   for (int fam = 0; fam < 2; ++fam) {
     for (bool tcp : {true, false}) {
       for (bool aToB : {true, false}) {
-        SCOPED_TRACE(std::string(fam ? "v6 " : "v4 ") + (tcp ? "tcp " : "udp ") + (aToB ? "a->b" : "b->a"));
+        SCOPED_TRACE(std::string(fam ? "v6 " : "v4 ") + (tcp ? "tcp " : "udp ") +
+                     (aToB ? "a->b" : "b->a"));
         const json& server = aToB ? rb.parsed : ra.parsed;
         std::string dst = bare(server["ips"][fam]["address"]);
         ++port;
@@ -331,8 +338,14 @@ TEST_F(CniTest, DelAfterNetnsIsGone) {
   auto del = plugin("DEL", "ctr-gone", p, c);
   EXPECT_EQ(del.exitCode, 0) << del.out;
   // Without CNI_NETNS at all, as a runtime does after a node reboot.
-  auto del2 = runPlugin(kSluice, [&] { auto e = env("DEL", "ctr-gone", p); e.erase("CNI_NETNS"); return e; }(),
-                        c.dump(), host_);
+  auto del2 = runPlugin(
+      kSluice,
+      [&] {
+        auto e = env("DEL", "ctr-gone", p);
+        e.erase("CNI_NETNS");
+        return e;
+      }(),
+      c.dump(), host_);
   EXPECT_EQ(del2.exitCode, 0) << del2.out;
   EXPECT_EQ(hostState(), pristine);
   EXPECT_TRUE(storeFiles().empty());
@@ -348,7 +361,8 @@ TEST_F(CniTest, FailureAtEachAddStepLeavesNothingBehind) {
     e["SLUICE_TEST_FAIL_AT"] = step;
     auto r = runPlugin(kSluice, e, conf().dump(), host_);
     EXPECT_NE(r.exitCode, 0);
-    EXPECT_NE(r.parsed.value("msg", "").find("injected failure at step " + step), std::string::npos) << r.out;
+    EXPECT_NE(r.parsed.value("msg", "").find("injected failure at step " + step), std::string::npos)
+        << r.out;
     EXPECT_EQ(hostState(), pristine);
     EXPECT_TRUE(storeFiles().empty());
     EXPECT_EQ(podLinks("fail"), std::vector<std::string>{"lo"});
@@ -373,13 +387,15 @@ TEST_F(CniTest, FiftyParallelAddsThenDels) {
   for (int i = 0; i < kPods; ++i) paths.push_back(ns_->add("par" + std::to_string(i)));
   std::vector<PendingPlugin> pending;
   for (int i = 0; i < kPods; ++i) {
-    pending.push_back(startPlugin(kSluice, env("ADD", "par-" + std::to_string(i), paths[i]), c.dump(), host_));
+    pending.push_back(
+        startPlugin(kSluice, env("ADD", "par-" + std::to_string(i), paths[i]), c.dump(), host_));
   }
   std::set<std::string> seen;
   for (int i = 0; i < kPods; ++i) {
     auto r = waitPlugin(pending[i]);
     ASSERT_EQ(r.exitCode, 0) << r.out;
-    for (const auto& a : addresses(r.parsed)) EXPECT_TRUE(seen.insert(a).second) << "duplicate " << a;
+    for (const auto& a : addresses(r.parsed))
+      EXPECT_TRUE(seen.insert(a).second) << "duplicate " << a;
   }
   EXPECT_EQ(seen.size(), 2u * kPods);
   std::string links;
@@ -387,7 +403,8 @@ TEST_F(CniTest, FiftyParallelAddsThenDels) {
   EXPECT_EQ(std::count(links.begin(), links.end(), '\n'), kPods + 1);
   pending.clear();
   for (int i = 0; i < kPods; ++i) {
-    pending.push_back(startPlugin(kSluice, env("DEL", "par-" + std::to_string(i), paths[i]), c.dump(), host_));
+    pending.push_back(
+        startPlugin(kSluice, env("DEL", "par-" + std::to_string(i), paths[i]), c.dump(), host_));
   }
   for (int i = 0; i < kPods; ++i) EXPECT_EQ(waitPlugin(pending[i]).exitCode, 0);
   EXPECT_EQ(waitHostState(pristine), pristine);
@@ -453,7 +470,8 @@ TEST_F(CniTest, RegistersWithPolicyDaemon) {
       << notReady.out;
   auto refused = add("ctr-reg2", p, c);
   EXPECT_NE(refused.exitCode, 0);
-  EXPECT_NE(refused.parsed.value("msg", "").find("no policy for you"), std::string::npos) << refused.out;
+  EXPECT_NE(refused.parsed.value("msg", "").find("no policy for you"), std::string::npos)
+      << refused.out;
   EXPECT_EQ(hostState(), pristine);
   EXPECT_TRUE(storeFiles().empty());
 }
@@ -488,12 +506,11 @@ TEST_F(CniTest, DelegatesToHostLocal) {
 
 TEST_F(CniTest, UsePodCidrAndRuntimeConfig) {
   std::string file = ns_->tmpDir() + "/podcidrs.json";
-  {
-    std::ofstream(file) << R"({"podCIDRs":["10.79.3.0/24","fd00:79:3::/64"]})";
-  }
+  { std::ofstream(file) << R"({"podCIDRs":["10.79.3.0/24","fd00:79:3::/64"]})"; }
   std::string p = ns_->add("pc");
   json c = conf();
-  c["ipam"] = {{"type", "sluice"}, {"dataDir", dataDir_}, {"usePodCidr", true}, {"podCidrFile", file}};
+  c["ipam"] = {
+      {"type", "sluice"}, {"dataDir", dataDir_}, {"usePodCidr", true}, {"podCidrFile", file}};
   c["runtimeConfig"] = {{"ips", {"10.79.3.42/24"}}, {"mac", "02:11:22:33:44:55"}};
   auto r = add("ctr-pc", p, c);
   ASSERT_EQ(r.exitCode, 0) << r.out;
@@ -504,8 +521,8 @@ TEST_F(CniTest, UsePodCidrAndRuntimeConfig) {
 }
 
 TEST_F(CniTest, ChainsWithTuningPortmapAndBandwidth) {
-  if (::access("/usr/lib/cni/portmap", X_OK) != 0 || ::access("/usr/lib/cni/bandwidth", X_OK) != 0 ||
-      ::access("/usr/lib/cni/tuning", X_OK) != 0) {
+  if (::access("/usr/lib/cni/portmap", X_OK) != 0 ||
+      ::access("/usr/lib/cni/bandwidth", X_OK) != 0 || ::access("/usr/lib/cni/tuning", X_OK) != 0) {
     GTEST_SKIP() << "containernetworking-plugins not installed";
   }
   std::string p = ns_->add("chain");
@@ -515,32 +532,45 @@ TEST_F(CniTest, ChainsWithTuningPortmapAndBandwidth) {
   ASSERT_EQ(r.exitCode, 0) << r.out;
   auto e = env("ADD", "ctr-chain", p);
   // tuning: a pod sysctl and a new pod MAC; it rewrites the MAC in the result it passes on.
-  json tu = {{"cniVersion", "1.0.0"}, {"name", "slnet"}, {"type", "tuning"},
-             {"sysctl", {{"net.core.somaxconn", "777"}}}, {"mac", "02:aa:bb:cc:dd:ee"},
-             {"prevResult", r.parsed}};
+  json tu = {{"cniVersion", "1.0.0"},      {"name", "slnet"},
+             {"type", "tuning"},           {"sysctl", {{"net.core.somaxconn", "777"}}},
+             {"mac", "02:aa:bb:cc:dd:ee"}, {"prevResult", r.parsed}};
   auto rt = runPlugin("/usr/lib/cni/tuning", e, tu.dump(), host_);
   ASSERT_EQ(rt.exitCode, 0) << rt.out;
   std::string somaxconn, link;
-  runCmd({"ip", "netns", "exec", ns_->fullName("chain"), "cat", "/proc/sys/net/core/somaxconn"}, &somaxconn);
+  runCmd({"ip", "netns", "exec", ns_->fullName("chain"), "cat", "/proc/sys/net/core/somaxconn"},
+         &somaxconn);
   EXPECT_EQ(somaxconn, "777\n");
   runCmd({"ip", "-n", ns_->fullName("chain"), "link", "show", "eth0"}, &link);
   EXPECT_NE(link.find("02:aa:bb:cc:dd:ee"), std::string::npos) << link;
-  json pm = {{"cniVersion", "1.0.0"}, {"name", "slnet"}, {"type", "portmap"},
+  json pm = {{"cniVersion", "1.0.0"},
+             {"name", "slnet"},
+             {"type", "portmap"},
              {"capabilities", {{"portMappings", true}}},
-             {"runtimeConfig", {{"portMappings", json::array({{{"hostPort", 18080}, {"containerPort", 80}, {"protocol", "tcp"}}})}}},
+             {"runtimeConfig",
+              {{"portMappings",
+                json::array({{{"hostPort", 18080}, {"containerPort", 80}, {"protocol", "tcp"}}})}}},
              {"prevResult", rt.parsed}};
   auto rp = runPlugin("/usr/lib/cni/portmap", e, pm.dump(), host_);
   ASSERT_EQ(rp.exitCode, 0) << rp.out;
-  json bw = {{"cniVersion", "1.0.0"}, {"name", "slnet"}, {"type", "bandwidth"},
+  json bw = {{"cniVersion", "1.0.0"},
+             {"name", "slnet"},
+             {"type", "bandwidth"},
              {"capabilities", {{"bandwidth", true}}},
-             {"runtimeConfig", {{"bandwidth", {{"ingressRate", 1000000}, {"ingressBurst", 100000},
-                                               {"egressRate", 1000000}, {"egressBurst", 100000}}}}},
+             {"runtimeConfig",
+              {{"bandwidth",
+                {{"ingressRate", 1000000},
+                 {"ingressBurst", 100000},
+                 {"egressRate", 1000000},
+                 {"egressBurst", 100000}}}}},
              {"prevResult", rp.parsed}};
   auto rb = runPlugin("/usr/lib/cni/bandwidth", e, bw.dump(), host_);
   ASSERT_EQ(rb.exitCode, 0) << rb.out;
   // bandwidth found our host veth in the result and shaped it.
   std::string qdisc;
-  runCmd({"tc", "-n", ns_->fullName("host"), "qdisc", "show", "dev", r.parsed["interfaces"][0]["name"]}, &qdisc);
+  runCmd({"tc", "-n", ns_->fullName("host"), "qdisc", "show", "dev",
+          r.parsed["interfaces"][0]["name"]},
+         &qdisc);
   EXPECT_NE(qdisc.find("tbf"), std::string::npos) << qdisc;
   // CHECK through the chain with the final result.
   auto chk = plugin("CHECK", "ctr-chain", p, withPrev(c, rb.parsed));
@@ -576,15 +606,27 @@ TEST_F(CniTest, BadInputGetsSpecErrorNeverACrash) {
       {"mtu huge", mod([](json& c) { c["mtu"] = 1 << 20; }), 7, "mtu"},
       {"policy bad", mod([](json& c) { c["policy"] = "maybe"; }), 7, "policy"},
       {"no ipam", mod([](json& c) { c.erase("ipam"); }), 7, "ipam"},
-      {"bad cidr", mod([](json& c) { c["ipam"]["ranges"][0][0]["subnet"] = "10.1.2.0/40"; }), 7, "ipam.ranges[0][0].subnet"},
-      {"cidr not string", mod([](json& c) { c["ipam"]["ranges"][0][0]["subnet"] = 42; }), 7, "ipam.ranges[0][0].subnet"},
-      {"rangeStart outside", mod([](json& c) { c["ipam"]["ranges"][0][0]["rangeStart"] = "10.9.9.9"; }), 7, "rangeStart"},
+      {"bad cidr", mod([](json& c) { c["ipam"]["ranges"][0][0]["subnet"] = "10.1.2.0/40"; }), 7,
+       "ipam.ranges[0][0].subnet"},
+      {"cidr not string", mod([](json& c) { c["ipam"]["ranges"][0][0]["subnet"] = 42; }), 7,
+       "ipam.ranges[0][0].subnet"},
+      {"rangeStart outside",
+       mod([](json& c) { c["ipam"]["ranges"][0][0]["rangeStart"] = "10.9.9.9"; }), 7, "rangeStart"},
       {"ranges not array", mod([](json& c) { c["ipam"]["ranges"] = "x"; }), 7, "ipam.ranges"},
-      {"runtime ip bad", mod([](json& c) { c["runtimeConfig"] = {{"ips", {"nope"}}}; }), 7, "runtimeConfig.ips[0]"},
-      {"runtime mac bad", mod([](json& c) { c["runtimeConfig"] = {{"mac", "zz"}}; }), 7, "runtimeConfig.mac"},
+      {"runtime ip bad", mod([](json& c) {
+         c["runtimeConfig"] = {{"ips", {"nope"}}};
+       }),
+       7, "runtimeConfig.ips[0]"},
+      {"runtime mac bad", mod([](json& c) {
+         c["runtimeConfig"] = {{"mac", "zz"}};
+       }),
+       7, "runtimeConfig.mac"},
       {"name missing", mod([](json& c) { c.erase("name"); }), 7, "name"},
       {"ipam type number", mod([](json& c) { c["ipam"]["type"] = 5; }), 7, "ipam.type"},
-      {"unknown ipam plugin", mod([](json& c) { c["ipam"] = {{"type", "no-such-ipam"}}; }), 7, "no-such-ipam"},
+      {"unknown ipam plugin", mod([](json& c) {
+         c["ipam"] = {{"type", "no-such-ipam"}};
+       }),
+       7, "no-such-ipam"},
   };
   for (const auto& tc : cases) {
     SCOPED_TRACE(tc.name);
@@ -598,8 +640,10 @@ TEST_F(CniTest, BadInputGetsSpecErrorNeverACrash) {
     std::string unset;
     std::string mentions;
   };
-  for (const auto& ec : std::vector<EnvCase>{{"CNI_COMMAND", "CNI_COMMAND"}, {"CNI_CONTAINERID", "CNI_CONTAINERID"},
-                                             {"CNI_IFNAME", "CNI_IFNAME"}, {"CNI_NETNS", "CNI_NETNS"},
+  for (const auto& ec : std::vector<EnvCase>{{"CNI_COMMAND", "CNI_COMMAND"},
+                                             {"CNI_CONTAINERID", "CNI_CONTAINERID"},
+                                             {"CNI_IFNAME", "CNI_IFNAME"},
+                                             {"CNI_NETNS", "CNI_NETNS"},
                                              {"CNI_PATH", "CNI_PATH"}}) {
     SCOPED_TRACE("unset " + ec.unset);
     auto e = env("ADD", "ctr-bad", p);
@@ -610,6 +654,85 @@ TEST_F(CniTest, BadInputGetsSpecErrorNeverACrash) {
     EXPECT_NE(r.parsed.value("msg", "").find(ec.mentions), std::string::npos) << r.out;
   }
   EXPECT_EQ(podLinks("bad"), std::vector<std::string>{"lo"});
+}
+
+// Every failure prints a spec code, never an errno passed through (EPERM used to print as 1,
+// "incompatible version"), and a failed ADD leaves nothing behind.
+TEST_F(CniTest, FailuresCarrySpecCodesNeverErrno) {
+  std::string pristine = hostState();
+  std::string p = ns_->add("codes");
+  // A netns path that is not a network namespace, and one that does not exist: the container
+  // is unknown (3), whatever errno setns or open gave.
+  std::string notNetns = ns_->tmpDir() + "/not-a-netns";
+  std::ofstream(notNetns) << "x";
+  for (const std::string& netns : {notNetns, ns_->tmpDir() + "/missing"}) {
+    SCOPED_TRACE(netns);
+    auto r = add("ctr-codes", netns, conf());
+    EXPECT_EQ(r.exitCode, 1) << r.out;
+    EXPECT_EQ(r.parsed.value("code", 0), 3) << r.out;
+    EXPECT_EQ(hostState(), pristine);
+    EXPECT_TRUE(storeFiles().empty());
+  }
+  // Invalid ids: 4, before anything is allocated.
+  for (auto [id, ifname] : std::vector<std::pair<std::string, std::string>>{{"ctr\ncodes", "eth0"},
+                                                                            {"../ctr", "eth0"},
+                                                                            {"ctr-codes", "eth0\n"},
+                                                                            {"ctr-codes", "a/b"}}) {
+    auto r = runPlugin(kSluice, env("ADD", id, p, ifname), conf().dump(), host_);
+    EXPECT_EQ(r.exitCode, 1) << r.out;
+    EXPECT_EQ(r.parsed.value("code", 0), 4) << r.out;
+    EXPECT_TRUE(storeFiles().empty());
+  }
+  EXPECT_EQ(podLinks("codes"), std::vector<std::string>{"lo"});
+}
+
+TEST_F(CniTest, BusyDaemonIsTryAgainLaterAndRefusalIsInternal) {
+  FakePolicyd daemon(ns_->tmpDir() + "/policyd.sock");
+  std::string pristine = hostState();
+  std::string p = ns_->add("busy");
+  json c = conf("1.1.0", "required");
+  struct Case {
+    std::string reply;
+    int code;
+  };
+  for (const auto& tc : std::vector<Case>{
+           {R"j({"ok":false,"error":"sluice-policyd is busy (too many connections)","retry":true})j", 11},
+           {R"j({"ok":false,"error":"timed out after 10000 ms waiting for the policy sync","retry":true})j", 11},
+           {R"j({"ok":false,"error":"no policy for you"})j", 100}}) {
+    SCOPED_TRACE(tc.reply);
+    daemon.setReply(tc.reply);
+    auto r = add("ctr-busy", p, c);
+    EXPECT_EQ(r.exitCode, 1) << r.out;
+    EXPECT_EQ(r.parsed.value("code", 0), tc.code) << r.out;
+    EXPECT_EQ(waitHostState(pristine), pristine);
+    EXPECT_TRUE(storeFiles().empty());
+    EXPECT_EQ(podLinks("busy"), std::vector<std::string>{"lo"});
+  }
+  daemon.setReply(R"({"ok":true})");
+  auto ok = add("ctr-busy", p, c);
+  ASSERT_EQ(ok.exitCode, 0) << ok.out;
+  EXPECT_EQ(plugin("DEL", "ctr-busy", p, c).exitCode, 0);
+}
+
+TEST_F(CniTest, DelegatedIpamThatIgnoresStdinIsAnErrorWithJson) {
+  std::string pristine = hostState();
+  std::string p = ns_->add("quit");
+  std::string bin = ns_->tmpDir() + "/bin";
+  fs::create_directories(bin);
+  { std::ofstream(bin + "/quitter") << "#!/bin/sh\nexit 0\n"; }
+  fs::permissions(bin + "/quitter", fs::perms::owner_all);
+  json c = conf();
+  c["ipam"] = {{"type", "quitter"}};
+  c["padding"] = std::string(1 << 20, 'p');  // beyond a pipe's capacity: the write must fail
+  auto e = env("ADD", "ctr-quit", p);
+  e["CNI_PATH"] = bin;
+  auto r = runPlugin(kSluice, e, c.dump(), host_);
+  EXPECT_EQ(r.exitCode, 1) << "exit " << r.exitCode << " (SIGPIPE would be killed, not 1)";
+  ASSERT_TRUE(r.parsed.is_object()) << r.out;
+  EXPECT_EQ(r.parsed.value("code", 0), 100) << r.out;
+  EXPECT_NE(r.parsed.value("msg", "").find("quitter"), std::string::npos) << r.out;
+  EXPECT_EQ(hostState(), pristine);
+  EXPECT_EQ(podLinks("quit"), std::vector<std::string>{"lo"});
 }
 
 }  // namespace

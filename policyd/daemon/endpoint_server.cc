@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,8 +13,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
-
-#include <spdlog/spdlog.h>
+#include <optional>
 
 namespace sluice::daemon {
 
@@ -30,6 +30,18 @@ Result<sockaddr_un> unixAddress(const std::string& path) {
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
   return addr;
+}
+
+int64_t nowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Best effort, never blocks: the accept thread must not wait on a client that does not read.
+void sendNow(int fd, const std::string& line) {
+  std::string data = line + "\n";
+  (void)!::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 // True when something accepts connections on `path`.
@@ -138,28 +150,67 @@ void EndpointServer::acceptLoop() {
       spdlog::warn("endpoint socket refused peer uid={} pid={}", cred.uid, cred.pid);
       continue;
     }
-    if (connections_.size() >= options_.maxConnections) {
-      spdlog::warn("endpoint socket busy connections={}; refusing one", connections_.size());
-      (void)sendLine(fd.get(), endpoint_api::encode(endpoint_api::Reply{
-                                   false, "sluice-policyd is busy (too many connections)"}));
-      continue;
-    }
-    auto conn = std::make_unique<Connection>();
-    Connection* c = conn.get();
-    ++active_;
-    conn->thread = std::jthread([this, c, sock = std::move(fd)]() mutable {
-      try {
-        serve(std::move(sock));
-      } catch (const std::exception& e) {
-        spdlog::error("endpoint socket connection failed error=\"{}\"", e.what());
-      } catch (...) {
-        spdlog::error("endpoint socket connection failed");
-      }
-      --active_;
-      c->done = true;
-    });
-    connections_.push_back(std::move(conn));
+    admit(std::move(fd));
   }
+}
+
+bool EndpointServer::evictOldestWaiting() {
+  Connection* oldest = nullptr;
+  for (auto& c : connections_) {
+    if (c->done.load() || c->state.load() != ConnState::Waiting) continue;
+    if (!oldest || c->waitingSinceNs.load() < oldest->waitingSinceNs.load()) oldest = c.get();
+  }
+  if (!oldest) return false;
+  auto expected = ConnState::Waiting;
+  // Lost the race: it just started handling a request, so it is not idle after all.
+  if (!oldest->state.compare_exchange_strong(expected, ConnState::Evicted)) return false;
+  sendNow(oldest->fd.get(),
+          endpoint_api::encode(endpoint_api::retryReply(
+              "sluice-policyd closed this idle connection to serve another client")));
+  // Wakes its thread (poll sees the hang-up); the fd stays open until the join in reap().
+  ::shutdown(oldest->fd.get(), SHUT_RDWR);
+  ++evicted_;
+  return true;
+}
+
+void EndpointServer::admit(UniqueFd fd) {
+  // Evicted connections exit at once (the shutdown wakes their poll, and they are never inside
+  // the handler), so joining them here is short and keeps the thread count at maxConnections
+  // plus the one evicted last.
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    if ((*it)->state.load() == ConnState::Evicted || (*it)->done.load()) {
+      if ((*it)->thread.joinable()) (*it)->thread.join();
+      it = connections_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  bool room = connections_.size() < options_.maxConnections || evictOldestWaiting();
+  if (!room) {
+    ++refused_;
+    spdlog::warn("endpoint socket busy connections={}; refusing one", connections_.size());
+    sendNow(fd.get(), endpoint_api::encode(endpoint_api::retryReply(
+                          "sluice-policyd is busy (too many connections)")));
+    return;
+  }
+  auto conn = std::make_unique<Connection>();
+  Connection* c = conn.get();
+  c->fd = std::move(fd);
+  c->waitingSinceNs = nowNs();
+  ++active_;
+  conn->thread = std::jthread([this, c]() {
+    try {
+      serve(*c);
+    } catch (const std::exception& e) {
+      spdlog::error("endpoint socket connection failed error=\"{}\"", e.what());
+    } catch (...) {
+      spdlog::error("endpoint socket connection failed");
+    }
+    ::shutdown(c->fd.get(), SHUT_RDWR);
+    --active_;
+    c->done = true;
+  });
+  connections_.push_back(std::move(conn));
 }
 
 bool EndpointServer::sendLine(int fd, const std::string& line) {
@@ -193,42 +244,65 @@ std::string EndpointServer::process(std::string_view line) {
   return endpoint_api::encode(handler_(*request));
 }
 
-void EndpointServer::serve(UniqueFd fd) {
+void EndpointServer::serve(Connection& c) {
+  const int fd = c.fd.get();
   std::string buffer;
   char chunk[8192];
+  using Clock = std::chrono::steady_clock;
+  auto waitingSince = Clock::now();              // no bytes of the next request yet
+  std::optional<Clock::time_point> lineStarted;  // first byte of an incomplete line
+  auto reject = [&](const std::string& why) {
+    spdlog::warn("endpoint socket {}; closing the connection", why);
+    (void)sendLine(fd, endpoint_api::encode(endpoint_api::Reply{false, why}));
+  };
   for (;;) {
     // Answer every complete line already buffered.
     for (size_t nl; (nl = buffer.find('\n')) != std::string::npos;) {
       std::string_view line(buffer.data(), nl);
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       if (line.find_first_not_of(" \t") != std::string_view::npos) {
-        if (!sendLine(fd.get(), process(line))) return;
+        auto expected = ConnState::Waiting;
+        if (!c.state.compare_exchange_strong(expected, ConnState::Handling)) return;  // evicted
+        // Still Handling while the reply goes out, so an eviction cannot cut it off.
+        if (!sendLine(fd, process(line))) return;
+        waitingSince = Clock::now();
+        c.waitingSinceNs = nowNs();
+        c.state = ConnState::Waiting;
       }
       buffer.erase(0, nl + 1);
+      lineStarted.reset();
     }
+    if (!buffer.empty() && !lineStarted) lineStarted = Clock::now();
     if (buffer.size() > options_.maxLineBytes) {
-      spdlog::warn("endpoint socket request longer than {} bytes; closing the connection",
-                   options_.maxLineBytes);
-      (void)sendLine(fd.get(),
-                     endpoint_api::encode(endpoint_api::Reply{
-                         false, "request line longer than " +
-                                    std::to_string(options_.maxLineBytes) + " bytes"}));
+      reject("request line longer than " + std::to_string(options_.maxLineBytes) + " bytes");
       return;
     }
-    pollfd fds[2] = {{fd.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-    int r = ::poll(fds, 2, static_cast<int>(options_.idleTimeout.count()));
+    // A partial line must be finished within requestTimeout of its first byte, however slowly
+    // the bytes trickle in; silence between requests is bounded by idleTimeout.
+    auto deadline =
+        lineStarted ? *lineStarted + options_.requestTimeout : waitingSince + options_.idleTimeout;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      if (lineStarted) {
+        reject("request line not complete within " +
+               std::to_string(options_.requestTimeout.count()) + " ms");
+      } else {
+        spdlog::debug("endpoint socket connection idle for {} ms; closing",
+                      options_.idleTimeout.count());
+      }
+      return;
+    }
+    pollfd fds[2] = {{fd, POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    int r = ::poll(fds, 2, static_cast<int>(left.count()) + 1);
     if (r < 0) {
       if (errno == EINTR) continue;
       return;
     }
-    if (r == 0) {
-      spdlog::debug("endpoint socket connection idle for {} ms; closing",
-                    options_.idleTimeout.count());
-      return;
-    }
     if (fds[1].revents & POLLIN) return;
+    if (c.state.load() == ConnState::Evicted) return;
+    if (r == 0) continue;  // the deadline check above decides
     const size_t room = options_.maxLineBytes + 1 - std::min(buffer.size(), options_.maxLineBytes);
-    ssize_t n = ::recv(fd.get(), chunk, std::min(sizeof chunk, room), 0);
+    ssize_t n = ::recv(fd, chunk, std::min(sizeof chunk, room), 0);
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       spdlog::debug("endpoint socket recv error=\"{}\"", errnoText(errno));

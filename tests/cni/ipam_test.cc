@@ -81,7 +81,7 @@ TEST(IpamConfigTest, UsePodCidrReadsTheDaemonsFile) {
   EXPECT_EQ(c.rangeSets[1].ranges[0].subnet.toString(), "fd00:10:244:1::/64");
   auto missing = parseIpamConfig(json{{"type", "sluice"}, {"usePodCidr", true}}, noFile);
   ASSERT_FALSE(missing.ok());
-  EXPECT_EQ(missing.error().code, 11);  // try again once the daemon wrote it
+  EXPECT_EQ(specCode(missing.error()), 11);  // try again once the daemon wrote it
 }
 
 TEST(AllocatorTest, RoundRobinDualStackWithoutScanning) {
@@ -118,7 +118,7 @@ TEST(AllocatorTest, WrapsAndReportsExhaustion) {
   EXPECT_EQ((*e.add("b"))[0].address, ip("10.0.0.4"));
   auto c = e.add("c");
   ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.error().code, 101);
+  EXPECT_EQ(specCode(c.error()), 101);
   EXPECT_NE(c.error().message.find("no free addresses"), std::string::npos);
   ASSERT_TRUE(e.store->release(Attachment{"a", "eth0"}).ok());
   EXPECT_EQ((*e.add("c"))[0].address, ip("10.0.0.2"));  // wrapped around

@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <thread>
+#include <vector>
 
 namespace sluice::endpoint_api {
 namespace {
@@ -51,14 +52,16 @@ TEST(EndpointApiTest, StatusCarriesNoEndpointFields) {
 }
 
 TEST(EndpointApiTest, GarbageIsAnErrorNeverAThrow) {
-  for (const std::string& line : std::vector<std::string>{"", "{", "null", "[]", "42", R"({"op":"add"})", R"({"op":"fly","containerID":"c","ifname":"e"})",
-                           R"({"op":"add","containerID":"c","ifname":"e"})",
-                           R"({"op":"del","containerID":7,"ifname":"e"})",
-                           R"({"op":"del","containerID":"c","ifname":"e","ips":"10.0.0.1"})",
-                           R"({"op":"del","containerID":"c","ifname":"e","ips":[1]})",
-                           R"({"op":"del","containerID":"c","ifname":"e","hostIfindex":"7"})",
-                           R"({"op":"del","containerID":"c","ifname":"e","hostIfindex":-1})",
-                           std::string("\xff\xfe", 2)}) {
+  for (const std::string& line :
+       std::vector<std::string>{"", "{", "null", "[]", "42", R"({"op":"add"})",
+                                R"({"op":"fly","containerID":"c","ifname":"e"})",
+                                R"({"op":"add","containerID":"c","ifname":"e"})",
+                                R"({"op":"del","containerID":7,"ifname":"e"})",
+                                R"({"op":"del","containerID":"c","ifname":"e","ips":"10.0.0.1"})",
+                                R"({"op":"del","containerID":"c","ifname":"e","ips":[1]})",
+                                R"({"op":"del","containerID":"c","ifname":"e","hostIfindex":"7"})",
+                                R"({"op":"del","containerID":"c","ifname":"e","hostIfindex":-1})",
+                                std::string("\xff\xfe", 2)}) {
     auto r = decodeRequest(line);
     EXPECT_FALSE(r.ok()) << line;
   }
@@ -75,9 +78,43 @@ TEST(EndpointApiTest, Replies) {
   EXPECT_FALSE(decodeReply("garbage").ok());
 }
 
+TEST(EndpointApiTest, RequestsWithIdsTheSpecForbidsAreRefused) {
+  // The daemon keys its registry on these; a newline could forge a record or a log line.
+  for (auto [id, ifname] :
+       std::vector<std::pair<std::string, std::string>>{{"c\nd", "eth0"},
+                                                        {"../c", "eth0"},
+                                                        {"-c", "eth0"},
+                                                        {"c", "eth0\n"},
+                                                        {"c", "a/b"},
+                                                        {"c", std::string(16, 'e')},
+                                                        {"c", ".."}}) {
+    Request r;
+    r.op = Op::Del;
+    r.containerId = id;
+    r.ifname = ifname;
+    auto back = decodeRequest(encode(r));
+    ASSERT_FALSE(back.ok()) << id << " " << ifname;
+    EXPECT_NE(back.error().message.find(id == "c" ? "ifname" : "containerID"), std::string::npos)
+        << back.error().message;
+  }
+}
+
+TEST(EndpointApiTest, RetryableRefusals) {
+  EXPECT_EQ(encode(retryReply("busy")), R"({"error":"busy","ok":false,"retry":true})");
+  auto r = decodeReply(encode(retryReply("busy")));
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->ok);
+  EXPECT_TRUE(r->retry);
+  // A plain refusal is final; "retry" on a success means nothing; a wrong type is an error.
+  EXPECT_FALSE(decodeReply(encode(Reply{false, "no"}))->retry);
+  EXPECT_FALSE(decodeReply(R"({"ok":true,"retry":true})")->retry);
+  EXPECT_FALSE(decodeReply(R"({"ok":false,"error":"x","retry":"yes"})").ok());
+}
+
 class Server {
  public:
-  explicit Server(std::string reply, bool respond = true) : path_("/tmp/slt-epapi-" + std::to_string(::getpid()) + ".sock") {
+  explicit Server(std::string reply, bool respond = true)
+      : path_("/tmp/slt-epapi-" + std::to_string(::getpid()) + ".sock") {
     ::unlink(path_.c_str());
     fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un a{};
@@ -90,8 +127,10 @@ class Server {
       char buf[4096];
       ssize_t n = ::read(c, buf, sizeof(buf));
       if (n > 0) got_.assign(buf, static_cast<size_t>(n));
-      if (respond) (void)!::write(c, reply.data(), reply.size());
-      else ::usleep(300000);
+      if (respond)
+        (void)!::write(c, reply.data(), reply.size());
+      else
+        ::usleep(300000);
       ::close(c);
     });
   }

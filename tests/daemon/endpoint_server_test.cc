@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <condition_variable>
 #include <cstring>
 #include <future>
+#include <mutex>
 
 #include "tests/daemon/agent_fixture.h"
 
@@ -185,7 +187,9 @@ TEST_F(EndpointServerTest, ConcurrentClients) {
 TEST_F(EndpointServerTest, RefusesASecondServerButReplacesAStaleSocket) {
   EndpointServerOptions o;
   o.socketPath = server->path();
-  EndpointServer second(o, [](const endpoint_api::Request&) { return endpoint_api::Reply{true, ""}; });
+  EndpointServer second(o, [](const endpoint_api::Request&) {
+    return endpoint_api::Reply{true, ""};
+  });
   auto st = second.start();
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message.find("in use"), std::string::npos);
@@ -201,13 +205,146 @@ TEST_F(EndpointServerTest, RefusesASecondServerButReplacesAStaleSocket) {
     ASSERT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   }
   o.socketPath = stale;
-  EndpointServer third(o, [](const endpoint_api::Request&) { return endpoint_api::Reply{true, ""}; });
+  EndpointServer third(o, [](const endpoint_api::Request&) {
+    return endpoint_api::Reply{true, ""};
+  });
   ASSERT_TRUE(third.start().ok());
   auto r = endpoint_api::call(stale, addRequest("web", 1), 5000);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_TRUE(r->ok);
   third.stop();
   EXPECT_FALSE(std::filesystem::exists(stale));
+}
+
+// A server with a trivial handler and the given limits, for the resource-bound tests.
+class BoundedServerTest : public ::testing::Test {
+ protected:
+  void start(EndpointServerOptions o, EndpointServer::Handler h = nullptr) {
+    o.socketPath = sock.path() + "/bounded.sock";
+    if (!h) {
+      h = [this](const endpoint_api::Request&) {
+        ++handled;
+        return endpoint_api::Reply{true, ""};
+      };
+    }
+    server = std::make_unique<EndpointServer>(o, std::move(h));
+    ASSERT_TRUE(server->start().ok());
+  }
+  void TearDown() override {
+    if (server) server->stop();
+  }
+  // A real request on a fresh connection; how long it took.
+  std::pair<endpoint_api::Reply, std::chrono::milliseconds> timedCall() {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = endpoint_api::call(server->path(), addRequest("web", 1), 10000);
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0);
+    return {r.ok() ? *r : endpoint_api::Reply{false, r.error().message}, took};
+  }
+
+  TempDir sock;
+  std::atomic<int> handled{0};
+  std::unique_ptr<EndpointServer> server;
+};
+
+TEST_F(BoundedServerTest, TricklingClientIsCutOffAtTheRequestDeadline) {
+  EndpointServerOptions o;
+  o.requestTimeout = 300ms;
+  o.idleTimeout = 30s;
+  start(o);
+  UniqueFd fd = connectTo(server->path());
+  ASSERT_TRUE(fd);
+  // One byte every 50 ms: each poll sees activity, so only a whole-line deadline stops it.
+  std::string line = endpoint_api::encode(addRequest("web", 1));
+  auto t0 = std::chrono::steady_clock::now();
+  std::string reply;
+  bool closed = false;
+  for (size_t i = 0; i < line.size() && !closed; ++i) {
+    if (::send(fd.get(), &line[i], 1, MSG_NOSIGNAL) != 1) break;
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 50) > 0) {
+      reply = readLine(fd.get());
+      closed = true;
+    }
+  }
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(closed) << "the trickle was never cut off";
+  EXPECT_LT(took, 3s);
+  auto r = endpoint_api::decodeReply(reply);
+  ASSERT_TRUE(r.ok()) << reply;
+  EXPECT_FALSE(r->ok);
+  EXPECT_NE(r->error.find("not complete within 300 ms"), std::string::npos) << r->error;
+  EXPECT_TRUE(closedByPeer(fd.get()));
+  EXPECT_EQ(handled.load(), 0) << "a partial line reached the handler";
+  EXPECT_TRUE(timedCall().first.ok);
+}
+
+TEST_F(BoundedServerTest, FloodOfIdleAndTricklingConnectionsCannotLockOutAnAdd) {
+  EndpointServerOptions o;
+  o.maxConnections = 4;
+  o.idleTimeout = 60s;
+  o.requestTimeout = 60s;
+  start(o);
+  // Twice the limit: silent connections and ones holding half a request.
+  std::vector<UniqueFd> flood;
+  std::string half = endpoint_api::encode(addRequest("x", 2));
+  half.resize(half.size() / 2);
+  for (int i = 0; i < 8; ++i) {
+    UniqueFd fd = connectTo(server->path());
+    ASSERT_TRUE(fd) << i;
+    if (i % 2) sendRaw(fd.get(), half);
+    flood.push_back(std::move(fd));
+  }
+  // Each ADD still gets through, promptly, by displacing the longest-waiting idle connection.
+  for (int i = 0; i < 3; ++i) {
+    auto [reply, took] = timedCall();
+    EXPECT_TRUE(reply.ok) << reply.error;
+    EXPECT_LT(took, 2s);
+  }
+  EXPECT_EQ(handled.load(), 3);
+  EXPECT_GE(server->evictedConnections(), 4u);
+  // A displaced client is told why (retry) and then closed, never left hanging.
+  auto line = readLine(flood[0].get());
+  auto r = endpoint_api::decodeReply(line);
+  ASSERT_TRUE(r.ok()) << line;
+  EXPECT_FALSE(r->ok);
+  EXPECT_TRUE(r->retry);
+  EXPECT_TRUE(closedByPeer(flood[0].get()));
+  EXPECT_TRUE(waitFor([&] { return server->activeConnections() <= o.maxConnections; }));
+}
+
+TEST_F(BoundedServerTest, WhenEveryConnectionIsBusyANewcomerIsToldToRetry) {
+  EndpointServerOptions o;
+  o.maxConnections = 2;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  start(o, [&](const endpoint_api::Request&) {
+    ++handled;
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, 10s, [&] { return release; });
+    return endpoint_api::Reply{true, ""};
+  });
+  std::vector<std::future<endpoint_api::Reply>> inHandler;
+  for (int i = 0; i < 2; ++i) {
+    inHandler.push_back(std::async(std::launch::async, [this] { return timedCall().first; }));
+  }
+  ASSERT_TRUE(waitFor([&] { return handled.load() == 2; }));
+  auto [busy, took] = timedCall();
+  EXPECT_FALSE(busy.ok);
+  EXPECT_TRUE(busy.retry) << busy.error;
+  EXPECT_NE(busy.error.find("busy"), std::string::npos) << busy.error;
+  EXPECT_LT(took, 2s);
+  EXPECT_EQ(server->refusedConnections(), 1u);
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (auto& f : inHandler) EXPECT_TRUE(f.get().ok);
+  EXPECT_TRUE(waitFor([&] { return server->activeConnections() < 2; }));
+  auto [after, unused] = timedCall();
+  EXPECT_TRUE(after.ok) << after.error;
 }
 
 }  // namespace
