@@ -1,6 +1,7 @@
 #include "e2e/harness/kube_api.h"
 
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <chrono>
@@ -8,8 +9,6 @@
 #include <random>
 #include <sstream>
 #include <thread>
-
-#include <yaml-cpp/yaml.h>
 
 namespace sluice::e2e {
 
@@ -265,15 +264,15 @@ Status KubeApi::makeCredentials() {
     args.insert(args.begin(), "openssl");
     return runChecked(Command{args}, 60s);
   };
-  SLUICE_RETURN_IF_ERROR(openssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                                  (d / "ca.key").string(), "-out", (d / "ca.crt").string(),
-                                  "-days", "2", "-subj", "/CN=sluice-e2e-ca"}));
-  SLUICE_RETURN_IF_ERROR(openssl({"req", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                                  (d / "server.key").string(), "-out",
-                                  (d / "server.csr").string(), "-subj", "/CN=kube-apiserver"}));
-  SLUICE_RETURN_IF_ERROR(writeFile(
-      d / "server.ext", "subjectAltName=IP:" + opts_.address +
-                            ",IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n"));
+  SLUICE_RETURN_IF_ERROR(
+      openssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", (d / "ca.key").string(),
+               "-out", (d / "ca.crt").string(), "-days", "2", "-subj", "/CN=sluice-e2e-ca"}));
+  SLUICE_RETURN_IF_ERROR(
+      openssl({"req", "-newkey", "rsa:2048", "-nodes", "-keyout", (d / "server.key").string(),
+               "-out", (d / "server.csr").string(), "-subj", "/CN=kube-apiserver"}));
+  SLUICE_RETURN_IF_ERROR(
+      writeFile(d / "server.ext", "subjectAltName=IP:" + opts_.address +
+                                      ",IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n"));
   SLUICE_RETURN_IF_ERROR(openssl({"x509", "-req", "-in", (d / "server.csr").string(), "-CA",
                                   (d / "ca.crt").string(), "-CAkey", (d / "ca.key").string(),
                                   "-CAcreateserial", "-out", (d / "server.crt").string(), "-days",
@@ -283,21 +282,21 @@ Status KubeApi::makeCredentials() {
       openssl({"rsa", "-in", (d / "sa.key").string(), "-pubout", "-out", (d / "sa.pub").string()}));
   adminToken_ = randomToken();
   nodeToken_ = randomToken();
-  SLUICE_RETURN_IF_ERROR(writeFile(d / "tokens.csv",
-                                   adminToken_ + ",e2e-admin,e2e-admin,\"system:masters\"\n" +
-                                       nodeToken_ + ",sluice-node,sluice-node\n"));
+  SLUICE_RETURN_IF_ERROR(
+      writeFile(d / "tokens.csv", adminToken_ + ",e2e-admin,e2e-admin,\"system:masters\"\n" +
+                                      nodeToken_ + ",sluice-node,sluice-node\n"));
   SLUICE_ASSIGN_OR_RETURN(std::string ca, readFile(d / "ca.crt"));
   auto kubeconfig = [&](const std::string& user, const std::string& token) {
     json cfg = {
         {"apiVersion", "v1"},
         {"kind", "Config"},
-        {"clusters", json::array({{{"name", "e2e"},
-                                   {"cluster",
-                                    {{"server", server()},
-                                     {"certificate-authority-data", base64(ca)}}}}})},
+        {"clusters",
+         json::array(
+             {{{"name", "e2e"},
+               {"cluster", {{"server", server()}, {"certificate-authority-data", base64(ca)}}}}})},
         {"users", json::array({{{"name", user}, {"user", {{"token", token}}}}})},
-        {"contexts", json::array({{{"name", "e2e"},
-                                   {"context", {{"cluster", "e2e"}, {"user", user}}}}})},
+        {"contexts",
+         json::array({{{"name", "e2e"}, {"context", {{"cluster", "e2e"}, {"user", user}}}}})},
         {"current-context", "e2e"}};
     return cfg.dump(2);
   };
@@ -312,8 +311,8 @@ Status KubeApi::startEtcd() {
   Command cmd{{"etcd", "--name", "e2e", "--data-dir", (opts_.runDir / "etcd").string(),
                "--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls",
                "http://127.0.0.1:2379", "--listen-peer-urls", "http://127.0.0.1:2380",
-               "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-               "--initial-cluster", "e2e=http://127.0.0.1:2380", "--log-level", "warn"}};
+               "--initial-advertise-peer-urls", "http://127.0.0.1:2380", "--initial-cluster",
+               "e2e=http://127.0.0.1:2380", "--log-level", "warn"}};
   cmd.netns = opts_.netns;
   cmd.outputFile = (opts_.runDir / "etcd.log").string();
   SLUICE_ASSIGN_OR_RETURN(etcd_, spawn(cmd));
@@ -385,7 +384,8 @@ Status KubeApi::grantNodeRole() {
   std::string role;
   for (const auto& d : docs) {
     if (d.ref.kind == "ClusterRole") {
-      if (!role.empty()) return makeError("two ClusterRoles in " + opts_.clusterRoleManifest.string());
+      if (!role.empty())
+        return makeError("two ClusterRoles in " + opts_.clusterRoleManifest.string());
       role = d.body;
       SLUICE_RETURN_IF_ERROR(statusOf(apply(d.body)));
       json binding = {{"apiVersion", "rbac.authorization.k8s.io/v1"},
@@ -410,8 +410,8 @@ Result<std::pair<int, std::string>> KubeApi::request(const std::string& method,
                                                      const std::string& body,
                                                      const std::string& contentType) {
   Command cmd{{"curl", "-sS", "--max-time", "20", "--cacert", (opts_.runDir / "ca.crt").string(),
-               "-H", "Authorization: Bearer " + adminToken_, "-X", method, "-w",
-               "\n%{http_code}", server() + path}};
+               "-H", "Authorization: Bearer " + adminToken_, "-X", method, "-w", "\n%{http_code}",
+               server() + path}};
   if (!body.empty()) {
     cmd.argv.insert(cmd.argv.end(), {"-H", "Content-Type: " + contentType, "--data-binary", "@-"});
     cmd.stdinData = body;
@@ -480,8 +480,8 @@ Result<uint64_t> KubeApi::setPodIps(const std::string& ns, const std::string& na
 Result<uint64_t> KubeApi::patchStatus(const ObjectRef& ref, const json& status) {
   SLUICE_ASSIGN_OR_RETURN(std::string path, pathOf(ref));
   json patch = {{"status", status}};
-  SLUICE_ASSIGN_OR_RETURN(json obj, call("PATCH", path + "/status", patch.dump(),
-                                         "application/merge-patch+json"));
+  SLUICE_ASSIGN_OR_RETURN(
+      json obj, call("PATCH", path + "/status", patch.dump(), "application/merge-patch+json"));
   return resourceVersionOf(obj);
 }
 

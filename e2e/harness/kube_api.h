@@ -17,10 +17,9 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/result.h"
 #include "e2e/harness/process.h"
@@ -28,10 +27,10 @@
 namespace sluice::e2e {
 
 struct KubeApiOptions {
-  std::filesystem::path binDir;        // holds kube-apiserver
-  std::filesystem::path runDir;        // certs, tokens, etcd data, logs (created)
-  std::string netns;                   // path of the namespace both run in
-  std::string address;                 // IPv4 the API server binds in that namespace
+  std::filesystem::path binDir;               // holds kube-apiserver
+  std::filesystem::path runDir;               // certs, tokens, etcd data, logs (created)
+  std::string netns;                          // path of the namespace both run in
+  std::string address;                        // IPv4 the API server binds in that namespace
   std::filesystem::path clusterRoleManifest;  // manifests/sluice.yaml
 };
 

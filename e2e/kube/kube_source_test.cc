@@ -10,10 +10,9 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "e2e/harness/cluster.h"
 
@@ -56,7 +55,8 @@ uint64_t appliedVersion(const SimCluster& c, int node, const std::string& resour
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
+  size_t i =
+      std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
   return v[i];
 }
 
@@ -90,18 +90,22 @@ class KubeSourceTest : public ::testing::Test {
 
 // A watch event enforced on the node: the daemon's own measure (event received -> datapath
 // updated, sync.json updateLatencyNs) and the harness's (API write returned -> the daemon's
-// applied-versions shows that resourceVersion, from before the write is sent). Every change is checked with a real packet.
+// applied-versions shows that resourceVersion, from before the write is sent). Every change is
+// checked with a real packet.
 TEST_F(KubeSourceTest, EventToEnforcedLatency) {
   auto c = makeKubeCluster(1);
   ASSERT_TRUE(c);
   ASSERT_TRUE(c->writeManifest("namespaces.yaml", kNamespaces).ok());
   auto server = c->addPod(podSpec("lat", "server", 0, {{"app", "server"}}), {80}, {});
   ASSERT_TRUE(server.ok()) << server.error().message;
-  auto client = c->addPod(podSpec("lat", "client", 0, {{"app", "client"}, {"role", "client"}}),
-                          {80}, {});
+  auto client =
+      c->addPod(podSpec("lat", "client", 0, {{"app", "client"}, {"role", "client"}}), {80}, {});
   ASSERT_TRUE(client.ok()) << client.error().message;
   ASSERT_TRUE(c->writeManifest("policy.yaml", serverPolicy("client")).ok());
-  { auto s = c->waitSynced(); ASSERT_TRUE(s.ok()) << s.error().message; }
+  {
+    auto s = c->waitSynced();
+    ASSERT_TRUE(s.ok()) << s.error().message;
+  }
 
   const std::string clientNetns = "/run/netns/" + client->netnsName;
   auto probe = [&]() {
@@ -124,8 +128,7 @@ TEST_F(KubeSourceTest, EventToEnforcedLatency) {
                       .ok());
       resource = "pods";
     } else {
-      ASSERT_TRUE(
-          c->writeManifest("policy.yaml", serverPolicy(allow ? "client" : "nobody")).ok());
+      ASSERT_TRUE(c->writeManifest("policy.yaml", serverPolicy(allow ? "client" : "nobody")).ok());
       resource = "networkpolicies";
     }
     uint64_t rv = 0;
@@ -203,7 +206,10 @@ TEST_F(KubeSourceTest, ApiServerRestartAndCompactionHoldThenConverge) {
   auto other = c->addPod(podSpec("r", "other", 0, {{"app", "other"}}), {80}, {});
   ASSERT_TRUE(other.ok()) << other.error().message;
   ASSERT_TRUE(c->writeManifest("policy.yaml", kOnlyAllowed).ok());
-  { auto s = c->waitSynced(); ASSERT_TRUE(s.ok()) << s.error().message; }
+  {
+    auto s = c->waitSynced();
+    ASSERT_TRUE(s.ok()) << s.error().message;
+  }
 
   // Continuous probes: allowed -> server must always pass; other -> server must never pass
   // until the change is written.
@@ -253,9 +259,10 @@ TEST_F(KubeSourceTest, ApiServerRestartAndCompactionHoldThenConverge) {
   auto after = c->probeFromNetns("/run/netns/" + other->netnsName, server->ips[0], 80, "TCP", 500);
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(*after, "ok") << "the change written after the restart is not enforced";
-  std::printf("[ figures ] %d probes across an API server restart + etcd compaction (rev %llu), "
-              "%d wrong verdicts\n",
-              probes.load(), static_cast<unsigned long long>(*compacted), wrong.load());
+  std::printf(
+      "[ figures ] %d probes across an API server restart + etcd compaction (rev %llu), "
+      "%d wrong verdicts\n",
+      probes.load(), static_cast<unsigned long long>(*compacted), wrong.load());
 }
 
 }  // namespace

@@ -1,11 +1,11 @@
 #include "policyd/daemon/node_agent.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <exception>
-#include <utility>
-
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <utility>
 
 #include "policyd/daemon/state_files.h"
 
@@ -264,9 +264,11 @@ void NodeAgent::stop() {
     std::lock_guard lock(mu_);
     left.swap(ops_);
   }
-  for (auto& op : left) op->reply.set_value(errorReply("sluice-policyd is shutting down"));
+  for (auto& op : left)
+    op->reply.set_value(endpoint_api::retryReply("sluice-policyd is shutting down"));
   for (auto& [id, w] : waiting_) {
-    for (auto& op : w.ops) op->reply.set_value(errorReply("sluice-policyd is shutting down"));
+    for (auto& op : w.ops)
+      op->reply.set_value(endpoint_api::retryReply("sluice-policyd is shutting down"));
   }
   waiting_.clear();
   if (ready_.exchange(false) || started_) {
@@ -295,7 +297,8 @@ void NodeAgent::onSnapshot(source::Snapshot snapshot) {
     std::lock_guard lock(mu_);
     if (snapshot.versionsOnly && latest_) {
       // The pending snapshot stays; it now also covers these (later) versions.
-      for (auto& [resource, rv] : snapshot.resourceVersions) latest_->resourceVersions[resource] = rv;
+      for (auto& [resource, rv] : snapshot.resourceVersions)
+        latest_->resourceVersions[resource] = rv;
       return;
     }
     if (latest_) {
@@ -323,8 +326,9 @@ Reply NodeAgent::handle(const Request& request) {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || !started_) {
-      return errorReply(stopping_ ? "sluice-policyd is shutting down"
-                                  : "sluice-policyd is starting");
+      // The runtime retries ADD on code 11 (try again later): a restarting daemon is transient.
+      return endpoint_api::retryReply(stopping_ ? "sluice-policyd is shutting down"
+                                                : "sluice-policyd is starting");
     }
     ops_.push_back(op);
   }
@@ -332,8 +336,9 @@ Reply NodeAgent::handle(const Request& request) {
   if (future.wait_for(options_.requestTimeout) != std::future_status::ready) {
     spdlog::warn("endpoint={} op={} container={} timed out after {} ms", podOf(request),
                  opName(request.op), request.containerId, options_.requestTimeout.count());
-    return errorReply("timed out after " + std::to_string(options_.requestTimeout.count()) +
-                      " ms waiting for the policy sync");
+    return endpoint_api::retryReply("timed out after " +
+                                    std::to_string(options_.requestTimeout.count()) +
+                                    " ms waiting for the policy sync");
   }
   return future.get();
 }

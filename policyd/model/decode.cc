@@ -6,12 +6,16 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -398,9 +402,73 @@ void FileDecoder::runJson(std::string_view text) {
   document(JsonNode(root), 0, "", "", dups);
 }
 
+// yaml-cpp 0.7/0.8's LoadAll never returns (allocating without bound) on a stray token it
+// cannot place, e.g. "{}," (jbeder/yaml-cpp#1040; fixed upstream by #1319): the parser reports
+// the same empty document at the same position forever. This pass walks the events first and
+// stops at a document that makes no progress, so LoadAll only ever sees a stream that ends.
+class ProgressGuard final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    events_ = 0;
+    onlyNullAt_ = -1;
+    start_ = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override {
+    if (events_++ == 0) onlyNullAt_ = mark.pos;
+  }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { ++events_; }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    ++events_;
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    ++events_;
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    ++events_;
+  }
+  void OnMapEnd() override {}
+
+  // An empty document at the position of the previous empty one: the parser is stuck.
+  bool stuck() {
+    bool emptyDoc = events_ == 1 && onlyNullAt_ >= 0;
+    bool same = emptyDoc && onlyNullAt_ == lastNullAt_;
+    lastNullAt_ = emptyDoc ? onlyNullAt_ : -2;
+    return same;
+  }
+  const YAML::Mark& start() const { return start_; }
+
+ private:
+  int events_ = 0;
+  int onlyNullAt_ = -1;
+  int lastNullAt_ = -2;
+  YAML::Mark start_;
+};
+
+// Empty when the stream ends; else where the parser stopped making progress.
+std::optional<YAML::Mark> yamlStreamStalls(std::string_view text) {
+  std::stringstream in{std::string(text)};
+  YAML::Parser parser(in);
+  ProgressGuard guard;
+  while (parser.HandleNextDocument(guard)) {
+    if (guard.stuck()) return guard.start();
+  }
+  return std::nullopt;
+}
+
 void FileDecoder::runYaml(std::string_view text) {
   std::vector<YAML::Node> docs;
   try {
+    if (auto at = yamlStreamStalls(text)) {
+      fileError("line " + std::to_string(at->line + 1) + ", column " +
+                std::to_string(at->column + 1) +
+                ": invalid YAML: a token the parser cannot place (it makes no progress)");
+      return;
+    }
     docs = YAML::LoadAll(std::string(text));
   } catch (const YAML::Exception& e) {
     // A syntax error makes the whole file suspect, so none of its documents is used.
