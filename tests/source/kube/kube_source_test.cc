@@ -106,6 +106,12 @@ class KubeSourceTest : public ::testing::Test {
     source->keepChangeLog(true);
     ASSERT_TRUE(source
                     ->start([this](Snapshot snap) {
+                      if (snap.versionsOnly) {
+                        // Only resourceVersions moved: not a model the daemon would compile.
+                        std::lock_guard lock(mu);
+                        versionsOnly.push_back(std::move(snap));
+                        return;
+                      }
                       if (onSnapshot) onSnapshot(snap);
                       std::lock_guard lock(mu);
                       snapshots.push_back(std::move(snap));
@@ -154,6 +160,7 @@ class KubeSourceTest : public ::testing::Test {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<Snapshot> snapshots;
+  std::vector<Snapshot> versionsOnly;
   std::vector<std::string> localCidrs;
 };
 
@@ -245,10 +252,24 @@ TEST_F(KubeSourceTest, UpdatesWithNothingNewCauseNoSnapshot) {
   auto pod = podJson("prod", "p3", {{"app", "web"}}, "10.244.0.13");
   pod["status"]["conditions"] = {{{"type", "Ready"}, {"status", "True"}}};
   server->upsert(kPods, pod);
+  const std::string podVersion = std::to_string(server->resourceVersion());
   auto node = nodeJson("node-a", "192.0.2.1", {"10.244.0.0/24"});
   node["status"]["conditions"] = {{{"type", "Ready"}, {"status", "True"}}};
   server->upsert(kNodes, node);
   ASSERT_TRUE(eventually([&] { return source->stats().events >= 2; }));
+  // The daemon still learns how far the pod watch has got (its applied-versions barrier), without
+  // a model to compile; node heartbeats do not even do that.
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(mu);
+    for (const auto& v : versionsOnly) {
+      auto it = v.resourceVersions.find("pods");
+      if (v.cluster.pods.empty() && it != v.resourceVersions.end() && it->second == podVersion) {
+        return true;
+      }
+    }
+    return false;
+  })) << "no versions-only snapshot carried pods@"
+      << podVersion;
   // Then a real change: the only one that reaches the engine.
   server->upsert(kPods, podJson("prod", "p3", {{"app", "other"}}, "10.244.0.13"));
   ASSERT_TRUE(waitFor([](const Snapshot& s) {
