@@ -114,4 +114,21 @@ bool Prefix::contains(const IpAddr& a) const {
 
 std::string Prefix::toString() const { return addr_.toString() + "/" + std::to_string(len_); }
 
+U128 toU128(const IpAddr& a) {
+  U128 v = 0;
+  const int n = a.isV4() ? 4 : 16;
+  for (int i = 0; i < n; ++i) v = (v << 8) | a.bytes()[i];
+  return v;
+}
+
+IpAddr fromU128(Family f, U128 v) {
+  if (f == Family::V4) return IpAddr::v4(static_cast<uint32_t>(v));
+  std::array<uint8_t, 16> b{};
+  for (int i = 15; i >= 0; --i) {
+    b[i] = static_cast<uint8_t>(v & 0xff);
+    v >>= 8;
+  }
+  return IpAddr::v6(b);
+}
+
 }  // namespace sluice

@@ -41,6 +41,12 @@ class IpAddr {
   std::array<uint8_t, 16> bytes_{};
 };
 
+// An address as one unsigned integer (IPv4 in the low 32 bits), for range arithmetic: IPAM
+// ranges, interval sets.
+using U128 = unsigned __int128;
+U128 toU128(const IpAddr& a);
+IpAddr fromU128(Family f, U128 v);
+
 class Prefix {
  public:
   Prefix() = default;

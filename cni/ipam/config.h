@@ -15,9 +15,6 @@
 
 namespace sluice::cni::ipam {
 
-using U128 = unsigned __int128;
-U128 toU128(const IpAddr& a);
-IpAddr fromU128(Family f, U128 v);
 
 // One allocatable span inside a subnet. `start`..`end` are inclusive and already exclude the
 // network address, the IPv4 broadcast address and (where one is set) the gateway is skipped

@@ -17,29 +17,10 @@ using compiler::EndpointId;
 using compiler::PortRange;
 using compiler::RuleId;
 
-using U128 = unsigned __int128;
-
 constexpr uint8_t kTcp = 6;
 constexpr uint8_t kUdp = 17;
 constexpr uint8_t kSctp = 132;
 constexpr uint8_t kPortProtocols[] = {kTcp, kUdp, kSctp};
-
-U128 toInt(const IpAddr& a) {
-  U128 v = 0;
-  const int n = a.isV4() ? 4 : 16;
-  for (int i = 0; i < n; ++i) v = (v << 8) | a.bytes()[i];
-  return v;
-}
-
-IpAddr fromInt(U128 v, Family f) {
-  if (f == Family::V4) return IpAddr::v4(static_cast<uint32_t>(v));
-  std::array<uint8_t, 16> b{};
-  for (int i = 15; i >= 0; --i) {
-    b[i] = static_cast<uint8_t>(v & 0xff);
-    v >>= 8;
-  }
-  return IpAddr::v6(b);
-}
 
 U128 maxOf(Family f) { return f == Family::V4 ? U128{0xffffffffu} : ~U128{0}; }
 
@@ -56,7 +37,7 @@ void flattenFamily(const std::map<Prefix, ClassId>& classes, Family f,
   const int bits = f == Family::V4 ? 32 : 128;
   for (const auto& [prefix, cls] : classes) {
     if (prefix.family() != f) continue;
-    const U128 first = toInt(prefix.addr());
+    const U128 first = toU128(prefix.addr());
     const int hostBits = bits - prefix.len();
     const U128 span = hostBits >= 128 ? ~U128{0} : ((U128{1} << hostBits) - 1);
     ps.push_back({first, first + span, prefix.len(), cls});
@@ -97,7 +78,7 @@ void flattenFamily(const std::map<Prefix, ClassId>& classes, Family f,
   }
   for (size_t i = 0; i < merged.size(); ++i) {
     const U128 last = i + 1 < merged.size() ? merged[i + 1].first - 1 : maxOf(f);
-    out[merged[i].second].push_back({fromInt(merged[i].first, f), fromInt(last, f)});
+    out[merged[i].second].push_back({fromU128(f, merged[i].first), fromU128(f, last)});
   }
 }
 
