@@ -10,6 +10,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/file_util.h"
+
 namespace sluice::e2e {
 
 namespace fs = std::filesystem;
@@ -27,14 +29,6 @@ Status writeFile(const fs::path& path, const std::string& data) {
   f << data;
   if (!f) return makeError("write " + path.string());
   return Status::Ok();
-}
-
-Result<std::string> readFile(const fs::path& path) {
-  std::ifstream f(path);
-  if (!f) return makeError("read " + path.string());
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
 }
 
 std::string randomToken() {
@@ -285,7 +279,7 @@ Status KubeApi::makeCredentials() {
   SLUICE_RETURN_IF_ERROR(
       writeFile(d / "tokens.csv", adminToken_ + ",e2e-admin,e2e-admin,\"system:masters\"\n" +
                                       nodeToken_ + ",sluice-node,sluice-node\n"));
-  SLUICE_ASSIGN_OR_RETURN(std::string ca, readFile(d / "ca.crt"));
+  SLUICE_ASSIGN_OR_RETURN(std::string ca, readFile((d / "ca.crt").string()));
   auto kubeconfig = [&](const std::string& user, const std::string& token) {
     json cfg = {
         {"apiVersion", "v1"},
@@ -379,7 +373,7 @@ Status KubeApi::waitReady(std::chrono::milliseconds timeout) {
 
 Status KubeApi::grantNodeRole() {
   // The ClusterRole users install (manifests/sluice.yaml), bound to the node token's user.
-  SLUICE_ASSIGN_OR_RETURN(std::string manifest, readFile(opts_.clusterRoleManifest));
+  SLUICE_ASSIGN_OR_RETURN(std::string manifest, readFile(opts_.clusterRoleManifest.string()));
   SLUICE_ASSIGN_OR_RETURN(auto docs, splitDocuments(manifest));
   std::string role;
   for (const auto& d : docs) {
