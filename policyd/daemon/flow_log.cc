@@ -6,18 +6,11 @@
 
 #include <cerrno>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 namespace sluice::daemon {
 
 namespace {
-
-int64_t nowNs(clockid_t clock) {
-  timespec ts{};
-  ::clock_gettime(clock, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
-}
 
 std::string rfc3339(int64_t wallNs) {
   time_t secs = static_cast<time_t>(wallNs / 1000000000LL);
@@ -60,15 +53,9 @@ void FlowLog::write(std::string_view line) {
   std::fflush(file_);
 }
 
-int64_t monotonicToWallNs(uint64_t monotonicNs) {
-  const int64_t wall = nowNs(CLOCK_REALTIME);
-  const int64_t mono = nowNs(CLOCK_MONOTONIC);
-  return wall - (mono - static_cast<int64_t>(monotonicNs));
-}
-
-std::string flowLogLine(const datapath::bpf::DropEvent& e, const std::string& pod, int64_t wallNs) {
+std::string flowLogLine(const datapath::FlowEvent& e, const std::string& pod) {
   nlohmann::json j = {
-      {"time", rfc3339(wallNs)},
+      {"time", rfc3339(e.wallNs)},
       {"endpoint", e.endpoint},
       {"pod", pod},
       {"ifindex", e.ifindex},
@@ -79,7 +66,8 @@ std::string flowLogLine(const datapath::bpf::DropEvent& e, const std::string& po
       {"dstPort", e.dstPort},
       {"protocol", e.protocol},
       {"peerClass", e.peerClass},
-      {"reason", std::string(datapath::bpf::dropReasonName(e.reason))},
+      {"verdict", e.verdict == datapath::FlowVerdict::Denied ? "denied" : "allowed"},
+      {"reason", e.reason},
   };
   return j.dump();
 }

@@ -13,7 +13,7 @@
 #include <string_view>
 
 #include "common/result.h"
-#include "policyd/datapath/bpf/drop_event.h"
+#include "policyd/datapath/flow_event.h"
 
 namespace sluice::daemon {
 
@@ -34,10 +34,7 @@ class FlowLog {
   bool owned_;
 };
 
-// One flow-log line. `wallNs` is the event time on the wall clock; `pod` may be empty.
-std::string flowLogLine(const datapath::bpf::DropEvent& e, const std::string& pod, int64_t wallNs);
-
-// Converts a CLOCK_MONOTONIC timestamp (bpf_ktime_get_ns) to wall-clock ns since the epoch.
-int64_t monotonicToWallNs(uint64_t monotonicNs);
+// One flow-log line (any backend's event); `pod` may be empty.
+std::string flowLogLine(const datapath::FlowEvent& e, const std::string& pod);
 
 }  // namespace sluice::daemon

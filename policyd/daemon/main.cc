@@ -5,14 +5,13 @@
 // endpoint socket, remove the ready marker. BPF programs and pinned maps stay in place, so
 // enforcement never lapses while the daemon is down.
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "common/file_lock.h"
 #include "common/log.h"
@@ -26,7 +25,6 @@
 #include "policyd/daemon/policy_compiler.h"
 #include "policyd/daemon/state_files.h"
 #include "policyd/datapath/bpf/bpf_backend.h"
-#include "policyd/datapath/bpf/drop_event_reader.h"
 #include "policyd/source/dir/dir_source.h"
 #include "policyd/source/kube/kube_source.h"
 
@@ -46,20 +44,18 @@ int fail(const std::string& what) {
 // Reads drop events from the datapath's ring buffer into the flow log, on its own thread.
 class FlowLogPump {
  public:
-  static Result<std::unique_ptr<FlowLogPump>> start(const std::string& pinDir,
+  static Result<std::unique_ptr<FlowLogPump>> start(datapath::Backend& backend,
                                                     const std::string& path, NodeAgent& agent) {
     auto pump = std::unique_ptr<FlowLogPump>(new FlowLogPump());
     SLUICE_ASSIGN_OR_RETURN(pump->log_, FlowLog::open(path));
-    FlowLog* log = pump->log_.get();
-    SLUICE_ASSIGN_OR_RETURN(
-        pump->reader_,
-        datapath::bpf::DropEventReader::open(pinDir, [log, &agent](const auto& e) {
-          log->write(flowLogLine(e, agent.endpointName(e.endpoint),
-                                 monotonicToWallNs(e.timestampNs)));
-        }));
-    pump->thread_ = std::jthread([p = pump.get()](std::stop_token st) {
+    SLUICE_ASSIGN_OR_RETURN(pump->reader_, backend.openFlowEvents());
+    pump->thread_ = std::jthread([p = pump.get(), &agent](std::stop_token st) {
+      FlowLog* log = p->log_.get();
+      auto write = [log, &agent](const datapath::FlowEvent& e) {
+        log->write(flowLogLine(e, agent.endpointName(e.endpoint)));
+      };
       while (!st.stop_requested()) {
-        if (auto r = p->reader_->poll(200); !r.ok()) {
+        if (auto r = p->reader_->poll(200, write); !r.ok()) {
           spdlog::warn("flow log read error=\"{}\"", r.error().message);
           std::this_thread::sleep_for(std::chrono::milliseconds(200));
         }
@@ -71,7 +67,7 @@ class FlowLogPump {
  private:
   FlowLogPump() = default;
   std::unique_ptr<FlowLog> log_;
-  std::unique_ptr<datapath::bpf::DropEventReader> reader_;
+  std::unique_ptr<datapath::FlowEventReader> reader_;
   std::jthread thread_;  // declared last: joined before the reader and log go
 };
 
@@ -121,8 +117,8 @@ int main(int argc, char** argv) {
   if (auto st = ensureDirectory(opts.stateDir); !st.ok()) return fail(st.error().message);
   auto lock = FileLock::tryAcquire(opts.stateDir + "/" + std::string(kLockFile));
   if (!lock.ok()) {
-    return fail("state dir " + opts.stateDir + " is owned by another sluice-policyd: " +
-                lock.error().message);
+    return fail("state dir " + opts.stateDir +
+                " is owned by another sluice-policyd: " + lock.error().message);
   }
   if (!opts.podCidrs.empty()) {
     if (auto st = writePodCidrs(opts.stateDir, opts.podCidrs); !st.ok()) {
@@ -150,14 +146,15 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<HttpServer> http;
   if (!opts.metricsAddr.empty()) {
-    http = std::make_unique<HttpServer>(HttpServerOptions{opts.metricsAddr},
-                                        [&agent](const std::string& p) { return serveHttp(agent, p); });
+    http = std::make_unique<HttpServer>(
+        HttpServerOptions{opts.metricsAddr},
+        [&agent](const std::string& p) { return serveHttp(agent, p); });
     if (auto st = http->start(); !st.ok()) return fail(st.error().message);
   }
 
   std::unique_ptr<FlowLogPump> flows;
   if (!opts.flowLog.empty()) {
-    auto pump = FlowLogPump::start(opts.bpfPinDir, opts.flowLog, agent);
+    auto pump = FlowLogPump::start(**backend, opts.flowLog, agent);
     if (!pump.ok()) return fail(pump.error().wrap("flow log").message);
     flows = std::move(*pump);
   }
@@ -188,7 +185,8 @@ int main(int argc, char** argv) {
 
   int sig = 0;
   sigwait(&signals, &sig);
-  spdlog::info("shutting down signal={}; enforcement stays in place", sig == SIGTERM ? "TERM" : "INT");
+  spdlog::info("shutting down signal={}; enforcement stays in place",
+               sig == SIGTERM ? "TERM" : "INT");
   source->stop();
   flows.reset();
   agent.stop();

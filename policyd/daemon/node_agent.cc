@@ -602,7 +602,11 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
   bool needCompile = needFullSync_;
 
   if (snapshot) {
-    cluster_ = std::move(snapshot->cluster);
+    {
+      std::unique_lock model(modelMu_);
+      cluster_ = std::move(snapshot->cluster);
+      ++modelGeneration_;
+    }
     podKeys_.clear();
     for (const auto& p : cluster_.pods) podKeys_.insert(p.key());
     if (matchPodsByAddress()) {
@@ -810,6 +814,11 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
 AgentStats NodeAgent::stats() const {
   std::lock_guard lock(statsMu_);
   return stats_;
+}
+
+void NodeAgent::readModel(const Reader& fn) const {
+  std::shared_lock model(modelMu_);
+  fn(cluster_, modelGeneration_);
 }
 
 std::string NodeAgent::endpointName(compiler::EndpointId id) const {

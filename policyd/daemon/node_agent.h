@@ -39,6 +39,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,6 +49,7 @@
 #include "policyd/daemon/clock.h"
 #include "policyd/daemon/host_network.h"
 #include "policyd/daemon/metrics.h"
+#include "policyd/daemon/model_view.h"
 #include "policyd/daemon/policy_compiler.h"
 #include "policyd/daemon/registry.h"
 #include "policyd/datapath/backend.h"
@@ -81,11 +83,11 @@ struct AgentStats {
   bool ready = false;
 };
 
-class NodeAgent {
+class NodeAgent final : public ModelView {
  public:
   NodeAgent(AgentOptions options, datapath::Backend& backend, PolicyCompiler& compiler,
             HostNetwork& host, const Clock& clock);
-  ~NodeAgent();
+  ~NodeAgent() override;
   NodeAgent(const NodeAgent&) = delete;
   NodeAgent& operator=(const NodeAgent&) = delete;
 
@@ -103,6 +105,7 @@ class NodeAgent {
   bool ready() const { return ready_.load(); }
   AgentStats stats() const;
   std::string metricsText();
+  void readModel(const Reader& fn) const override;
   // "ns/pod" of a registered endpoint, "" when unknown (for the flow log).
   std::string endpointName(compiler::EndpointId id) const;
 
@@ -168,7 +171,9 @@ class NodeAgent {
 
   // Runner-owned.
   Registry registry_;
-  model::Cluster cluster_;
+  model::Cluster cluster_;  // written by the runner under modelMu_ (readModel reads it)
+  mutable std::shared_mutex modelMu_;
+  uint64_t modelGeneration_ = 0;
   std::set<std::string> podKeys_;
   std::map<compiler::EndpointId, Waiter> waiting_;
   std::vector<IpAddr> hostAddresses_;

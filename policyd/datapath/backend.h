@@ -3,12 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/ip.h"
 #include "common/result.h"
 #include "policyd/compiler/ir.h"
+#include "policyd/datapath/flow_event.h"
 
 namespace sluice::datapath {
 
@@ -68,6 +70,10 @@ class Backend {
   // rebuilds its registry from this when endpoints.json is unreadable, and never allocates an id
   // that is listed here.
   virtual Result<std::vector<EndpointAttachment>> endpoints() = 0;
+
+  // The backend's flow events (drops, and allowed flows where it reports them), for the flow log
+  // and per-policy metrics. Opened once per node; the reader may be polled from any thread.
+  virtual Result<std::unique_ptr<FlowEventReader>> openFlowEvents() = 0;
 };
 
 }  // namespace sluice::datapath

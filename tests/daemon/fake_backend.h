@@ -74,6 +74,9 @@ class FakeBackend final : public datapath::Backend {
     std::lock_guard lock(mu_);
     return dropCounts_;
   }
+  Result<std::unique_ptr<datapath::FlowEventReader>> openFlowEvents() override {
+    return makeError("fake backend: no flow events");
+  }
   Result<std::vector<datapath::EndpointAttachment>> endpoints() override {
     std::lock_guard lock(mu_);
     std::vector<datapath::EndpointAttachment> out;

@@ -8,7 +8,8 @@ namespace sluice::daemon {
 namespace {
 
 TEST(FlowLogTest, OneJsonObjectPerDropNamingThePod) {
-  datapath::bpf::DropEvent e;
+  datapath::FlowEvent e;
+  e.wallNs = 1'700'000'000'123'456'789LL;
   e.endpoint = 3;
   e.ifindex = 12;
   e.direction = compiler::Direction::Ingress;
@@ -18,8 +19,8 @@ TEST(FlowLogTest, OneJsonObjectPerDropNamingThePod) {
   e.dstPort = 80;
   e.protocol = 6;
   e.peerClass = 17;
-  e.reason = datapath::bpf::DropReason::Policy;
-  std::string line = flowLogLine(e, "default/web", 1'700'000'000'123'456'789LL);
+  e.reason = "policy";
+  std::string line = flowLogLine(e, "default/web");
   EXPECT_EQ(line.find('\n'), std::string::npos);
   auto j = nlohmann::json::parse(line);
   EXPECT_EQ(j["time"], "2023-11-14T22:13:20.123456789Z");
@@ -32,7 +33,8 @@ TEST(FlowLogTest, OneJsonObjectPerDropNamingThePod) {
   EXPECT_EQ(j["dstPort"], 80);
   EXPECT_EQ(j["protocol"], 6);
   EXPECT_EQ(j["peerClass"], 17);
-  EXPECT_EQ(j["reason"], std::string(datapath::bpf::dropReasonName(e.reason)));
+  EXPECT_EQ(j["verdict"], "denied");
+  EXPECT_EQ(j["reason"], "policy");
 }
 
 }  // namespace

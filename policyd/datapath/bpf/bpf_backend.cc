@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "bpf/sluice_tc.skel.h"
+#include "policyd/datapath/bpf/drop_event_reader.h"
 #include "policyd/datapath/bpf/lowering.h"
 
 namespace sluice::datapath::bpf {
@@ -679,6 +680,10 @@ Result<std::vector<DropCounter>> BpfBackend::dropCounters() {
     out.push_back(c);
   }
   return out;
+}
+
+Result<std::unique_ptr<FlowEventReader>> BpfBackend::openFlowEvents() {
+  return openFlowEventReader(pinDir());
 }
 
 Result<std::vector<DropCount>> BpfBackend::dropCounts() {

@@ -79,6 +79,8 @@ class BpfBackend final : public Backend {
   Result<std::vector<RuleCounter>> counters() override;
   Result<std::vector<EndpointAttachment>> endpoints() override;
   Result<std::vector<DropCount>> dropCounts() override;
+  // Reads the pinned drop-event ring buffer (drop_event_reader.h).
+  Result<std::unique_ptr<FlowEventReader>> openFlowEvents() override;
 
   Result<std::vector<DropCounter>> dropCounters();
   const WriteStats& lastWrite() const;

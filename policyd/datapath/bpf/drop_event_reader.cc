@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <time.h>
 
 #include <cerrno>
 #include <cstring>
@@ -41,5 +42,62 @@ Result<int> DropEventReader::poll(int timeoutMs) {
 }
 
 int DropEventReader::fd() const { return ring_buffer__epoll_fd(rb_); }
+
+namespace {
+
+int64_t nowNs(clockid_t clock) {
+  timespec ts{};
+  ::clock_gettime(clock, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+class BpfFlowEventReader final : public FlowEventReader {
+ public:
+  Result<int> poll(int timeoutMs, const Callback& cb) override {
+    current_ = &cb;
+    auto n = reader_->poll(timeoutMs);
+    current_ = nullptr;
+    return n;
+  }
+
+  std::unique_ptr<DropEventReader> reader_;
+  const Callback* current_ = nullptr;  // set only inside poll()
+};
+
+}  // namespace
+
+int64_t monotonicToWallNs(uint64_t monotonicNs) {
+  const int64_t wall = nowNs(CLOCK_REALTIME);
+  const int64_t mono = nowNs(CLOCK_MONOTONIC);
+  return wall - (mono - static_cast<int64_t>(monotonicNs));
+}
+
+FlowEvent toFlowEvent(const DropEvent& e, int64_t wallNs) {
+  FlowEvent f;
+  f.wallNs = wallNs;
+  f.endpoint = e.endpoint;
+  f.ifindex = e.ifindex;
+  f.direction = e.direction;
+  f.src = e.src;
+  f.dst = e.dst;
+  f.srcPort = e.srcPort;
+  f.dstPort = e.dstPort;
+  f.protocol = e.protocol;
+  f.verdict = FlowVerdict::Denied;
+  f.reason = std::string(dropReasonName(e.reason));
+  f.peerClass = e.peerClass;
+  return f;
+}
+
+Result<std::unique_ptr<FlowEventReader>> openFlowEventReader(const std::string& pinDir) {
+  auto out = std::make_unique<BpfFlowEventReader>();
+  BpfFlowEventReader* self = out.get();
+  SLUICE_ASSIGN_OR_RETURN(out->reader_, DropEventReader::open(pinDir, [self](const DropEvent& e) {
+                            if (self->current_ != nullptr) {
+                              (*self->current_)(toFlowEvent(e, monotonicToWallNs(e.timestampNs)));
+                            }
+                          }));
+  return std::unique_ptr<FlowEventReader>(std::move(out));
+}
 
 }  // namespace sluice::datapath::bpf

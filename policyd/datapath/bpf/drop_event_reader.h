@@ -11,6 +11,7 @@
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "policyd/datapath/bpf/drop_event.h"
+#include "policyd/datapath/flow_event.h"
 
 struct ring_buffer;
 
@@ -40,5 +41,14 @@ class DropEventReader {
   Callback cb_;
   ring_buffer* rb_ = nullptr;
 };
+
+// The backend-neutral view: drop events as FlowEvents (reason names, wall-clock times).
+Result<std::unique_ptr<FlowEventReader>> openFlowEventReader(const std::string& pinDir);
+
+// A drop event as a FlowEvent; `wallNs` is its time on the wall clock.
+FlowEvent toFlowEvent(const DropEvent& e, int64_t wallNs);
+
+// Converts a CLOCK_MONOTONIC timestamp (bpf_ktime_get_ns) to wall-clock ns since the epoch.
+int64_t monotonicToWallNs(uint64_t monotonicNs);
 
 }  // namespace sluice::datapath::bpf

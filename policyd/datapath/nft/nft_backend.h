@@ -40,6 +40,7 @@ class NftBackend : public Backend {
   Result<std::vector<RuleCounter>> counters() override;
   Result<std::vector<DropCount>> dropCounts() override;
   Result<std::vector<EndpointAttachment>> endpoints() override;
+  Result<std::unique_ptr<FlowEventReader>> openFlowEvents() override;
 
  private:
   // Writes `state` lowered with the attachments (diff against the mirror, or a replace of what
