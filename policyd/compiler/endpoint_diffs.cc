@@ -31,6 +31,7 @@ void Compiler::Impl::emitEndpointChanges(Diff& diff) {
     c.endpoint = id;
     c.ingressIsolated = next.ingressIsolated;
     c.egressIsolated = next.egressIsolated;
+    c.audited = next.audited;
     std::set_difference(next.entries.begin(), next.entries.end(), old.entries.begin(),
                         old.entries.end(), std::back_inserter(c.add));
     std::set_difference(old.entries.begin(), old.entries.end(), next.entries.begin(),

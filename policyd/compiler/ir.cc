@@ -69,6 +69,7 @@ Diff computeDiff(const State& from, const State& to) {
     c.endpoint = id;
     c.ingressIsolated = ep.ingressIsolated;
     c.egressIsolated = ep.egressIsolated;
+    c.audited = ep.audited;
     std::set_difference(ep.entries.begin(), ep.entries.end(), old.entries.begin(),
                         old.entries.end(), std::back_inserter(c.add));
     std::set_difference(old.entries.begin(), old.entries.end(), ep.entries.begin(),

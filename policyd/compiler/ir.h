@@ -61,6 +61,9 @@ struct AllowEntry {
 struct EndpointPolicy {
   bool ingressIsolated = false;
   bool egressIsolated = false;
+  // Selected by a policy in audit mode (annotation sluice.io/enforcement: audit): the datapath
+  // reports this endpoint's new flows so the daemon can log what that policy would deny.
+  bool audited = false;
   std::set<AllowEntry> entries;
   bool operator==(const EndpointPolicy&) const = default;
 };
@@ -86,6 +89,7 @@ struct Diff {
     bool removed = false;  // the endpoint has no policy state any more
     bool ingressIsolated = false;
     bool egressIsolated = false;
+    bool audited = false;
     std::vector<AllowEntry> add;
     std::vector<AllowEntry> remove;
   };
