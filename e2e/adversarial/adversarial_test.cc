@@ -40,6 +40,7 @@
 #include "common/netns.h"
 #include "common/unique_fd.h"
 #include "e2e/harness/cluster.h"
+#include "e2e/harness/text_log.h"
 #include "policyd/datapath/bpf/drop_event.h"
 
 namespace sluice::e2e {
@@ -99,21 +100,6 @@ kind: NetworkPolicy
 metadata: {name: deny-ingress, namespace: shield}
 spec: {podSelector: {}, policyTypes: [Ingress]}
 )";
-
-std::string readFile(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-int countLines(const std::string& text, const std::string& needle) {
-  int n = 0;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) n += line.find(needle) != std::string::npos;
-  return n;
-}
 
 std::string netnsOf(const PodInfo& p) { return "/run/netns/" + p.netnsName; }
 
@@ -234,17 +220,17 @@ class AdversarialTest : public ::testing::Test {
     }());
     EXPECT_TRUE(sniff.ok()) << sniff.error().message;
     if (!sniff.ok()) return -1;
-    for (int i = 0; i < 500 && countLines(readFile(out), "sniffing") == 0; ++i) {
+    for (int i = 0; i < 500 && countLines(readLog(out), "sniffing") == 0; ++i) {
       std::this_thread::sleep_for(10ms);
     }
-    EXPECT_EQ(countLines(readFile(out), "sniffing"), 1)
-        << "sniffer did not start: " << readFile(out);
+    EXPECT_EQ(countLines(readLog(out), "sniffing"), 1)
+        << "sniffer did not start: " << readLog(out);
     send();
     // Cross-node delivery takes well under this; a later arrival would still be a bypass, so
     // the wait errs long.
     std::this_thread::sleep_for(800ms);
     sniff->stop();
-    return countLines(readFile(out), "got ");
+    return countLines(readLog(out), "got ");
   }
 
   // Drops per reason on one node, or summed over all nodes (kAllNodes) where the attack may be
@@ -551,7 +537,7 @@ TEST_P(FamilyTest, ConntrackFloodDoesNotCutAnotherPodsConnection) {
   serveCmd.outputFile = serveOut;
   auto serve = spawn(serveCmd);
   ASSERT_TRUE(serve.ok()) << serve.error().message;
-  for (int i = 0; i < 300 && countLines(readFile(serveOut), "serving") == 0; ++i) {
+  for (int i = 0; i < 300 && countLines(readLog(serveOut), "serving") == 0; ++i) {
     std::this_thread::sleep_for(10ms);
   }
   std::string sa = addrOf(server, v6()).toString();
@@ -566,10 +552,10 @@ TEST_P(FamilyTest, ConntrackFloodDoesNotCutAnotherPodsConnection) {
   ASSERT_TRUE(reader.ok()) << reader.error().message;
   // Positive control: a push arrives before the flood (the server sends one on accept). The
   // flood then runs inside the idle gap that follows it.
-  for (int i = 0; i < 1000 && countLines(readFile(readOut), " ok") < 1; ++i) {
+  for (int i = 0; i < 1000 && countLines(readLog(readOut), " ok") < 1; ++i) {
     std::this_thread::sleep_for(10ms);
   }
-  ASSERT_GE(countLines(readFile(readOut), " ok"), 1) << readFile(readOut);
+  ASSERT_GE(countLines(readLog(readOut), " ok"), 1) << readLog(readOut);
   auto entriesBefore = conntrackEntries(c().bpfPinDir(0));
   ASSERT_TRUE(entriesBefore.ok()) << entriesBefore.error().message;
   auto before = drops(0);
@@ -601,7 +587,7 @@ TEST_P(FamilyTest, ConntrackFloodDoesNotCutAnotherPodsConnection) {
   // The flows beyond the pod's share are refused and counted, not tracked at others' expense.
   expectCounted(0, before, "ct-full", 10000, "conntrack flood");
   for (int i = 0; i < 3000 && reader->running(); ++i) std::this_thread::sleep_for(10ms);
-  std::string out = readFile(readOut);
+  std::string out = readLog(readOut);
   EXPECT_EQ(countLines(out, "connect ok"), 1) << out;
   EXPECT_EQ(countLines(out, " fail"), 0) << "the flood cut the idle connection:\n" << out;
   EXPECT_EQ(countLines(out, " ok"), kTicks + 1) << out;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "e2e/harness/cluster.h"
+#include "e2e/harness/text_log.h"
 
 namespace sluice::e2e {
 namespace {
@@ -20,21 +21,6 @@ using namespace std::chrono_literals;
 
 const std::vector<uint16_t> kTcp = {80, 81};
 const std::vector<uint16_t> kUdp = {80};
-
-std::string readFile(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-int countLines(const std::string& text, const std::string& needle) {
-  int n = 0;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) n += line.find(needle) != std::string::npos;
-  return n;
-}
 
 // Lines of a server log for traffic that came in over the pod's interface; the harness's own
 // readiness check arrives over the pod's loopback and does not count.
@@ -165,8 +151,8 @@ TEST_F(OperatorTest, PodInDefaultDenyNamespaceIsNeverReachable) {
   // Let the spray run on for a while after ADD.
   for (int i = 0; i < 500 && spray->running(); ++i) std::this_thread::sleep_for(10ms);
   spray->stop();
-  EXPECT_EQ(countRemote(readFile(newLog)), 0) << readFile(newLog);
-  EXPECT_GT(countRemote(readFile(controlLog)), 0) << "the spray reached nothing";
+  EXPECT_EQ(countRemote(readLog(newLog)), 0) << readLog(newLog);
+  EXPECT_GT(countRemote(readLog(controlLog)), 0) << "the spray reached nothing";
 }
 
 TEST_F(OperatorTest, DaemonRestartNeverGivesAWrongVerdict) {
@@ -202,7 +188,7 @@ TEST_F(OperatorTest, DaemonRestartNeverGivesAWrongVerdict) {
     EXPECT_EQ(probe(*c, "r/denied", "r/server"), "timeout") << "after restart, round " << i;
   }
   for (int i = 0; i < 1000 && hold->running(); ++i) std::this_thread::sleep_for(10ms);
-  std::string out = readFile(holdOut);
+  std::string out = readLog(holdOut);
   EXPECT_EQ(countLines(out, "connect ok"), 1) << out;
   EXPECT_EQ(countLines(out, " fail"), 0) << out;
   EXPECT_EQ(countLines(out, " ok"), 81) << out;
@@ -217,14 +203,14 @@ void holdThenDeny(SimCluster& c, bool expectCut) {
                            holdOut);
   ASSERT_TRUE(hold.ok());
   // Let the connection establish and exchange a few messages first.
-  for (int i = 0; i < 200 && countLines(readFile(holdOut), " ok") < 5; ++i) {
+  for (int i = 0; i < 200 && countLines(readLog(holdOut), " ok") < 5; ++i) {
     std::this_thread::sleep_for(10ms);
   }
-  ASSERT_GE(countLines(readFile(holdOut), " ok"), 5) << readFile(holdOut);
+  ASSERT_GE(countLines(readLog(holdOut), " ok"), 5) << readLog(holdOut);
   ASSERT_TRUE(c.writeManifest("policies.yaml", kPoliciesDenyAll).ok());
   ASSERT_TRUE(c.waitSynced().ok());
   for (int i = 0; i < 1500 && hold->running(); ++i) std::this_thread::sleep_for(10ms);
-  std::string out = readFile(holdOut);
+  std::string out = readLog(holdOut);
   if (expectCut) {
     EXPECT_GT(countLines(out, " fail"), 0) << "recheck must cut the open connection:\n" << out;
   } else {
