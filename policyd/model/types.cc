@@ -4,9 +4,12 @@ namespace sluice::model {
 
 const char* protocolName(Protocol p) {
   switch (p) {
-    case Protocol::TCP: return "TCP";
-    case Protocol::UDP: return "UDP";
-    case Protocol::SCTP: return "SCTP";
+    case Protocol::TCP:
+      return "TCP";
+    case Protocol::UDP:
+      return "UDP";
+    case Protocol::SCTP:
+      return "SCTP";
   }
   return "?";
 }
@@ -17,6 +20,8 @@ std::optional<Protocol> parseProtocol(std::string_view s) {
   if (s == "SCTP") return Protocol::SCTP;
   return std::nullopt;
 }
+
+const char* enforcementName(Enforcement e) { return e == Enforcement::Audit ? "audit" : "enforce"; }
 
 bool IPBlock::contains(const IpAddr& a) const { return contains(Prefix::host(a)); }
 
