@@ -83,14 +83,15 @@ int runMatrix(const Options& opt, const engine::Evaluator& ev, std::ostream& out
   Matrix m = computeMatrix(ev, opt.query);
   if (opt.output == OutputFormat::Json) {
     renderMatrixJson(out, m);
+  } else if (opt.output == OutputFormat::Svg) {
+    renderMatrixSvg(out, m);
   } else {
     renderMatrixText(out, m);
   }
   return kExitOk;
 }
 
-int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out,
-            std::ostream& err) {
+int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out, std::ostream& err) {
   auto findings = lint(ev);
   if (opt.output == OutputFormat::Json) {
     renderLintJson(out, findings);
@@ -98,8 +99,7 @@ int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out,
     renderLintText(out, findings);
     const auto& c = ev.cluster();
     err << "sluicectl lint: " << findings.size() << " finding(s) in " << c.policies.size()
-        << " policies, " << c.pods.size() << " pods, " << c.namespaces.size()
-        << " namespaces\n";
+        << " policies, " << c.pods.size() << " pods, " << c.namespaces.size() << " namespaces\n";
   }
   return findings.empty() ? kExitOk : kExitFindings;
 }
@@ -138,9 +138,12 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
   if (!cluster) return kExitBadInput;
   const engine::Evaluator& ev = loaded.add(std::move(cluster));
   switch (opt.command) {
-    case Command::Explain: return runExplain(opt, ev, out, err);
-    case Command::Matrix: return runMatrix(opt, ev, out);
-    case Command::Lint: return runLint(opt, ev, out, err);
+    case Command::Explain:
+      return runExplain(opt, ev, out, err);
+    case Command::Matrix:
+      return runMatrix(opt, ev, out);
+    case Command::Lint:
+      return runLint(opt, ev, out, err);
     case Command::Diff: {
       auto after = load(opt.with, opt, err);
       if (!after) return kExitBadInput;
@@ -149,12 +152,15 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
       auto d = diffMatrices(computeMatrix(ev, opt.query), computeMatrix(evAfter, opt.query));
       if (opt.output == OutputFormat::Json) {
         renderDiffJson(out, d);
+      } else if (opt.output == OutputFormat::Svg) {
+        renderDiffSvg(out, d);
       } else {
         renderDiffText(out, d);
       }
       return kExitOk;
     }
-    case Command::Help: break;
+    case Command::Help:
+      break;
   }
   return kExitOk;
 }

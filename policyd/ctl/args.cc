@@ -17,11 +17,11 @@ struct FlagSpec {
 };
 
 constexpr FlagSpec kFlags[] = {
-    {"filename", "f", true, true},  {"with", nullptr, true, true},
-    {"from", nullptr, false, true}, {"to", nullptr, false, true},
-    {"port", "p", false, true},     {"protocol", nullptr, false, true},
-    {"output", "o", false, true},   {"verbose", "v", false, false},
-    {"help", "h", false, false},    {"kubeconfig", nullptr, false, true},
+    {"filename", "f", true, true},     {"with", nullptr, true, true},
+    {"from", nullptr, false, true},    {"to", nullptr, false, true},
+    {"port", "p", false, true},        {"protocol", nullptr, false, true},
+    {"output", "o", false, true},      {"verbose", "v", false, false},
+    {"help", "h", false, false},       {"kubeconfig", nullptr, false, true},
     {"context", nullptr, false, true}, {"live", nullptr, false, false},
 };
 
@@ -36,17 +36,18 @@ const FlagSpec* findFlag(std::string_view name, bool isShort) {
 std::set<std::string> allowedFlags(Command c) {
   switch (c) {
     case Command::Explain:
-      return {"filename", "from",    "to",   "port",       "protocol",
-              "output",   "verbose", "help", "kubeconfig", "context", "live"};
+      return {"filename", "from", "to",         "port",    "protocol", "output",
+              "verbose",  "help", "kubeconfig", "context", "live"};
     case Command::Matrix:
       return {"filename", "port",       "protocol", "output", "verbose",
               "help",     "kubeconfig", "context",  "live"};
     case Command::Diff:
-      return {"filename", "with",       "port",    "protocol", "output",
-              "verbose",  "help",       "kubeconfig", "context", "live"};
+      return {"filename", "with", "port",       "protocol", "output",
+              "verbose",  "help", "kubeconfig", "context",  "live"};
     case Command::Lint:
       return {"filename", "output", "verbose", "help", "kubeconfig", "context", "live"};
-    case Command::Help: return {"help"};
+    case Command::Help:
+      return {"help"};
   }
   return {};
 }
@@ -62,11 +63,16 @@ std::optional<Command> parseCommand(std::string_view s) {
 
 const char* commandName(Command c) {
   switch (c) {
-    case Command::Explain: return "explain";
-    case Command::Matrix: return "matrix";
-    case Command::Diff: return "diff";
-    case Command::Lint: return "lint";
-    case Command::Help: return "help";
+    case Command::Explain:
+      return "explain";
+    case Command::Matrix:
+      return "matrix";
+    case Command::Diff:
+      return "diff";
+    case Command::Lint:
+      return "lint";
+    case Command::Help:
+      return "help";
   }
   return "?";
 }
@@ -104,8 +110,8 @@ std::string PortQuery::label() const {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 Result<std::variant<uint16_t, std::string>> parsePort(const std::string& text) {
-  if (!text.empty() && std::all_of(text.begin(), text.end(),
-                                   [](char c) { return c >= '0' && c <= '9'; })) {
+  if (!text.empty() &&
+      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     unsigned value = 0;
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc() || ptr != text.data() + text.size() || value < 1 || value > 65535) {
@@ -181,8 +187,8 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
     } else if (i + 1 < args.size()) {
       values.push_back(args[++i]);
     }
-    if (values.empty() || std::any_of(values.begin(), values.end(),
-                                      [](const std::string& v) { return v.empty(); })) {
+    if (values.empty() ||
+        std::any_of(values.begin(), values.end(), [](const std::string& v) { return v.empty(); })) {
       return makeError("flag --" + name + " needs a value");
     }
 
@@ -216,8 +222,14 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
         opt.output = OutputFormat::Json;
       } else if (values[0] == "text") {
         opt.output = OutputFormat::Text;
+      } else if (values[0] == "svg" &&
+                 (opt.command == Command::Matrix || opt.command == Command::Diff)) {
+        opt.output = OutputFormat::Svg;
       } else {
-        return makeError("-o " + values[0] + ": must be text or json");
+        return makeError("-o " + values[0] + ": must be text or json" +
+                         (opt.command == Command::Matrix || opt.command == Command::Diff
+                              ? std::string(" or svg")
+                              : std::string()));
       }
     }
   }
@@ -247,8 +259,8 @@ std::string usage() {
   return R"(Usage:
   sluicectl explain -f PATH... --from NS/POD|IP --to NS/POD|IP --port N|NAME
                     [--protocol TCP|UDP|SCTP] [-o text|json]
-  sluicectl matrix  -f PATH... [--port N|NAME] [--protocol P] [-o text|json]
-  sluicectl diff    -f PATH... --with PATH... [--port N|NAME] [--protocol P] [-o text|json]
+  sluicectl matrix  -f PATH... [--port N|NAME] [--protocol P] [-o text|json|svg]
+  sluicectl diff    -f PATH... --with PATH... [--port N|NAME] [--protocol P] [-o text|json|svg]
   sluicectl lint    -f PATH... [-o text|json]
   Instead of -f PATH..., every command reads the live cluster with --kubeconfig FILE,
   --context NAME or --live ($KUBECONFIG, else the in-cluster service account); there
@@ -269,8 +281,17 @@ node daemon enforces.
   -p, --port N|NAME       destination port, or a container port name resolved against each
                           destination pod (matrix/diff default: 80)
       --protocol P        TCP (default), UDP or SCTP
-  -o, --output FORMAT     text (default) or json
+  -o, --output FORMAT     text (default) or json; matrix and diff also svg (a picture grouped
+                          by namespace; rsvg-convert turns it into PNG)
   -v, --verbose           also print decoder notes on stderr
+
+Matrices mark each pair: + allowed, X denied, and in audit mode a (allowed now, denied once
+enforced) or o (denied now, allowed once enforced); diff pictures highlight changed pairs.
+
+Audit mode: a NetworkPolicy annotated sluice.io/enforcement: audit is evaluated but not
+enforced. It isolates nobody and allows nothing now; explain and matrix also answer "once
+enforced", counting audited policies as enforced, and name the audited policies that would
+deny (or allow) a flow. Any other value of the annotation is enforced (lint warns).
 
 Exit codes: 0 success, 1 lint findings, 2 bad input or usage.
 )";

@@ -14,7 +14,7 @@
 namespace sluice::ctl {
 
 enum class Command { Explain, Matrix, Diff, Lint, Help };
-enum class OutputFormat { Text, Json };
+enum class OutputFormat { Text, Json, Svg };  // svg: matrix and diff only
 
 // The port a question is about: a number, or a container port name resolved per destination.
 struct PortQuery {
@@ -37,8 +37,8 @@ struct Options {
   bool live = false;
   std::string kubeconfig;
   std::string context;
-  std::string from;                // --from NS/POD|IP (explain)
-  std::string to;                  // --to NS/POD|IP (explain)
+  std::string from;  // --from NS/POD|IP (explain)
+  std::string to;    // --to NS/POD|IP (explain)
   PortQuery query;
   bool portGiven = false;
   OutputFormat output = OutputFormat::Text;
