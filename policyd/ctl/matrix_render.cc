@@ -61,7 +61,6 @@ std::string clip(std::string_view s, size_t max) {
 constexpr size_t kNsChars = 28;
 constexpr size_t kPodChars = 36;
 constexpr int kBand = 6;
-constexpr int kTitle = 56;
 constexpr int kMargin = 10;
 constexpr int kLegendRow = 20;
 
@@ -170,7 +169,9 @@ void renderGridText(std::ostream& out, const MarkGrid& g) {
 
 std::string legendLine(const MarkGrid& g) {
   std::string s = "Legend:";
-  for (Mark m : marksUsed(g)) s += std::string("  ") + markChar(m) + " " + markMeaning(m);
+  for (Mark m : marksUsed(g)) {
+    s += std::string(s.size() == 7 ? " " : "  ") + markChar(m) + " " + markMeaning(m);
+  }
   return s;
 }
 
@@ -193,10 +194,14 @@ SvgLayout svgLayout(const MarkGrid& g) {
   l.nsWidth = static_cast<int>(nsChars) * 7 + 10;
   l.podWidth = l.podLabels ? static_cast<int>(podChars) * 6 + 8 : 0;
   l.left = kMargin + l.nsWidth + l.podWidth + kBand + 4;
-  l.top = kTitle + l.nsWidth + l.podWidth + kBand + 4;
   const int side = static_cast<int>(n) * l.cell + group * l.gap;
   l.width = std::max(l.left + side + kMargin, 640);
-  l.height = l.top + side + kMargin + 12 + static_cast<int>(marksUsed(g).size()) * kLegendRow;
+  // The title and legend stay legible when a large picture is scaled down to a screen.
+  l.font = std::clamp(l.width / 110, 12, 24);
+  l.title = 2 * l.font + 32;
+  l.top = l.title + l.nsWidth + l.podWidth + kBand + 4;
+  l.height = l.top + side + kMargin + 12 +
+             static_cast<int>(marksUsed(g).size()) * (l.font + kLegendRow - 12);
   return l;
 }
 
@@ -223,8 +228,11 @@ void renderSvg(std::ostream& out, const MarkGrid& g, const SvgOptions& options) 
        num(l.height) + "\" viewBox=\"0 0 " + num(l.width) + " " + num(l.height) +
        "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n";
   rect(0, 0, l.width, l.height, "#ffffff");
-  text(kMargin, 22, xmlEscape(options.title), "font-size=\"15\" font-weight=\"bold\"");
-  text(kMargin, 42, xmlEscape(options.subtitle), "font-size=\"12\" fill=\"#444444\"");
+  const std::string fs = num(l.font);
+  text(kMargin, l.font + 12, xmlEscape(options.title),
+       "font-size=\"" + num(l.font + 3) + "\" font-weight=\"bold\"");
+  text(kMargin, 2 * l.font + 22, xmlEscape(options.subtitle),
+       "font-size=\"" + fs + "\" fill=\"#444444\"");
 
   // Namespace blocks: a band on each axis, and the name where the block is tall enough.
   const std::string nsAttrs = "font-size=\"11\" font-weight=\"bold\" fill=\"#1d3d66\"";
@@ -278,13 +286,13 @@ void renderSvg(std::ostream& out, const MarkGrid& g, const SvgOptions& options) 
   // Legend: every mark the picture uses.
   int y = (n == 0 ? l.top : l.cellY(n - 1) + l.cell) + kMargin + 4;
   for (Mark m : marksUsed(g)) {
-    rect(kMargin, y, 14, 14, markColor(m, options.fadeUnchanged));
+    rect(kMargin, y, l.font + 2, l.font + 2, markColor(m, options.fadeUnchanged));
     std::string meaning = markMeaning(m);
     if (options.fadeUnchanged && (m == Mark::Allowed || m == Mark::Denied)) {
       meaning += " (unchanged)";
     }
-    text(kMargin + 20, y + 12, xmlEscape(meaning), "font-size=\"12\"");
-    y += kLegendRow;
+    text(kMargin + l.font + 8, y + l.font, xmlEscape(meaning), "font-size=\"" + fs + "\"");
+    y += l.font + kLegendRow - 12;
   }
   s += "</svg>\n";
   out << s;

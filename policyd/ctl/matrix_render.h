@@ -80,6 +80,8 @@ struct SvgLayout {
   int top = 0;       // y of the first row
   int width = 0;     // the picture
   int height = 0;
+  int font = 12;  // title and legend text, grows with the picture
+  int title = 0;  // height of the title area
   bool podLabels = false;
   std::vector<int> group;  // namespace block of each pod, in order
   int cellX(size_t j) const { return left + static_cast<int>(j) * cell + group[j] * gap; }
