@@ -51,7 +51,8 @@ class TempDir {
  public:
   TempDir() {
     std::string tmpl = (fs::temp_directory_path() / "sluice-svg-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
+    if (mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp " << tmpl;
+    path_ = tmpl;
   }
   ~TempDir() { fs::remove_all(path_); }
   fs::path operator/(const std::string& name) const { return fs::path(path_) / name; }
