@@ -9,7 +9,7 @@
 //   !  measured differs from the prediction (demo)
 //   >  denied before, allowed after (diff)   <  allowed before, denied after (diff)
 //
-// Pure formatting: no model or engine types, so the demo links it without the engine.
+// Pure formatting over marks and "ns/pod" labels: no model or engine types.
 #pragma once
 
 #include <cstddef>
