@@ -147,15 +147,13 @@ int main(int argc, char** argv) {
   std::set<uint16_t> tcp{80}, udp{53};
   for (const auto& p : probes) (p.protocol == "TCP" ? tcp : udp).insert(p.port);
   for (const auto& pod : pods) {
-    for (const auto& cp : pod.ports)
-      (cp.protocol == model::Protocol::UDP ? udp : tcp).insert(cp.port);
+    for (const auto& cp : pod.ports) (cp.protocol == model::Protocol::UDP ? udp : tcp).insert(cp.port);
   }
 
   e2e::ClusterOptions opts;
   opts.nodes = nodes;
   opts.binaryDir = fs::canonical("/proc/self/exe").parent_path().parent_path().parent_path();
-  std::printf("== creating a %d-node cluster (network namespaces, one sluice-policyd each)\n",
-              nodes);
+  std::printf("== creating a %d-node cluster (network namespaces, one sluice-policyd each)\n", nodes);
   auto cluster = e2e::SimCluster::create(opts);
   if (!cluster.ok()) {
     std::fprintf(stderr, "sluice-demo: %s\n", cluster.error().message.c_str());

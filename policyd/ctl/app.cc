@@ -91,7 +91,8 @@ int runMatrix(const Options& opt, const engine::Evaluator& ev, std::ostream& out
   return kExitOk;
 }
 
-int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out, std::ostream& err) {
+int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out,
+            std::ostream& err) {
   auto findings = lint(ev);
   if (opt.output == OutputFormat::Json) {
     renderLintJson(out, findings);
@@ -99,7 +100,8 @@ int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out, 
     renderLintText(out, findings);
     const auto& c = ev.cluster();
     err << "sluicectl lint: " << findings.size() << " finding(s) in " << c.policies.size()
-        << " policies, " << c.pods.size() << " pods, " << c.namespaces.size() << " namespaces\n";
+        << " policies, " << c.pods.size() << " pods, " << c.namespaces.size()
+        << " namespaces\n";
   }
   return findings.empty() ? kExitOk : kExitFindings;
 }
@@ -138,12 +140,9 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
   if (!cluster) return kExitBadInput;
   const engine::Evaluator& ev = loaded.add(std::move(cluster));
   switch (opt.command) {
-    case Command::Explain:
-      return runExplain(opt, ev, out, err);
-    case Command::Matrix:
-      return runMatrix(opt, ev, out);
-    case Command::Lint:
-      return runLint(opt, ev, out, err);
+    case Command::Explain: return runExplain(opt, ev, out, err);
+    case Command::Matrix: return runMatrix(opt, ev, out);
+    case Command::Lint: return runLint(opt, ev, out, err);
     case Command::Diff: {
       auto after = load(opt.with, opt, err);
       if (!after) return kExitBadInput;
@@ -159,8 +158,7 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
       }
       return kExitOk;
     }
-    case Command::Help:
-      break;
+    case Command::Help: break;
   }
   return kExitOk;
 }

@@ -37,8 +37,8 @@ struct Options {
   bool live = false;
   std::string kubeconfig;
   std::string context;
-  std::string from;  // --from NS/POD|IP (explain)
-  std::string to;    // --to NS/POD|IP (explain)
+  std::string from;                // --from NS/POD|IP (explain)
+  std::string to;                  // --to NS/POD|IP (explain)
   PortQuery query;
   bool portGiven = false;
   OutputFormat output = OutputFormat::Text;

@@ -17,8 +17,7 @@ std::string originName(const State& s, RuleId r) {
 }  // namespace
 
 CanonicalState canonical(const State& s) {
-  std::map<ClassId, std::string> names{
-      {kAnyPeer, "any"}, {kHostClass, "host"}, {kWorldClass, "world"}};
+  std::map<ClassId, std::string> names{{kAnyPeer, "any"}, {kHostClass, "host"}, {kWorldClass, "world"}};
   for (const auto& [prefix, cls] : s.classes) {
     if (cls < kFirstDynamicClass) continue;
     // std::map iterates prefixes in order, so the first one seen is the smallest.

@@ -68,12 +68,14 @@ TEST(ArgsTest, RejectsBadInput) {
             std::string::npos);
   EXPECT_NE(parseErr({"diff", "-f", "x"}).find("--with"), std::string::npos);
   EXPECT_NE(parseErr({"matrix", "-f", "x", "--port", "0"}).find("1-65535"), std::string::npos);
-  EXPECT_NE(parseErr({"matrix", "-f", "x", "--port", "65536"}).find("1-65535"), std::string::npos);
+  EXPECT_NE(parseErr({"matrix", "-f", "x", "--port", "65536"}).find("1-65535"),
+            std::string::npos);
   EXPECT_NE(parseErr({"matrix", "-f", "x", "--port", "Http_"}).find("port name"),
             std::string::npos);
   EXPECT_NE(parseErr({"matrix", "-f", "x", "--protocol", "ICMP"}).find("TCP, UDP or SCTP"),
             std::string::npos);
-  EXPECT_NE(parseErr({"matrix", "-f", "x", "-o", "yaml"}).find("text or json"), std::string::npos);
+  EXPECT_NE(parseErr({"matrix", "-f", "x", "-o", "yaml"}).find("text or json"),
+            std::string::npos);
   EXPECT_NE(parseErr({"matrix", "-f", "x", "--port", "80", "--port", "81"}).find("twice"),
             std::string::npos);
   EXPECT_NE(parseErr({"matrix", "stray", "-f", "x"}).find("unexpected argument"),

@@ -46,8 +46,8 @@ TEST(CliTest, FilesGivenSeveralWays) {
 }
 
 TEST(CliTest, MatrixUdpAndNamedPort) {
-  auto r = runCtl(
-      {"matrix", "-f", fixture("cluster"), "--port", "dns", "--protocol", "UDP", "-o", "json"});
+  auto r = runCtl({"matrix", "-f", fixture("cluster"), "--port", "dns", "--protocol", "UDP",
+                   "-o", "json"});
   expectCleanExit(r, 0);
   auto j = json::parse(r.out);
   EXPECT_EQ(j["port"], "dns");
@@ -70,15 +70,10 @@ TEST(CliTest, ExplainJson) {
 }
 
 TEST(CliTest, DiffJsonAndText) {
-  std::vector<std::string> args = {"diff",
-                                   "-f",
-                                   fixture("cluster"),
-                                   "--with",
+  std::vector<std::string> args = {"diff", "-f", fixture("cluster"), "--with",
                                    fixture("cluster/namespaces.yaml"),
-                                   fixture("cluster/pods.json"),
-                                   fixture("cluster-changed"),
-                                   "--port",
-                                   "5432"};
+                                   fixture("cluster/pods.json"), fixture("cluster-changed"),
+                                   "--port", "5432"};
   auto text = runCtl(args);
   expectCleanExit(text, 0);
   EXPECT_EQ(text.out,
@@ -92,8 +87,8 @@ TEST(CliTest, DiffJsonAndText) {
       {"from":"dev/client","to":"prod/db","before":false,"after":true}]})"));
   // Reversed, the same pair loses access.
   r = runCtl({"diff", "-f", fixture("cluster/namespaces.yaml"), fixture("cluster/pods.json"),
-              fixture("cluster-changed"), "--with", fixture("cluster"), "--port", "postgres", "-o",
-              "json"});
+              fixture("cluster-changed"), "--with", fixture("cluster"), "--port", "postgres",
+              "-o", "json"});
   expectCleanExit(r, 0);
   EXPECT_EQ(json::parse(r.out)["changes"][0]["after"], false);
   EXPECT_EQ(json::parse(r.out)["port"], "postgres");
@@ -123,8 +118,9 @@ TEST(CliTest, LintEachKindExit1AndCleanExit0) {
       ++n;
     }
     EXPECT_GT(n, 0) << kind;
-    auto j = runCtl({"lint", "-f", fixture("cluster/namespaces.yaml"), fixture("cluster/pods.json"),
-                     fixture(std::string("lint/") + kind), "-o", "json"});
+    auto j = runCtl({"lint", "-f", fixture("cluster/namespaces.yaml"),
+                     fixture("cluster/pods.json"), fixture(std::string("lint/") + kind), "-o",
+                     "json"});
     expectCleanExit(j, 1);
     EXPECT_EQ(json::parse(j.out)["findings"].size(), static_cast<size_t>(n));
   }
@@ -158,11 +154,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"malformed_yaml",
                  {"matrix", "-f", fixture("cluster"), fixture("bad/malformed.yaml")},
                  {"bad/malformed.yaml", "line 6"}},
-        BadInput{
-            "invalid_policy",
-            {"explain", "-f", fixture("cluster"), fixture("bad/invalid-policy.yaml"), "--from",
-             "dev/client", "--to", "prod/web", "--port", "80"},
-            {"bad/invalid-policy.yaml", "prod/bad-cidr", "spec.ingress[0].from[0].ipBlock.cidr"}},
+        BadInput{"invalid_policy",
+                 {"explain", "-f", fixture("cluster"), fixture("bad/invalid-policy.yaml"),
+                  "--from", "dev/client", "--to", "prod/web", "--port", "80"},
+                 {"bad/invalid-policy.yaml", "prod/bad-cidr",
+                  "spec.ingress[0].from[0].ipBlock.cidr"}},
         BadInput{"invalid_pod",
                  {"matrix", "-f", fixture("bad/invalid-pod.json")},
                  {"bad/invalid-pod.json", "status.podIPs[0].ip"}},
@@ -179,8 +175,7 @@ INSTANTIATE_TEST_SUITE_P(
                  {"explain", "-f", fixture("cluster"), "--from", "prod/nope", "--to", "prod/web",
                   "--port", "80"},
                  {"--from prod/nope"}},
-        BadInput{"unknown_flag",
-                 {"matrix", "-f", fixture("cluster"), "--bogus"},
+        BadInput{"unknown_flag", {"matrix", "-f", fixture("cluster"), "--bogus"},
                  {"unknown flag '--bogus'", "Usage:"}},
         BadInput{"no_command", {}, {"missing command", "Usage:"}},
         BadInput{"missing_port",

@@ -113,8 +113,8 @@ TEST(ExplainTest, TextNamesDecidingRuleAndNearestMiss) {
   EXPECT_NE(r.out.find("dev/client is in dev (add a namespaceSelector)"), std::string::npos)
       << r.out;
 
-  r = ctl({"explain", "-f", fixture("cluster"), "--from", "prod/web", "--to", "prod/api", "--port",
-           "grpc"});
+  r = ctl({"explain", "-f", fixture("cluster"), "--from", "prod/web", "--to", "prod/api",
+           "--port", "grpc"});
   EXPECT_NE(r.out.find("ALLOWED"), std::string::npos);
   EXPECT_NE(r.out.find("allowed by prod/web spec.egress[0] (to[0] podSelector app=api, ports[0] "
                        "TCP/grpc)"),
@@ -138,16 +138,16 @@ TEST(ExplainTest, BadEndpointsAreExit2) {
                 "--port", "80"});
   EXPECT_EQ(r.code, kExitBadInput);
   EXPECT_NE(r.err.find("prod/nope"), std::string::npos);
-  r = ctl(
-      {"explain", "-f", fixture("cluster"), "--from", "web", "--to", "prod/web", "--port", "80"});
+  r = ctl({"explain", "-f", fixture("cluster"), "--from", "web", "--to", "prod/web", "--port",
+           "80"});
   EXPECT_EQ(r.code, kExitBadInput);
   EXPECT_NE(r.err.find("expected NS/POD or an IP address"), std::string::npos);
   r = ctl({"explain", "-f", fixture("cluster"), "--from", "prod/web", "--to", "dev/client",
            "--port", "http"});
   EXPECT_EQ(r.code, kExitBadInput);
   EXPECT_NE(r.err.find("dev/client has no TCP container port named http"), std::string::npos);
-  r = ctl({"explain", "-f", fixture("cluster"), "--from", "prod/web", "--to", "8.8.8.8", "--port",
-           "http"});
+  r = ctl({"explain", "-f", fixture("cluster"), "--from", "prod/web", "--to", "8.8.8.8",
+           "--port", "http"});
   EXPECT_EQ(r.code, kExitBadInput);
 }
 

@@ -23,8 +23,8 @@ bool referenceAllowed(const engine::Evaluator& ev, const model::Pod& src, const 
                       const PortQuery& q) {
   auto port = resolveQueryPort(q, &dst);
   if (!port) return false;
-  auto [srcIp, dstIp] =
-      pairAddresses(EndpointRef{&src, std::nullopt}, EndpointRef{&dst, std::nullopt});
+  auto [srcIp, dstIp] = pairAddresses(EndpointRef{&src, std::nullopt},
+                                      EndpointRef{&dst, std::nullopt});
   engine::Flow flow{{&src, srcIp}, {&dst, dstIp}, q.protocol, *port};
   return ev.evaluate(flow).allowed;
 }
@@ -56,8 +56,8 @@ class RandomCluster {
         b[15] = static_cast<uint8_t>(i);
         p.ips.push_back(IpAddr::v6(b));
       }
-      if (pick(2))
-        p.ports.push_back({"http", static_cast<uint16_t>(pick(2) ? 80 : 8080), Protocol::TCP});
+      if (pick(2)) p.ports.push_back({"http", static_cast<uint16_t>(pick(2) ? 80 : 8080),
+                                      Protocol::TCP});
       if (pick(3) == 0) p.ports.push_back({"dns", 53, pick(2) ? Protocol::UDP : Protocol::TCP});
       p.hostNetwork = pick(10) == 0;
       c.pods.push_back(p);
@@ -90,20 +90,11 @@ class RandomCluster {
   model::LabelSelector selector() {
     model::LabelSelector s;
     switch (pick(5)) {
-      case 0:
-        break;  // {}
-      case 1:
-        s.matchLabels["app"] = pick(2) ? "web" : "db";
-        break;
-      case 2:
-        s.matchLabels["team"] = "x";
-        break;
-      case 3:
-        s.matchExpressions.push_back({"app", model::SelectorOp::Exists, {}});
-        break;
-      case 4:
-        s.matchExpressions.push_back({"team", model::SelectorOp::NotIn, {"x"}});
-        break;
+      case 0: break;  // {}
+      case 1: s.matchLabels["app"] = pick(2) ? "web" : "db"; break;
+      case 2: s.matchLabels["team"] = "x"; break;
+      case 3: s.matchExpressions.push_back({"app", model::SelectorOp::Exists, {}}); break;
+      case 4: s.matchExpressions.push_back({"team", model::SelectorOp::NotIn, {"x"}}); break;
     }
     return s;
   }
@@ -113,12 +104,8 @@ class RandomCluster {
     for (int n = pick(3); n > 0; --n) {
       model::Peer p;
       switch (pick(4)) {
-        case 0:
-          p.podSelector = selector();
-          break;
-        case 1:
-          p.namespaceSelector = selector();
-          break;
+        case 0: p.podSelector = selector(); break;
+        case 1: p.namespaceSelector = selector(); break;
         case 2:
           p.podSelector = selector();
           p.namespaceSelector = selector();
@@ -141,18 +128,13 @@ class RandomCluster {
       model::PortSpec s;
       s.protocol = pick(4) == 0 ? Protocol::UDP : Protocol::TCP;
       switch (pick(4)) {
-        case 0:
-          break;  // protocol only
-        case 1:
-          s.port = static_cast<uint16_t>(pick(2) ? 80 : 53);
-          break;
+        case 0: break;  // protocol only
+        case 1: s.port = static_cast<uint16_t>(pick(2) ? 80 : 53); break;
         case 2:
           s.port = uint16_t{50};
           s.endPort = uint16_t{8080};
           break;
-        case 3:
-          s.port = std::string(pick(2) ? "http" : "dns");
-          break;
+        case 3: s.port = std::string(pick(2) ? "http" : "dns"); break;
       }
       r.ports.push_back(s);
     }
@@ -177,8 +159,8 @@ TEST(MatrixTest, AgreesWithReferenceEvaluatorOnRandomClusters) {
       for (size_t i = 0; i < m.size(); ++i) {
         for (size_t j = 0; j < m.size(); ++j) {
           bool want = referenceAllowed(ev, *m.pods[i], *m.pods[j], q);
-          ASSERT_EQ(m.at(i, j), want)
-              << "seed " << seed << " " << q.label() << " " << m.keys[i] << " -> " << m.keys[j];
+          ASSERT_EQ(m.at(i, j), want) << "seed " << seed << " " << q.label() << " "
+                                      << m.keys[i] << " -> " << m.keys[j];
           allowed += want;
           ++pairs;
         }
@@ -195,9 +177,9 @@ TEST(MatrixTest, ExcludesHostNetworkPodsAndSortsByKey) {
   ASSERT_TRUE(d.errors.empty());
   engine::Evaluator ev(d.cluster);
   Matrix m = computeMatrix(ev, PortQuery{});
-  EXPECT_EQ(m.keys,
-            (std::vector<std::string>{"dev/client", "kube-system/coredns", "monitoring/prometheus",
-                                      "prod/api", "prod/db", "prod/web"}));
+  EXPECT_EQ(m.keys, (std::vector<std::string>{"dev/client", "kube-system/coredns",
+                                              "monitoring/prometheus", "prod/api", "prod/db",
+                                              "prod/web"}));
 }
 
 TEST(MatrixTest, JsonShapeIsExact) {
