@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "e2e/harness/cluster.h"
+#include "policyd/ctl/matrix_render.h"
 #include "policyd/model/decode.h"
 
 namespace fs = std::filesystem;
@@ -36,17 +37,48 @@ std::string readAll(const fs::path& p) {
   return ss.str();
 }
 
+// The one matrix convention (policyd/ctl/matrix_render.h): + allowed, X denied; a pod to itself
+// is not probed (its traffic stays on its own loopback, no CNI sees it), and a measured cell
+// that differs from the prediction is marked !.
+ctl::MarkGrid gridOf(const e2e::Matrix& m, const e2e::Matrix* predicted) {
+  ctl::MarkGrid g;
+  g.labels = m.pods;
+  const size_t n = m.pods.size();
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < n; ++j) {
+      const bool v = m.allowed[i][j];
+      const bool differs = predicted && i < predicted->allowed.size() &&
+                           j < predicted->allowed[i].size() && predicted->allowed[i][j] != v;
+      g.cells.push_back(i == j    ? ctl::Mark::NotProbed
+                        : differs ? ctl::Mark::Mismatch
+                        : v       ? ctl::Mark::Allowed
+                                  : ctl::Mark::Denied);
+    }
+  }
+  return g;
+}
+
 void printSideBySide(const e2e::Matrix& predicted, const e2e::Matrix& measured) {
-  std::string a = predicted.render(), b = measured.render(&predicted);
-  std::istringstream la(a), lb(b);
+  const ctl::MarkGrid p = gridOf(predicted, nullptr), m = gridOf(measured, &predicted);
+  std::ostringstream index, ga, gb;
+  ctl::renderPodIndex(index, measured.pods);
+  ctl::renderGridText(ga, p);
+  ctl::renderGridText(gb, m);
+  std::printf("%s\n", index.str().c_str());
+  const std::string a = ga.str();
+  std::istringstream la(a), lb(gb.str());
   std::string x, y;
-  size_t width = 0;
+  size_t width = std::string("predicted (sluicectl matrix)").size();
   for (std::istringstream t(a); std::getline(t, x);) width = std::max(width, x.size());
   std::printf("%-*s   %s\n", static_cast<int>(width), "predicted (sluicectl matrix)",
               "measured (real packets)");
   while (std::getline(la, x) && std::getline(lb, y)) {
     std::printf("%-*s   %s\n", static_cast<int>(width), x.c_str(), y.c_str());
   }
+  // One legend for both: the marks either grid holds.
+  ctl::MarkGrid both = m;
+  both.cells.insert(both.cells.end(), p.cells.begin(), p.cells.end());
+  std::printf("%s\n", ctl::legendLine(both).c_str());
 }
 
 int usage() {
@@ -172,8 +204,7 @@ int main(int argc, char** argv) {
                    (!predicted.ok() ? predicted.error() : measured.error()).message.c_str());
       return 1;
     }
-    std::printf("\n== %s %u   (row = from, column = to; . allowed, X denied, - self)\n",
-                p.protocol.c_str(), p.port);
+    std::printf("\n== %s %u   (row = from, column = to)\n", p.protocol.c_str(), p.port);
     printSideBySide(*predicted, *measured);
     for (size_t i = 0; i < measured->pods.size(); ++i) {
       for (size_t j = 0; j < measured->pods.size(); ++j) {
@@ -182,7 +213,7 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("\n%s\n", agree ? "RESULT: the datapath enforces exactly what sluicectl predicts"
-                              : "RESULT: MISMATCH between prediction and datapath (! or x above)");
+                              : "RESULT: MISMATCH between prediction and datapath (! above)");
   std::printf("== tearing down\n");
   return agree ? 0 : 1;
 }

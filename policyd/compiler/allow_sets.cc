@@ -12,6 +12,7 @@ EndpointPolicy Compiler::Impl::buildEndpoint(const EndpointView& ev) {
   EndpointPolicy out;
   out.ingressIsolated = !ev.selecting[0].empty();
   out.egressIsolated = !ev.selecting[1].empty();
+  out.audited = ev.audited;
   for (int d = 0; d < kDirs; ++d) {
     const Direction dir = static_cast<Direction>(d);
     for (const auto& key : ev.selecting[d]) {

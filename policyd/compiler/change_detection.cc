@@ -132,6 +132,11 @@ void Compiler::Impl::detectPolicies(const model::Cluster& cluster, OldPolicies& 
     if (!seen.contains(it->first)) deletePolicy(it, oldPolicies);
     it = next;
   }
+  std::vector<std::string> goneAudited;
+  for (const auto& [key, pol] : audited) {
+    if (!seen.contains(key)) goneAudited.push_back(key);
+  }
+  for (const auto& key : goneAudited) deleteAudited(key);
 }
 
 // ---- change sets: only the objects the caller names ----
@@ -192,6 +197,14 @@ void Compiler::Impl::applyPodChanges(const ChangeSet& changes,
 void Compiler::Impl::upsertPolicy(const NetworkPolicy& pol, OldPolicies& oldPolicies) {
   std::string key = pol.key();
   auto it = policies.find(key);
+  if (pol.audited()) {
+    // An audited policy isolates nobody and allows nothing: to the allow sets, a policy that
+    // turns to audit is deleted.
+    if (it != policies.end()) deletePolicy(it, oldPolicies);
+    upsertAudited(pol);
+    return;
+  }
+  deleteAudited(key);
   if (it != policies.end() && samePolicy(it->second, pol)) return;
   // The first old version in an update is the one the state was built from.
   if (it != policies.end()) {
@@ -211,10 +224,31 @@ void Compiler::Impl::deletePolicy(std::map<std::string, NetworkPolicy>::iterator
   policies.erase(it);
 }
 
+void Compiler::Impl::upsertAudited(const NetworkPolicy& pol) {
+  auto [it, inserted] = audited.try_emplace(pol.key(), pol);
+  if (!inserted) {
+    if (samePolicy(it->second, pol)) return;
+    it->second = pol;
+  }
+  auditedByNs[pol.namespace_].insert(it->first);
+  auditNsDirty.insert(pol.namespace_);
+}
+
+void Compiler::Impl::deleteAudited(const std::string& key) {
+  auto it = audited.find(key);
+  if (it == audited.end()) return;
+  auditNsDirty.insert(it->second.namespace_);
+  auto ns = auditedByNs.find(it->second.namespace_);
+  ns->second.erase(key);
+  if (ns->second.empty()) auditedByNs.erase(ns);
+  audited.erase(it);
+}
+
 void Compiler::Impl::applyPolicyChanges(const ChangeSet& changes, OldPolicies& oldPolicies) {
   for (const auto& key : changes.policyDeletes) {
     auto it = policies.find(key);
     if (it != policies.end()) deletePolicy(it, oldPolicies);
+    deleteAudited(key);
   }
   for (const auto& pol : changes.policyUpserts) upsertPolicy(pol, oldPolicies);
 }

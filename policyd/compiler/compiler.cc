@@ -79,6 +79,7 @@ void Compiler::Impl::beginUpdate() {
   changedRules.clear();
   ruleIdsTouched.clear();
   deadGroups.clear();
+  auditNsDirty.clear();
   partitionDirty = first;
   ++generation;
 }
@@ -113,6 +114,7 @@ Diff Compiler::Impl::finishUpdate(const NodeContext& nodeIn,
                                   std::chrono::steady_clock::time_point start) {
   Diff diff;
   refreshEndpoints(nodeIn, changedPodKeys, oldPolicies);
+  refreshAudited();
   updateRules(oldPolicies);
   updateGroups();
   PendingPrefixes pendingPrefixes;

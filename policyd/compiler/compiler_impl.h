@@ -106,6 +106,7 @@ struct EndpointView {
   Pod pod;  // from the cluster, or a stand-in with no labels when the pod is not known yet
   Group* group = nullptr;
   std::array<std::set<std::string>, kDirs> selecting;  // policy keys
+  bool audited = false;  // an audited policy selects it (either direction)
 };
 
 // ---- classes (class_interning.cc) ----
@@ -135,6 +136,10 @@ struct Compiler::Impl {
   uint64_t generation = 0;
   std::map<std::string, NetworkPolicy> policies;
   std::map<std::string, std::set<std::string>> policiesByNs;
+  // Audited policies (sluice.io/enforcement: audit) are kept apart: they are not enforced, so
+  // nothing but EndpointPolicy::audited ever sees them (docs/audit.md).
+  std::map<std::string, NetworkPolicy> audited;
+  std::map<std::string, std::set<std::string>> auditedByNs;
   NodeContext node;
   bool first = true;
 
@@ -180,6 +185,7 @@ struct Compiler::Impl {
   std::set<RuleId> ruleIdsTouched;
   bool partitionDirty = false;
   std::set<Group*> deadGroups;
+  std::set<std::string> auditNsDirty;  // namespaces whose audited policies changed
 
   Diff update(const model::Cluster& cluster, const NodeContext& nodeIn);
   Diff update(const ChangeSet& changes);
@@ -200,12 +206,17 @@ struct Compiler::Impl {
   void upsertPod(const Pod& pod, PodSnap* snap, std::set<std::string>& changedPodKeys);
   void upsertPolicy(const NetworkPolicy& pol, OldPolicies& oldPolicies);
   void deletePolicy(std::map<std::string, NetworkPolicy>::iterator it, OldPolicies& oldPolicies);
+  void upsertAudited(const NetworkPolicy& pol);
+  void deleteAudited(const std::string& key);
 
   // endpoint_selection.cc
   void refreshEndpoints(const NodeContext& nodeIn, const std::set<std::string>& changedPodKeys,
                         const OldPolicies& oldPolicies);
   void setSelected(EndpointId ep, const std::string& policy, Direction d, bool on);
   bool selects(const NetworkPolicy& pol, const EndpointView& ev, Direction d) const;
+  // EndpointView::audited of the endpoints that changed or whose namespace's audited policies
+  // did; marks those whose flag moved dirty.
+  void refreshAudited();
 
   // rule_table.cc
   void updateRules(const OldPolicies& oldPolicies);

@@ -129,4 +129,31 @@ void Compiler::Impl::refreshEndpoints(const NodeContext& nodeIn,
   node = nodeIn;
 }
 
+void Compiler::Impl::refreshAudited() {
+  std::set<EndpointId> candidates = dirtyEndpoints;
+  for (const auto& ns : auditNsDirty) {
+    auto it = endpointsByNs.find(ns);
+    if (it != endpointsByNs.end()) candidates.insert(it->second.begin(), it->second.end());
+  }
+  for (EndpointId id : candidates) {
+    auto eit = endpoints.find(id);
+    if (eit == endpoints.end()) continue;
+    EndpointView& ev = eit->second;
+    bool on = false;
+    if (auto ns = auditedByNs.find(ev.pod.namespace_); ns != auditedByNs.end()) {
+      for (const auto& key : ns->second) {
+        const NetworkPolicy& pol = audited.at(key);
+        if (selects(pol, ev, Direction::Ingress) || selects(pol, ev, Direction::Egress)) {
+          on = true;
+          break;
+        }
+      }
+    }
+    if (on != ev.audited) {
+      ev.audited = on;
+      dirtyEndpoints.insert(id);
+    }
+  }
+}
+
 }  // namespace sluice::compiler

@@ -83,6 +83,8 @@ int runMatrix(const Options& opt, const engine::Evaluator& ev, std::ostream& out
   Matrix m = computeMatrix(ev, opt.query);
   if (opt.output == OutputFormat::Json) {
     renderMatrixJson(out, m);
+  } else if (opt.output == OutputFormat::Svg) {
+    renderMatrixSvg(out, m);
   } else {
     renderMatrixText(out, m);
   }
@@ -149,6 +151,8 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
       auto d = diffMatrices(computeMatrix(ev, opt.query), computeMatrix(evAfter, opt.query));
       if (opt.output == OutputFormat::Json) {
         renderDiffJson(out, d);
+      } else if (opt.output == OutputFormat::Svg) {
+        renderDiffSvg(out, d);
       } else {
         renderDiffText(out, d);
       }

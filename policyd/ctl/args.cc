@@ -216,8 +216,14 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
         opt.output = OutputFormat::Json;
       } else if (values[0] == "text") {
         opt.output = OutputFormat::Text;
+      } else if (values[0] == "svg" &&
+                 (opt.command == Command::Matrix || opt.command == Command::Diff)) {
+        opt.output = OutputFormat::Svg;
       } else {
-        return makeError("-o " + values[0] + ": must be text or json");
+        return makeError("-o " + values[0] + ": must be text or json" +
+                         (opt.command == Command::Matrix || opt.command == Command::Diff
+                              ? std::string(" or svg")
+                              : std::string()));
       }
     }
   }
@@ -247,8 +253,8 @@ std::string usage() {
   return R"(Usage:
   sluicectl explain -f PATH... --from NS/POD|IP --to NS/POD|IP --port N|NAME
                     [--protocol TCP|UDP|SCTP] [-o text|json]
-  sluicectl matrix  -f PATH... [--port N|NAME] [--protocol P] [-o text|json]
-  sluicectl diff    -f PATH... --with PATH... [--port N|NAME] [--protocol P] [-o text|json]
+  sluicectl matrix  -f PATH... [--port N|NAME] [--protocol P] [-o text|json|svg]
+  sluicectl diff    -f PATH... --with PATH... [--port N|NAME] [--protocol P] [-o text|json|svg]
   sluicectl lint    -f PATH... [-o text|json]
   Instead of -f PATH..., every command reads the live cluster with --kubeconfig FILE,
   --context NAME or --live ($KUBECONFIG, else the in-cluster service account); there
@@ -269,8 +275,17 @@ node daemon enforces.
   -p, --port N|NAME       destination port, or a container port name resolved against each
                           destination pod (matrix/diff default: 80)
       --protocol P        TCP (default), UDP or SCTP
-  -o, --output FORMAT     text (default) or json
+  -o, --output FORMAT     text (default) or json; matrix and diff also svg (a picture grouped
+                          by namespace; rsvg-convert turns it into PNG)
   -v, --verbose           also print decoder notes on stderr
+
+Matrices mark each pair: + allowed, X denied, and in audit mode a (allowed now, denied once
+enforced) or o (denied now, allowed once enforced); diff pictures highlight changed pairs.
+
+Audit mode: a NetworkPolicy annotated sluice.io/enforcement: audit is evaluated but not
+enforced. It isolates nobody and allows nothing now; explain and matrix also answer "once
+enforced", counting audited policies as enforced, and name the audited policies that would
+deny (or allow) a flow. Any other value of the annotation is enforced (lint warns).
 
 Exit codes: 0 success, 1 lint findings, 2 bad input or usage.
 )";

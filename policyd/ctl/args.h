@@ -14,7 +14,7 @@
 namespace sluice::ctl {
 
 enum class Command { Explain, Matrix, Diff, Lint, Help };
-enum class OutputFormat { Text, Json };
+enum class OutputFormat { Text, Json, Svg };  // svg: matrix and diff only
 
 // The port a question is about: a number, or a container port name resolved per destination.
 struct PortQuery {

@@ -20,11 +20,15 @@ DiffResult diffMatrices(const Matrix& before, const Matrix& after) {
     }
   }
   d.comparedPods = common.size();
+  d.grid.cells.reserve(common.size() * common.size());
   for (const auto& [bi, ai] : common) {
+    d.grid.labels.push_back(before.keys[bi]);
     for (const auto& [bj, aj] : common) {
       bool was = before.at(bi, bj);
       bool now = after.at(ai, aj);
       if (was != now) d.changes.push_back({before.keys[bi], before.keys[bj], was, now});
+      d.grid.cells.push_back(was == now ? (now ? Mark::Allowed : Mark::Denied)
+                                        : (now ? Mark::NowAllowed : Mark::NowDenied));
     }
   }
   return d;
@@ -61,6 +65,23 @@ void renderDiffJson(std::ostream& out, const DiffResult& d) {
         {{"from", c.from}, {"to", c.to}, {"before", c.before}, {"after", c.after}});
   }
   out << j.dump() << "\n";
+}
+
+void renderDiffSvg(std::ostream& out, const DiffResult& d) {
+  SvgOptions o;
+  o.title = "Reachability changes for " + d.query.label() + " (row = from, column = to)";
+  size_t nowDenied = 0;
+  for (const auto& c : d.changes) nowDenied += c.before && !c.after;
+  o.subtitle = std::to_string(d.changes.size()) + " of " +
+               std::to_string(d.comparedPods * d.comparedPods) + " pairs changed (" +
+               std::to_string(nowDenied) + " now denied, " +
+               std::to_string(d.changes.size() - nowDenied) + " now allowed)";
+  if (!d.onlyBefore.empty() || !d.onlyAfter.empty()) {
+    o.subtitle += "; not shown: " + std::to_string(d.onlyBefore.size()) + " pod(s) only in -f, " +
+                  std::to_string(d.onlyAfter.size()) + " only in --with";
+  }
+  o.fadeUnchanged = true;
+  renderSvg(out, d.grid, o);
 }
 
 }  // namespace sluice::ctl

@@ -22,6 +22,8 @@ struct DiffResult {
   size_t comparedPods = 0;          // pods present in both sets
   std::vector<std::string> onlyBefore;  // pods only in -f (not compared)
   std::vector<std::string> onlyAfter;   // pods only in --with (not compared)
+  // Every pair of the compared pods: Allowed/Denied when unchanged, NowAllowed/NowDenied.
+  MarkGrid grid;
 };
 
 // Compares the pairs of pods present in both matrices (matched by "ns/name").
@@ -31,5 +33,7 @@ DiffResult diffMatrices(const Matrix& before, const Matrix& after);
 void renderDiffText(std::ostream& out, const DiffResult& d);
 // {"port":..,"protocol":..,"changes":[{"from":..,"to":..,"before":bool,"after":bool}]}
 void renderDiffJson(std::ostream& out, const DiffResult& d);
+// The compared pods' matrix with the changed cells highlighted (matrix_render.h).
+void renderDiffSvg(std::ostream& out, const DiffResult& d);
 
 }  // namespace sluice::ctl

@@ -1,6 +1,7 @@
 #include "policyd/ctl/explain.h"
 
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "policyd/ctl/describe.h"
 
@@ -198,8 +199,19 @@ Result<ExplainReport> explain(const Evaluator& ev, const std::string& from, cons
   flow.dst = FlowEnd{r.dst.pod, r.dstIp};
   flow.protocol = query.protocol;
   flow.port = r.port;
-  auto v = ev.evaluate(flow);
+  r.audit = engine::evaluateAudit(ev, flow);
+  const engine::Verdict& v = r.audit.now;
   r.allowed = v.allowed;
+  if (r.audit.outcome == engine::AuditOutcome::AuditDeny) {
+    for (auto [dir, pod, now, once] :
+         {std::tuple(Direction::Egress, r.src.pod, v.egress, r.audit.onceEnforced.egress),
+          std::tuple(Direction::Ingress, r.dst.pod, v.ingress, r.audit.onceEnforced.ingress)}) {
+      if (!pod || !now.allowed || once.allowed) continue;
+      for (const auto* pol : ev.auditedPolicies(*pod, dir)) {
+        r.auditMisses.push_back({pol->key(), nearestMiss(ev, *pol, dir, flow)});
+      }
+    }
+  }
   r.egress = buildSide(ev, Direction::Egress, r.src.pod, v.egress, flow);
   r.ingress = buildSide(ev, Direction::Ingress, r.dst.pod, v.ingress, flow);
   return r;
@@ -212,6 +224,17 @@ void renderExplainText(std::ostream& out, const ExplainReport& r) {
   out << ": " << (r.allowed ? "ALLOWED" : "DENIED") << "\n";
   renderSideText(out, r.egress, r.src.describe());
   renderSideText(out, r.ingress, r.dst.describe());
+  if (!r.audit.audited) return;
+  if (r.audit.outcome == engine::AuditOutcome::None) {
+    out << "  audit: the same once enforced (audited policies selecting an end:";
+    for (const auto* side : {&r.audit.now.egress, &r.audit.now.ingress}) {
+      for (const auto& p : side->auditedPolicies) out << " " << p;
+    }
+    out << ")\n";
+    return;
+  }
+  out << "  " << engine::describeAudit(r.audit) << "\n";
+  for (const auto& m : r.auditMisses) out << "    " << m.policy << ": " << m.reason << "\n";
 }
 
 void renderExplainJson(std::ostream& out, const ExplainReport& r) {
@@ -219,6 +242,11 @@ void renderExplainJson(std::ostream& out, const ExplainReport& r) {
   j["allowed"] = r.allowed;
   j["egress"] = sideJson(r.egress);
   j["ingress"] = sideJson(r.ingress);
+  if (r.audit.audited) {
+    j["audit"] = {{"outcome", engine::auditOutcomeName(r.audit.outcome)},
+                  {"allowedOnceEnforced", r.audit.onceEnforced.allowed},
+                  {"policies", r.audit.policies}};
+  }
   out << j.dump() << "\n";
 }
 

@@ -9,6 +9,7 @@
 #include "common/result.h"
 #include "policyd/ctl/args.h"
 #include "policyd/ctl/endpoint.h"
+#include "policyd/engine/audit.h"
 #include "policyd/engine/evaluator.h"
 
 namespace sluice::ctl {
@@ -37,6 +38,10 @@ struct ExplainReport {
   bool allowed = false;
   SideReport egress;   // the source's egress
   SideReport ingress;  // the destination's ingress
+  // Audit mode (docs/audit.md): the verdict once the audited policies are enforced too, and
+  // for "allowed now, denied once enforced" the nearest miss of each audited policy that denies.
+  engine::AuditVerdict audit;
+  std::vector<PolicyMiss> auditMisses;
 };
 
 // Errors (exit 2): an unknown pod, a malformed endpoint, a named port the destination lacks.
@@ -46,6 +51,8 @@ Result<ExplainReport> explain(const engine::Evaluator& ev, const std::string& fr
 void renderExplainText(std::ostream& out, const ExplainReport& r);
 // {"allowed":bool,"egress":{side},"ingress":{side}}, side = {"pod":"ns/name"|null,
 // "isolated":bool,"policies":[...],"allowedBy":{"policy":..,"rule":N}|null,"allowed":bool}.
+// When an audited policy selects either end, also "audit":{"outcome":"none"|"audit-deny"|
+// "audit-allow","allowedOnceEnforced":bool,"policies":[the audited policies responsible]}.
 void renderExplainJson(std::ostream& out, const ExplainReport& r);
 
 }  // namespace sluice::ctl

@@ -650,6 +650,20 @@ void checkDuplicateKeys(const LintContext& ctx, std::vector<Finding>& out) {
   }
 }
 
+// --- unknown-enforcement -----------------------------------------------------------------
+
+void checkEnforcementAnnotation(const LintContext& ctx, std::vector<Finding>& out) {
+  for (const auto* pol : sortedPolicies(ctx.cluster())) {
+    const std::string& v = pol->enforcementText;
+    if (v.empty() || v == "audit" || v == "enforce") continue;
+    out.push_back({kUnknownEnforcement, pol->key(),
+                   std::string("metadata.annotations[") + model::kEnforcementAnnotation + "]",
+                   "unknown value \"" + v + "\": the policy is enforced",
+                   "use \"audit\" to evaluate the policy without enforcing it, or remove the "
+                   "annotation"});
+  }
+}
+
 // --- all ----------------------------------------------------------------------------------
 
 std::vector<Finding> lint(const engine::Evaluator& ev) {
@@ -666,6 +680,7 @@ std::vector<Finding> lint(const engine::Evaluator& ev) {
   checkIpBlockHostBits(ctx, out);
   checkIpBlockIpv4Mapped(ctx, out);
   checkDuplicateKeys(ctx, out);
+  checkEnforcementAnnotation(ctx, out);
   std::stable_sort(out.begin(), out.end(), [](const Finding& a, const Finding& b) {
     return std::tie(a.object, a.field, a.kind) < std::tie(b.object, b.field, b.kind);
   });

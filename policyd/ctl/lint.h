@@ -27,6 +27,7 @@ inline constexpr const char* kOrPeers = "or-peers";
 inline constexpr const char* kIpBlockHostBits = "ipblock-host-bits";
 inline constexpr const char* kIpBlockIpv4Mapped = "ipblock-ipv4-mapped";
 inline constexpr const char* kDuplicateKey = "duplicate-key";
+inline constexpr const char* kUnknownEnforcement = "unknown-enforcement";
 
 struct Finding {
   std::string kind;
@@ -88,6 +89,10 @@ void checkIpBlockHostBits(const LintContext& ctx, std::vector<Finding>& out);
 void checkIpBlockIpv4Mapped(const LintContext& ctx, std::vector<Finding>& out);
 // Keys the manifest gives twice: the last value is used.
 void checkDuplicateKeys(const LintContext& ctx, std::vector<Finding>& out);
+
+// sluice.io/enforcement with a value other than "audit" or "enforce": accepted and enforced,
+// but probably meant as audit ("Audit", "dry-run").
+void checkEnforcementAnnotation(const LintContext& ctx, std::vector<Finding>& out);
 
 // All checks; findings sorted by object, then field, then kind.
 std::vector<Finding> lint(const engine::Evaluator& ev);

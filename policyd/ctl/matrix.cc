@@ -28,8 +28,8 @@ using CompiledSide = std::vector<CompiledRule>;
 class PairEvaluator {
  public:
   PairEvaluator(const Evaluator& ev, const std::vector<const model::Pod*>& pods,
-                const PortQuery& query)
-      : ev_(ev), pods_(pods), query_(query) {
+                const PortQuery& query, engine::View view)
+      : ev_(ev), pods_(pods), query_(query), view_(view) {
     const size_t n = pods_.size();
     words_ = (n + 63) / 64;
     addrs_.reserve(n);
@@ -62,7 +62,7 @@ class PairEvaluator {
  private:
   void collect(const model::Pod& pod, Direction dir, std::vector<const CompiledRule*>& rules,
                uint8_t& isolated) {
-    auto policies = ev_.selectingPolicies(pod, dir);
+    auto policies = ev_.selectingPolicies(pod, dir, view_);
     isolated = policies.empty() ? 0 : 1;
     for (const auto* pol : policies) {
       for (const auto& rule : compiled(*pol, dir)) rules.push_back(&rule);
@@ -125,6 +125,7 @@ class PairEvaluator {
   const Evaluator& ev_;
   const std::vector<const model::Pod*>& pods_;
   const PortQuery& query_;
+  const engine::View view_;
   size_t words_ = 0;
   std::vector<AddressSet> addrs_;
   std::vector<std::optional<uint16_t>> ports_;
@@ -156,12 +157,40 @@ Matrix computeMatrix(const Evaluator& ev, const PortQuery& query) {
   m.keys.reserve(m.pods.size());
   for (const auto* pod : m.pods) m.keys.push_back(pod->key());
   const size_t n = m.pods.size();
-  m.allowed.assign(n * n, 0);
-  PairEvaluator pe(ev, m.pods, query);
-  for (size_t i = 0; i < n; ++i) {
-    for (size_t j = 0; j < n; ++j) m.allowed[i * n + j] = pe.allowed(i, j) ? 1 : 0;
+  auto fill = [&](engine::View view, std::vector<uint8_t>& cells) {
+    cells.assign(n * n, 0);
+    PairEvaluator pe(ev, m.pods, query, view);
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = 0; j < n; ++j) cells[i * n + j] = pe.allowed(i, j) ? 1 : 0;
+    }
+  };
+  fill(engine::View::Enforced, m.allowed);
+  if (ev.hasAuditedPolicies()) {
+    fill(engine::View::OnceEnforced, m.onceEnforced);
+    for (const auto& pol : ev.cluster().policies) {
+      if (pol.audited()) m.auditedPolicies.push_back(pol.key());
+    }
+    std::sort(m.auditedPolicies.begin(), m.auditedPolicies.end());
   }
   return m;
+}
+
+Mark Matrix::mark(size_t i, size_t j) const {
+  const bool now = at(i, j);
+  const bool once = atOnceEnforced(i, j);
+  if (now != once) return now ? Mark::AuditDeny : Mark::AuditAllow;
+  return now ? Mark::Allowed : Mark::Denied;
+}
+
+MarkGrid Matrix::grid() const {
+  MarkGrid g;
+  g.labels = keys;
+  const size_t n = size();
+  g.cells.reserve(n * n);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < n; ++j) g.cells.push_back(mark(i, j));
+  }
+  return g;
 }
 
 std::string portJson(const PortQuery& query) {
@@ -180,14 +209,27 @@ void renderMatrixJson(std::ostream& out, const Matrix& m) {
     if (i) s += ',';
     s += nlohmann::json(m.keys[i]).dump();
   }
-  s += "],\"allowed\":[";
-  for (size_t i = 0; i < n; ++i) {
-    s += i ? ",[" : "[";
-    for (size_t j = 0; j < n; ++j) {
-      if (j) s += ',';
-      s += m.at(i, j) ? "true" : "false";
+  auto booleans = [&](const char* key, auto&& cell) {
+    s += "],\"";
+    s += key;
+    s += "\":[";
+    for (size_t i = 0; i < n; ++i) {
+      s += i ? ",[" : "[";
+      for (size_t j = 0; j < n; ++j) {
+        if (j) s += ',';
+        s += cell(i, j) ? "true" : "false";
+      }
+      s += ']';
     }
-    s += ']';
+  };
+  booleans("allowed", [&](size_t i, size_t j) { return m.at(i, j); });
+  if (m.hasAudit()) {
+    s += "],\"auditedPolicies\":[";
+    for (size_t i = 0; i < m.auditedPolicies.size(); ++i) {
+      if (i) s += ',';
+      s += nlohmann::json(m.auditedPolicies[i]).dump();
+    }
+    booleans("allowedOnceEnforced", [&](size_t i, size_t j) { return m.atOnceEnforced(i, j); });
   }
   s += "]}\n";
   out << s;
@@ -195,35 +237,35 @@ void renderMatrixJson(std::ostream& out, const Matrix& m) {
 
 void renderMatrixText(std::ostream& out, const Matrix& m) {
   const size_t n = m.size();
-  out << "Reachability for " << m.query.label() << ": row = from (source), column = to "
-      << "(destination); + allowed, . denied\n";
+  out << "Reachability for " << m.query.label()
+      << ": row = from (source), column = to (destination)\n";
   if (n == 0) {
     out << "(no pods)\n";
     return;
   }
-  const size_t width = std::to_string(n - 1).size();
-  auto pad = [](const std::string& s, size_t w) {
-    return std::string(w > s.size() ? w - s.size() : 0, ' ') + s;
-  };
-  out << "\nPods:\n";
-  for (size_t i = 0; i < n; ++i)
-    out << "  " << pad(std::to_string(i), width) << "  " << m.keys[i] << "\n";
-  out << "\n";
-  std::string line = std::string(width + 2, ' ');
-  for (size_t j = 0; j < n; ++j) line += pad(std::to_string(j), width) + " ";
-  while (!line.empty() && line.back() == ' ') line.pop_back();
-  out << line << "\n";
-  size_t allowedCount = 0;
-  for (size_t i = 0; i < n; ++i) {
-    line = pad(std::to_string(i), width) + "  ";
-    for (size_t j = 0; j < n; ++j) {
-      allowedCount += m.at(i, j);
-      line += pad(m.at(i, j) ? "+" : ".", width) + " ";
-    }
-    line.pop_back();
-    out << line << "\n";
+  if (m.hasAudit()) {
+    out << "Audited policies (sluice.io/enforcement: audit, not enforced):";
+    for (const auto& k : m.auditedPolicies) out << " " << k;
+    out << "\n";
   }
-  out << "\n" << allowedCount << " of " << n * n << " pairs allowed.\n";
+  out << "\n";
+  const MarkGrid g = m.grid();
+  renderPodIndex(out, g.labels);
+  out << "\n";
+  renderGridText(out, g);
+  out << legendLine(g) << "\n";
+  size_t allowedCount = 0, auditDeny = 0, auditAllow = 0;
+  for (Mark c : g.cells) {
+    allowedCount += c == Mark::Allowed || c == Mark::AuditDeny;
+    auditDeny += c == Mark::AuditDeny;
+    auditAllow += c == Mark::AuditAllow;
+  }
+  out << "\n" << allowedCount << " of " << n * n << " pairs allowed";
+  if (m.hasAudit()) {
+    out << "; once the audited policies are enforced: " << auditDeny << " of them denied, "
+        << auditAllow << " denied pair(s) allowed";
+  }
+  out << ".\n";
   auto missing = m.podsWithoutPort();
   if (!missing.empty()) {
     out << "No " << model::protocolName(m.query.protocol) << " container port named "
@@ -231,6 +273,17 @@ void renderMatrixText(std::ostream& out, const Matrix& m) {
     for (const auto& k : missing) out << " " << k;
     out << "\n";
   }
+}
+
+void renderMatrixSvg(std::ostream& out, const Matrix& m) {
+  SvgOptions o;
+  o.title = "Reachability for " + m.query.label() + " (row = from, column = to)";
+  size_t allowed = 0;
+  for (uint8_t a : m.allowed) allowed += a;
+  o.subtitle = std::to_string(m.size()) + " pods, " + std::to_string(allowed) + " of " +
+               std::to_string(m.size() * m.size()) + " pairs allowed";
+  if (m.hasAudit()) o.subtitle += "; audited policies: " + std::to_string(m.auditedPolicies.size());
+  renderSvg(out, m.grid(), o);
 }
 
 }  // namespace sluice::ctl

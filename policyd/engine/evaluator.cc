@@ -10,6 +10,12 @@ using model::Pod;
 using model::PortSpec;
 using model::Protocol;
 
+namespace {
+
+bool byName(const NetworkPolicy* a, const NetworkPolicy* b) { return a->name < b->name; }
+
+}  // namespace
+
 Evaluator::Evaluator(const model::Cluster& cluster) : cluster_(cluster) {
   for (const auto& ns : cluster_.namespaces) namespaces_.emplace(ns.name, &ns);
   for (const auto& pod : cluster_.pods) {
@@ -24,11 +30,12 @@ Evaluator::Evaluator(const model::Cluster& cluster) : cluster_(cluster) {
                                     model::Labels{{"kubernetes.io/metadata.name", pod.namespace_}});
     }
   }
-  for (const auto& pol : cluster_.policies) policiesByNs_[pol.namespace_].push_back(&pol);
+  for (const auto& pol : cluster_.policies) {
+    (pol.audited() ? auditedByNs_ : policiesByNs_)[pol.namespace_].push_back(&pol);
+  }
   // Policies are evaluated in a stable order so the explanation names the same rule every time.
-  for (auto& [ns, list] : policiesByNs_) {
-    std::sort(list.begin(), list.end(),
-              [](const NetworkPolicy* a, const NetworkPolicy* b) { return a->name < b->name; });
+  for (auto* byNs : {&policiesByNs_, &auditedByNs_}) {
+    for (auto& [ns, list] : *byNs) std::sort(list.begin(), list.end(), byName);
   }
 }
 
@@ -56,15 +63,33 @@ const model::Labels& Evaluator::namespaceLabels(std::string_view name) const {
   return it == implicitNsLabels_.end() ? emptyLabels_ : it->second;
 }
 
-std::vector<const NetworkPolicy*> Evaluator::selectingPolicies(const Pod& pod,
-                                                               Direction dir) const {
-  std::vector<const NetworkPolicy*> out;
-  if (pod.hostNetwork) return out;  // hostNetwork pods are not policy endpoints
-  auto it = policiesByNs_.find(pod.namespace_);
-  if (it == policiesByNs_.end()) return out;
+void Evaluator::appendSelecting(
+    const std::unordered_map<std::string, std::vector<const NetworkPolicy*>>& byNs, const Pod& pod,
+    Direction dir, std::vector<const NetworkPolicy*>& out) {
+  if (pod.hostNetwork) return;  // hostNetwork pods are not policy endpoints
+  auto it = byNs.find(pod.namespace_);
+  if (it == byNs.end()) return;
   for (const auto* pol : it->second) {
     if (selects(*pol, pod, dir)) out.push_back(pol);
   }
+}
+
+std::vector<const NetworkPolicy*> Evaluator::selectingPolicies(const Pod& pod, Direction dir,
+                                                               View view) const {
+  std::vector<const NetworkPolicy*> out;
+  appendSelecting(policiesByNs_, pod, dir, out);
+  if (view == View::OnceEnforced) {
+    const size_t enforced = out.size();
+    appendSelecting(auditedByNs_, pod, dir, out);
+    std::inplace_merge(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(enforced), out.end(),
+                       byName);
+  }
+  return out;
+}
+
+std::vector<const NetworkPolicy*> Evaluator::auditedPolicies(const Pod& pod, Direction dir) const {
+  std::vector<const NetworkPolicy*> out;
+  appendSelecting(auditedByNs_, pod, dir, out);
   return out;
 }
 
@@ -82,12 +107,14 @@ bool Evaluator::peerMatches(const NetworkPolicy& pol, const Peer& peer,
                         peer.namespaceSelector ? namespaceLabels(pod.namespace_) : emptyLabels_);
 }
 
-SideExplanation Evaluator::evaluateSide(const Pod& pod, Direction dir, const Flow& flow) const {
+SideExplanation Evaluator::evaluateSide(const Pod& pod, Direction dir, const Flow& flow,
+                                        View view) const {
   SideExplanation side;
   side.applies = true;
-  auto policies = selectingPolicies(pod, dir);
+  auto policies = selectingPolicies(pod, dir, view);
   side.isolated = !policies.empty();
   for (const auto* pol : policies) side.selectingPolicies.push_back(pol->key());
+  for (const auto* pol : auditedPolicies(pod, dir)) side.auditedPolicies.push_back(pol->key());
   if (!side.isolated) {
     side.allowed = true;
     return side;
@@ -122,15 +149,15 @@ SideExplanation Evaluator::evaluateSide(const Pod& pod, Direction dir, const Flo
   return side;
 }
 
-Verdict Evaluator::evaluate(const Flow& flow) const {
+Verdict Evaluator::evaluate(const Flow& flow, View view) const {
   Verdict v;
   if (flow.src.pod && !flow.src.pod->hostNetwork) {
-    v.egress = evaluateSide(*flow.src.pod, Direction::Egress, flow);
+    v.egress = evaluateSide(*flow.src.pod, Direction::Egress, flow, view);
   } else {
     v.egress.allowed = true;
   }
   if (flow.dst.pod && !flow.dst.pod->hostNetwork) {
-    v.ingress = evaluateSide(*flow.dst.pod, Direction::Ingress, flow);
+    v.ingress = evaluateSide(*flow.dst.pod, Direction::Ingress, flow, view);
   } else {
     v.ingress.allowed = true;
   }

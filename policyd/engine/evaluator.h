@@ -38,12 +38,20 @@ struct RuleRef {
   int port = -1;
 };
 
+// Which policies a verdict counts (docs/audit.md). A policy annotated sluice.io/enforcement:
+// audit is not enforced: the verdict the datapath enforces is computed as if it did not exist.
+// The audit verdict ("once enforced") counts audited policies as if they were enforced too.
+enum class View : uint8_t { Enforced, OnceEnforced };
+
 struct SideExplanation {
   bool applies = false;   // false when this end is not a pod (bare IP): no policy applies
   bool isolated = false;  // the pod is isolated for this direction
   bool allowed = false;
-  std::vector<std::string> selectingPolicies;  // "ns/name" of policies selecting the pod here
+  // "ns/name" of the policies selecting the pod here that the view counts.
+  std::vector<std::string> selectingPolicies;
   std::optional<RuleRef> allowedBy;
+  // "ns/name" of the audited policies selecting the pod here, whatever the view.
+  std::vector<std::string> auditedPolicies;
 };
 
 struct Verdict {
@@ -58,7 +66,8 @@ class Evaluator {
   // namespace and address so explain on large dumps stays fast.
   explicit Evaluator(const model::Cluster& cluster);
 
-  Verdict evaluate(const Flow& flow) const;
+  // The enforced verdict by default: what the datapath does.
+  Verdict evaluate(const Flow& flow, View view = View::Enforced) const;
 
   const model::Cluster& cluster() const { return cluster_; }
   const model::Pod* findPod(std::string_view ns, std::string_view name) const;
@@ -75,9 +84,15 @@ class Evaluator {
     return engine::resolveNamedPort(pod, name, protocol);
   }
 
-  // Policies in a pod's namespace that select it and affect the direction.
-  std::vector<const model::NetworkPolicy*> selectingPolicies(const model::Pod& pod,
-                                                             Direction dir) const;
+  // Policies in a pod's namespace that select it and affect the direction, in name order: the
+  // enforced ones, plus the audited ones in View::OnceEnforced.
+  std::vector<const model::NetworkPolicy*> selectingPolicies(const model::Pod& pod, Direction dir,
+                                                             View view = View::Enforced) const;
+  // Only the audited policies that select the pod for the direction.
+  std::vector<const model::NetworkPolicy*> auditedPolicies(const model::Pod& pod,
+                                                           Direction dir) const;
+  // Whether the cluster has any audited policy (callers skip the second verdict otherwise).
+  bool hasAuditedPolicies() const { return !auditedByNs_.empty(); }
 
   // Does `peer` of policy `pol` match the other end of a flow?
   bool peerMatches(const model::NetworkPolicy& pol, const model::Peer& peer,
@@ -89,13 +104,18 @@ class Evaluator {
   }
 
  private:
-  SideExplanation evaluateSide(const model::Pod& pod, Direction dir, const Flow& flow) const;
+  SideExplanation evaluateSide(const model::Pod& pod, Direction dir, const Flow& flow,
+                               View view) const;
+  static void appendSelecting(
+      const std::unordered_map<std::string, std::vector<const model::NetworkPolicy*>>& byNs,
+      const model::Pod& pod, Direction dir, std::vector<const model::NetworkPolicy*>& out);
 
   const model::Cluster& cluster_;
   std::unordered_map<std::string, const model::Namespace*> namespaces_;
   std::unordered_map<std::string, const model::Pod*> podsByKey_;
   std::unordered_map<IpAddr, const model::Pod*> podsByIp_;
   std::unordered_map<std::string, std::vector<const model::NetworkPolicy*>> policiesByNs_;
+  std::unordered_map<std::string, std::vector<const model::NetworkPolicy*>> auditedByNs_;
   model::Labels emptyLabels_;
   std::unordered_map<std::string, model::Labels> implicitNsLabels_;
 };

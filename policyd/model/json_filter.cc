@@ -14,7 +14,8 @@ using Json = nlohmann::json;
 // How a container's members are filtered, decided from its key and its parent's role.
 enum class Role : uint8_t {
   Generic,        // keep everything
-  Metadata,       // keep name, namespace, labels
+  Metadata,       // keep name, namespace, labels, annotations (see below)
+  Annotations,    // keep sluice.io/enforcement
   Status,         // keep podIP, podIPs
   Spec,           // keep everything; Pod-only bulk fields become null (key kept)
   ContainerList,  // spec.containers / spec.initContainers
@@ -28,7 +29,10 @@ bool in(const std::array<std::string_view, N>& set, std::string_view key) {
   return std::find(set.begin(), set.end(), key) != set.end();
 }
 
-constexpr std::array<std::string_view, 3> kMetadataKeep = {"name", "namespace", "labels"};
+constexpr std::array<std::string_view, 4> kMetadataKeep = {"name", "namespace", "labels",
+                                                           "annotations"};
+// Of the annotations, only the one the decoder reads (kEnforcementAnnotation in types.h).
+constexpr std::array<std::string_view, 1> kAnnotationsKeep = {"sluice.io/enforcement"};
 constexpr std::array<std::string_view, 2> kStatusKeep = {"podIP", "podIPs"};
 constexpr std::array<std::string_view, 3> kContainerKeep = {"name", "ports", "restartPolicy"};
 // Pod spec fields with large values. Their keys stay so that, were they to appear in a
@@ -52,7 +56,10 @@ Role childRole(Role parent, bool inArray, std::string_view key) {
   if (inArray) return parent == Role::ContainerList ? Role::Container : Role::Generic;
   switch (parent) {
     case Role::Metadata:
+      if (key == "annotations") return Role::Annotations;
       return in(kMetadataKeep, key) ? Role::Generic : Role::Drop;
+    case Role::Annotations:
+      return in(kAnnotationsKeep, key) ? Role::Generic : Role::Drop;
     case Role::Status:
       return in(kStatusKeep, key) ? Role::Generic : Role::Drop;
     case Role::Container:

@@ -15,7 +15,8 @@
 
 namespace sluice::model::detail {
 
-// What is dropped (see json_filter.cc): under metadata everything but name, namespace, labels;
+// What is dropped (see json_filter.cc): under metadata everything but name, namespace, labels
+// and the annotation sluice.io/enforcement;
 // under status everything but podIP, podIPs; under spec.containers[*] and
 // spec.initContainers[*] everything but name, ports, restartPolicy; the values (not the keys)
 // of other spec fields that only Pods have. Everything else, including every NetworkPolicy

@@ -79,6 +79,8 @@ class ObjectDecoder {
   void namespaceBody(const N& obj, Namespace& out);
   void podBody(const N& obj, Pod& out);
   void policyBody(const N& obj, NetworkPolicy& out);
+  // metadata.annotations["sluice.io/enforcement"]; the other annotations are not read.
+  void enforcement(const N& obj, NetworkPolicy& out);
 
  private:
   bool expect(const N& n, NodeType want);
@@ -613,8 +615,30 @@ void ObjectDecoder<N>::podBody(const N& obj, Pod& out) {
 }
 
 template <class N>
+void ObjectDecoder<N>::enforcement(const N& obj, NetworkPolicy& out) {
+  auto md = obj.get("metadata");
+  if (!md || md->type() != NodeType::Map) return;  // metadata() reports it
+  auto annotations = md->get("annotations");
+  if (!annotations) return;
+  PathScope sa(p_, "metadata");
+  PathScope sb(p_, "annotations");
+  if (!expect(*annotations, NodeType::Map)) return;
+  auto v = annotations->get(kEnforcementAnnotation);
+  if (!v) return;
+  PathScope sv(p_, kEnforcementAnnotation);
+  // Annotation values are strings to the API server; a YAML `audit` is one already.
+  const std::string* text = string(*v);
+  if (!text) return;
+  out.enforcementText = *text;
+  // Any other value is accepted, as the API server does, and enforced: failing closed. Lint
+  // warns about it.
+  out.enforcement = *text == "audit" ? Enforcement::Audit : Enforcement::Enforce;
+}
+
+template <class N>
 void ObjectDecoder<N>::policyBody(const N& obj, NetworkPolicy& out) {
   checkFields(obj, {"apiVersion", "kind", "metadata", "spec", "status"});
+  enforcement(obj, out);
   auto spec = obj.get("spec");
   if (!spec) {
     // The API accepts this: podSelector {} and policyTypes [Ingress] isolate every pod.

@@ -18,6 +18,8 @@ std::optional<Protocol> parseProtocol(std::string_view s) {
   return std::nullopt;
 }
 
+const char* enforcementName(Enforcement e) { return e == Enforcement::Audit ? "audit" : "enforce"; }
+
 bool IPBlock::contains(const IpAddr& a) const { return contains(Prefix::host(a)); }
 
 bool IPBlock::contains(const Prefix& p) const {

@@ -87,6 +87,12 @@ struct Rule {
   std::vector<PortSpec> ports;
 };
 
+// Annotation sluice.io/enforcement (docs/audit.md). `audit`: the policy is evaluated on real
+// traffic but not enforced: it isolates nobody and allows nothing until the annotation goes.
+inline constexpr const char* kEnforcementAnnotation = "sluice.io/enforcement";
+enum class Enforcement : uint8_t { Enforce, Audit };
+const char* enforcementName(Enforcement e);  // "enforce", "audit"
+
 struct NetworkPolicy {
   std::string namespace_;
   std::string name;
@@ -99,7 +105,12 @@ struct NetworkPolicy {
   // Fields given more than once in the manifest ("spec.podSelector"); the last value is used,
   // as the API server's JSON decoding does. For lint.
   std::vector<std::string> duplicateKeys;
+  Enforcement enforcement = Enforcement::Enforce;
+  // The annotation as written (empty when absent). The API server accepts any value; one that
+  // is neither "audit" nor "enforce" is enforced, and lint warns about it.
+  std::string enforcementText;
 
+  bool audited() const { return enforcement == Enforcement::Audit; }
   std::string key() const { return namespace_ + "/" + name; }
 };
 

@@ -33,6 +33,7 @@ CanonicalState canonical(const State& s) {
     CanonicalEndpoint& c = out.endpoints[id];
     c.ingressIsolated = ep.ingressIsolated;
     c.egressIsolated = ep.egressIsolated;
+    c.audited = ep.audited;
     for (const auto& e : ep.entries) {
       c.entries.emplace(static_cast<int>(e.direction), name(e.peer), e.protocol, e.ports.first,
                         e.ports.last, originName(s, e.rule));
@@ -46,7 +47,7 @@ std::string toString(const CanonicalState& s) {
   for (const auto& [p, c] : s.classes) o << p << " -> " << c << "\n";
   for (const auto& [id, ep] : s.endpoints) {
     o << "endpoint " << id << " ingressIsolated=" << ep.ingressIsolated
-      << " egressIsolated=" << ep.egressIsolated << "\n";
+      << " egressIsolated=" << ep.egressIsolated << (ep.audited ? " audited" : "") << "\n";
     for (const auto& [d, peer, proto, first, last, rule] : ep.entries) {
       o << "  " << (d == 0 ? "ingress" : "egress") << " " << peer << " proto=" << proto << " "
         << first << "-" << last << " " << rule << "\n";
@@ -66,6 +67,7 @@ void applyDiff(State& s, const Diff& d) {
     EndpointPolicy& ep = s.endpoints[c.endpoint];
     ep.ingressIsolated = c.ingressIsolated;
     ep.egressIsolated = c.egressIsolated;
+    ep.audited = c.audited;
     for (const auto& e : c.remove) ep.entries.erase(e);
     for (const auto& e : c.add) ep.entries.insert(e);
   }

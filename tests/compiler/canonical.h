@@ -15,6 +15,7 @@ namespace sluice::compiler::testing {
 struct CanonicalEndpoint {
   bool ingressIsolated = false;
   bool egressIsolated = false;
+  bool audited = false;
   // (direction, peer class, protocol, first port, last port, rule origin)
   std::set<std::tuple<int, std::string, int, int, int, std::string>> entries;
   bool operator==(const CanonicalEndpoint&) const = default;
