@@ -8,6 +8,7 @@
 #include "policyd/ctl/diff.h"
 #include "policyd/ctl/explain.h"
 #include "policyd/ctl/lint.h"
+#include "policyd/ctl/live.h"
 #include "policyd/ctl/matrix.h"
 #include "policyd/engine/evaluator.h"
 #include "policyd/model/decode.h"
@@ -89,8 +90,7 @@ int runMatrix(const Options& opt, const engine::Evaluator& ev, std::ostream& out
   return kExitOk;
 }
 
-int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out,
-            std::ostream& err) {
+int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out, std::ostream& err) {
   auto findings = lint(ev);
   if (opt.output == OutputFormat::Json) {
     renderLintJson(out, findings);
@@ -98,8 +98,7 @@ int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out,
     renderLintText(out, findings);
     const auto& c = ev.cluster();
     err << "sluicectl lint: " << findings.size() << " finding(s) in " << c.policies.size()
-        << " policies, " << c.pods.size() << " pods, " << c.namespaces.size()
-        << " namespaces\n";
+        << " policies, " << c.pods.size() << " pods, " << c.namespaces.size() << " namespaces\n";
   }
   return findings.empty() ? kExitOk : kExitFindings;
 }
@@ -134,13 +133,17 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
     out << usage();
     return kExitOk;
   }
+  if (isLiveCommand(opt.command)) return runLive(opt, out, err);
   auto cluster = opt.live ? loadLive(opt, runOptions, err) : load(opt.files, opt, err);
   if (!cluster) return kExitBadInput;
   const engine::Evaluator& ev = loaded.add(std::move(cluster));
   switch (opt.command) {
-    case Command::Explain: return runExplain(opt, ev, out, err);
-    case Command::Matrix: return runMatrix(opt, ev, out);
-    case Command::Lint: return runLint(opt, ev, out, err);
+    case Command::Explain:
+      return runExplain(opt, ev, out, err);
+    case Command::Matrix:
+      return runMatrix(opt, ev, out);
+    case Command::Lint:
+      return runLint(opt, ev, out, err);
     case Command::Diff: {
       auto after = load(opt.with, opt, err);
       if (!after) return kExitBadInput;
@@ -154,7 +157,12 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
       }
       return kExitOk;
     }
-    case Command::Help: break;
+    case Command::Help:
+    case Command::Status:
+    case Command::Endpoints:
+    case Command::Policy:
+    case Command::Flows:
+      break;
   }
   return kExitOk;
 }

@@ -17,12 +17,24 @@ struct FlagSpec {
 };
 
 constexpr FlagSpec kFlags[] = {
-    {"filename", "f", true, true},  {"with", nullptr, true, true},
-    {"from", nullptr, false, true}, {"to", nullptr, false, true},
-    {"port", "p", false, true},     {"protocol", nullptr, false, true},
-    {"output", "o", false, true},   {"verbose", "v", false, false},
-    {"help", "h", false, false},    {"kubeconfig", nullptr, false, true},
-    {"context", nullptr, false, true}, {"live", nullptr, false, false},
+    {"filename", "f", true, true},
+    {"with", nullptr, true, true},
+    {"from", nullptr, false, true},
+    {"to", nullptr, false, true},
+    {"port", "p", false, true},
+    {"protocol", nullptr, false, true},
+    {"output", "o", false, true},
+    {"verbose", "v", false, false},
+    {"help", "h", false, false},
+    {"kubeconfig", nullptr, false, true},
+    {"context", nullptr, false, true},
+    {"live", nullptr, false, false},
+    {"admin-socket", nullptr, false, true},
+    {"pod", nullptr, false, true},
+    {"follow", nullptr, false, false},
+    {"denied", nullptr, false, false},
+    {"node", nullptr, false, false},
+    {"bpf-pin-dir", nullptr, false, true},
 };
 
 const FlagSpec* findFlag(std::string_view name, bool isShort) {
@@ -36,17 +48,24 @@ const FlagSpec* findFlag(std::string_view name, bool isShort) {
 std::set<std::string> allowedFlags(Command c) {
   switch (c) {
     case Command::Explain:
-      return {"filename", "from",    "to",   "port",       "protocol",
-              "output",   "verbose", "help", "kubeconfig", "context", "live"};
+      return {"filename", "from",       "to",      "port", "protocol",     "output", "verbose",
+              "help",     "kubeconfig", "context", "live", "admin-socket", "node",   "bpf-pin-dir"};
+    case Command::Status:
+    case Command::Endpoints:
+    case Command::Policy:
+      return {"output", "help", "admin-socket"};
+    case Command::Flows:
+      return {"output", "help", "admin-socket", "pod", "follow", "denied"};
     case Command::Matrix:
       return {"filename", "port",       "protocol", "output", "verbose",
               "help",     "kubeconfig", "context",  "live"};
     case Command::Diff:
-      return {"filename", "with",       "port",    "protocol", "output",
-              "verbose",  "help",       "kubeconfig", "context", "live"};
+      return {"filename", "with", "port",       "protocol", "output",
+              "verbose",  "help", "kubeconfig", "context",  "live"};
     case Command::Lint:
       return {"filename", "output", "verbose", "help", "kubeconfig", "context", "live"};
-    case Command::Help: return {"help"};
+    case Command::Help:
+      return {"help"};
   }
   return {};
 }
@@ -57,16 +76,33 @@ std::optional<Command> parseCommand(std::string_view s) {
   if (s == "diff") return Command::Diff;
   if (s == "lint") return Command::Lint;
   if (s == "help") return Command::Help;
+  if (s == "status") return Command::Status;
+  if (s == "endpoints") return Command::Endpoints;
+  if (s == "policy") return Command::Policy;
+  if (s == "flows") return Command::Flows;
   return std::nullopt;
 }
 
 const char* commandName(Command c) {
   switch (c) {
-    case Command::Explain: return "explain";
-    case Command::Matrix: return "matrix";
-    case Command::Diff: return "diff";
-    case Command::Lint: return "lint";
-    case Command::Help: return "help";
+    case Command::Explain:
+      return "explain";
+    case Command::Matrix:
+      return "matrix";
+    case Command::Diff:
+      return "diff";
+    case Command::Lint:
+      return "lint";
+    case Command::Help:
+      return "help";
+    case Command::Status:
+      return "status";
+    case Command::Endpoints:
+      return "endpoints";
+    case Command::Policy:
+      return "policy";
+    case Command::Flows:
+      return "flows";
   }
   return "?";
 }
@@ -90,6 +126,11 @@ bool isServiceName(std::string_view s) {
 
 }  // namespace
 
+bool isLiveCommand(Command c) {
+  return c == Command::Status || c == Command::Endpoints || c == Command::Policy ||
+         c == Command::Flows;
+}
+
 std::string PortQuery::portText() const {
   if (const auto* n = std::get_if<uint16_t>(&port)) return std::to_string(*n);
   return std::get<std::string>(port);
@@ -104,8 +145,8 @@ std::string PortQuery::label() const {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 Result<std::variant<uint16_t, std::string>> parsePort(const std::string& text) {
-  if (!text.empty() && std::all_of(text.begin(), text.end(),
-                                   [](char c) { return c >= '0' && c <= '9'; })) {
+  if (!text.empty() &&
+      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     unsigned value = 0;
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc() || ptr != text.data() + text.size() || value < 1 || value > 65535) {
@@ -135,6 +176,10 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
 
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& arg = args[i];
+    if (opt.command == Command::Policy && opt.pod.empty() && !arg.empty() && arg[0] != '-') {
+      opt.pod = arg;  // sluicectl policy NS/POD
+      continue;
+    }
     if (arg.size() < 2 || arg[0] != '-') {
       return makeError("unexpected argument '" + arg + "' (paths go after -f)");
     }
@@ -164,6 +209,12 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
       }
       if (name == "live") {
         opt.live = true;
+      } else if (name == "follow") {
+        opt.follow = true;
+      } else if (name == "denied") {
+        opt.deniedOnly = true;
+      } else if (name == "node") {
+        opt.node = true;
       } else {
         opt.verbose = true;
       }
@@ -181,8 +232,8 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
     } else if (i + 1 < args.size()) {
       values.push_back(args[++i]);
     }
-    if (values.empty() || std::any_of(values.begin(), values.end(),
-                                      [](const std::string& v) { return v.empty(); })) {
+    if (values.empty() ||
+        std::any_of(values.begin(), values.end(), [](const std::string& v) { return v.empty(); })) {
       return makeError("flag --" + name + " needs a value");
     }
 
@@ -196,6 +247,15 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
     } else if (name == "context") {
       opt.context = values[0];
       opt.live = true;
+    } else if (name == "admin-socket") {
+      opt.adminSocket = values[0];
+    } else if (name == "bpf-pin-dir") {
+      opt.pinDir = values[0];
+    } else if (name == "pod") {
+      if (values[0].find('/') == std::string::npos) {
+        return makeError("--pod " + values[0] + ": want NS/POD");
+      }
+      opt.pod = values[0];
     } else if (name == "from") {
       opt.from = values[0];
     } else if (name == "to") {
@@ -222,6 +282,13 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
     }
   }
 
+  if (isLiveCommand(opt.command)) {
+    if (opt.command == Command::Policy &&
+        (opt.pod.empty() || opt.pod.find('/') == std::string::npos)) {
+      return makeError("policy: want the endpoint as NS/POD");
+    }
+    return opt;
+  }
   if (opt.live && !opt.files.empty()) {
     return makeError(std::string(commandName(opt.command)) +
                      ": -f and the live cluster (--kubeconfig, --context, --live) exclude each "
@@ -250,6 +317,12 @@ std::string usage() {
   sluicectl matrix  -f PATH... [--port N|NAME] [--protocol P] [-o text|json]
   sluicectl diff    -f PATH... --with PATH... [--port N|NAME] [--protocol P] [-o text|json]
   sluicectl lint    -f PATH... [-o text|json]
+  sluicectl explain --node ...      also answer from this node's datapath and compare (exit 3
+                                    on a mismatch); [--bpf-pin-dir DIR] [--admin-socket PATH]
+  sluicectl status    [-o text|json]               the local daemon (root; --admin-socket PATH,
+  sluicectl endpoints [-o text|json]               default /run/sluice/admin.sock)
+  sluicectl policy NS/POD [-o text|json]           an endpoint's applied allow set + counters
+  sluicectl flows [--follow] [--denied] [--pod NS/POD] [-o text|json]
   Instead of -f PATH..., every command reads the live cluster with --kubeconfig FILE,
   --context NAME or --live ($KUBECONFIG, else the in-cluster service account); there
   `diff --with PATH...` answers what applying those files would change.
@@ -272,7 +345,8 @@ node daemon enforces.
   -o, --output FORMAT     text (default) or json
   -v, --verbose           also print decoder notes on stderr
 
-Exit codes: 0 success, 1 lint findings, 2 bad input or usage.
+Exit codes: 0 success, 1 lint findings, 2 bad input or usage, 3 explain --node: the datapath
+and the engine disagree, 4 the daemon could not be asked.
 )";
 }
 
