@@ -153,10 +153,20 @@ void handleAdminRequest(const AdminSources& s, const json& req, const AdminServe
     send(endpointsReply(s));
   } else if (op == "policy") {
     send(policyReply(s, req));
+  } else if (op == "rules") {
+    json rules = json::array();
+    const auto origins = s.ruleOrigins();
+    for (size_t i = 0; i < origins.size(); ++i) {
+      rules.push_back({{"id", i},
+                       {"policy", origins[i].policy},
+                       {"direction", model::directionName(origins[i].direction)},
+                       {"rule", origins[i].rule}});
+    }
+    send(json{{"ok", true}, {"rules", rules}});
   } else if (op == "flows") {
     flows(s, req, send, stopping);
   } else {
-    send(fail("unknown op \"" + op + "\" (want status, endpoints, policy or flows)"));
+    send(fail("unknown op \"" + op + "\" (want status, endpoints, policy, rules or flows)"));
   }
 }
 
