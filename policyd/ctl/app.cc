@@ -146,7 +146,8 @@ int runMatrix(const Options& opt, const engine::Evaluator& ev, std::ostream& out
   return kExitOk;
 }
 
-int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out, std::ostream& err) {
+int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out,
+            std::ostream& err) {
   auto findings = lint(ev);
   if (opt.output == OutputFormat::Json) {
     renderLintJson(out, findings);
@@ -154,7 +155,8 @@ int runLint(const Options& opt, const engine::Evaluator& ev, std::ostream& out, 
     renderLintText(out, findings);
     const auto& c = ev.cluster();
     err << "sluicectl lint: " << findings.size() << " finding(s) in " << c.policies.size()
-        << " policies, " << c.pods.size() << " pods, " << c.namespaces.size() << " namespaces\n";
+        << " policies, " << c.pods.size() << " pods, " << c.namespaces.size()
+        << " namespaces\n";
   }
   return findings.empty() ? kExitOk : kExitFindings;
 }
@@ -194,12 +196,9 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
   if (!cluster) return kExitBadInput;
   const engine::Evaluator& ev = loaded.add(std::move(cluster));
   switch (opt.command) {
-    case Command::Explain:
-      return runExplain(opt, ev, out, err, runOptions);
-    case Command::Matrix:
-      return runMatrix(opt, ev, out);
-    case Command::Lint:
-      return runLint(opt, ev, out, err);
+    case Command::Explain: return runExplain(opt, ev, out, err, runOptions);
+    case Command::Matrix: return runMatrix(opt, ev, out);
+    case Command::Lint: return runLint(opt, ev, out, err);
     case Command::Diff: {
       auto after = load(opt.with, opt, err);
       if (!after) return kExitBadInput;
@@ -217,8 +216,7 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
     case Command::Status:
     case Command::Endpoints:
     case Command::Policy:
-    case Command::Flows:
-      break;
+    case Command::Flows: break;
   }
   return kExitOk;
 }

@@ -17,24 +17,15 @@ struct FlagSpec {
 };
 
 constexpr FlagSpec kFlags[] = {
-    {"filename", "f", true, true},
-    {"with", nullptr, true, true},
-    {"from", nullptr, false, true},
-    {"to", nullptr, false, true},
-    {"port", "p", false, true},
-    {"protocol", nullptr, false, true},
-    {"output", "o", false, true},
-    {"verbose", "v", false, false},
-    {"help", "h", false, false},
-    {"kubeconfig", nullptr, false, true},
-    {"context", nullptr, false, true},
-    {"live", nullptr, false, false},
-    {"admin-socket", nullptr, false, true},
-    {"pod", nullptr, false, true},
-    {"follow", nullptr, false, false},
-    {"denied", nullptr, false, false},
-    {"node", nullptr, false, false},
-    {"bpf-pin-dir", nullptr, false, true},
+    {"filename", "f", true, true},  {"with", nullptr, true, true},
+    {"from", nullptr, false, true}, {"to", nullptr, false, true},
+    {"port", "p", false, true},     {"protocol", nullptr, false, true},
+    {"output", "o", false, true},   {"verbose", "v", false, false},
+    {"help", "h", false, false},    {"kubeconfig", nullptr, false, true},
+    {"context", nullptr, false, true}, {"live", nullptr, false, false},
+    {"admin-socket", nullptr, false, true}, {"pod", nullptr, false, true},
+    {"follow", nullptr, false, false}, {"denied", nullptr, false, false},
+    {"node", nullptr, false, false}, {"bpf-pin-dir", nullptr, false, true},
 };
 
 const FlagSpec* findFlag(std::string_view name, bool isShort) {
@@ -48,24 +39,22 @@ const FlagSpec* findFlag(std::string_view name, bool isShort) {
 std::set<std::string> allowedFlags(Command c) {
   switch (c) {
     case Command::Explain:
-      return {"filename", "from",       "to",      "port", "protocol",     "output", "verbose",
-              "help",     "kubeconfig", "context", "live", "admin-socket", "node",   "bpf-pin-dir"};
+      return {"filename", "from",    "to",   "port",       "protocol", "output",
+              "verbose",  "help",    "kubeconfig", "context", "live", "admin-socket",
+              "node",     "bpf-pin-dir"};
     case Command::Status:
     case Command::Endpoints:
-    case Command::Policy:
-      return {"output", "help", "admin-socket"};
-    case Command::Flows:
-      return {"output", "help", "admin-socket", "pod", "follow", "denied"};
+    case Command::Policy: return {"output", "help", "admin-socket"};
+    case Command::Flows: return {"output", "help", "admin-socket", "pod", "follow", "denied"};
     case Command::Matrix:
       return {"filename", "port",       "protocol", "output", "verbose",
               "help",     "kubeconfig", "context",  "live"};
     case Command::Diff:
-      return {"filename", "with", "port",       "protocol", "output",
-              "verbose",  "help", "kubeconfig", "context",  "live"};
+      return {"filename", "with",       "port",    "protocol", "output",
+              "verbose",  "help",       "kubeconfig", "context", "live"};
     case Command::Lint:
       return {"filename", "output", "verbose", "help", "kubeconfig", "context", "live"};
-    case Command::Help:
-      return {"help"};
+    case Command::Help: return {"help"};
   }
   return {};
 }
@@ -85,24 +74,15 @@ std::optional<Command> parseCommand(std::string_view s) {
 
 const char* commandName(Command c) {
   switch (c) {
-    case Command::Explain:
-      return "explain";
-    case Command::Matrix:
-      return "matrix";
-    case Command::Diff:
-      return "diff";
-    case Command::Lint:
-      return "lint";
-    case Command::Help:
-      return "help";
-    case Command::Status:
-      return "status";
-    case Command::Endpoints:
-      return "endpoints";
-    case Command::Policy:
-      return "policy";
-    case Command::Flows:
-      return "flows";
+    case Command::Explain: return "explain";
+    case Command::Matrix: return "matrix";
+    case Command::Diff: return "diff";
+    case Command::Lint: return "lint";
+    case Command::Help: return "help";
+    case Command::Status: return "status";
+    case Command::Endpoints: return "endpoints";
+    case Command::Policy: return "policy";
+    case Command::Flows: return "flows";
   }
   return "?";
 }
@@ -145,8 +125,8 @@ std::string PortQuery::label() const {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 Result<std::variant<uint16_t, std::string>> parsePort(const std::string& text) {
-  if (!text.empty() &&
-      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+  if (!text.empty() && std::all_of(text.begin(), text.end(),
+                                   [](char c) { return c >= '0' && c <= '9'; })) {
     unsigned value = 0;
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc() || ptr != text.data() + text.size() || value < 1 || value > 65535) {
@@ -232,8 +212,8 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
     } else if (i + 1 < args.size()) {
       values.push_back(args[++i]);
     }
-    if (values.empty() ||
-        std::any_of(values.begin(), values.end(), [](const std::string& v) { return v.empty(); })) {
+    if (values.empty() || std::any_of(values.begin(), values.end(),
+                                      [](const std::string& v) { return v.empty(); })) {
       return makeError("flag --" + name + " needs a value");
     }
 

@@ -71,7 +71,8 @@ std::string explainPeerMiss(const engine::Evaluator& ev, const model::NetworkPol
     }
     for (const auto& e : peer.ipBlock->except) {
       if (e.contains(*other.ip)) {
-        return describePeer(peer) + ": " + other.ip->toString() + " is excepted by " + e.toString();
+        return describePeer(peer) + ": " + other.ip->toString() + " is excepted by " +
+               e.toString();
       }
     }
     return describePeer(peer) + " matches";  // not reached for a real miss

@@ -41,8 +41,8 @@ void renderDiffText(std::ostream& out, const DiffResult& d) {
   out << d.changes.size() << " of " << pairs << " pairs changed for " << d.query.label() << " ("
       << nowDenied << " now denied, " << d.changes.size() - nowDenied << " now allowed)";
   if (!d.onlyBefore.empty() || !d.onlyAfter.empty()) {
-    out << "; not compared: " << d.onlyBefore.size() << " pod(s) only in -f, " << d.onlyAfter.size()
-        << " only in --with";
+    out << "; not compared: " << d.onlyBefore.size() << " pod(s) only in -f, "
+        << d.onlyAfter.size() << " only in --with";
   }
   out << "\n";
 }

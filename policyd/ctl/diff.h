@@ -18,8 +18,8 @@ struct PairChange {
 
 struct DiffResult {
   PortQuery query;
-  std::vector<PairChange> changes;      // sorted by from, then to
-  size_t comparedPods = 0;              // pods present in both sets
+  std::vector<PairChange> changes;  // sorted by from, then to
+  size_t comparedPods = 0;          // pods present in both sets
   std::vector<std::string> onlyBefore;  // pods only in -f (not compared)
   std::vector<std::string> onlyAfter;   // pods only in --with (not compared)
 };

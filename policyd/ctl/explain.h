@@ -23,7 +23,7 @@ struct SideReport {
   engine::Direction direction = engine::Direction::Egress;
   const model::Pod* pod = nullptr;  // the pod this side is about; null for a bare address
   engine::SideExplanation explanation;
-  std::string allowedByDetail;     // "from[1] namespaceSelector team=a, ports[0] TCP/8080"
+  std::string allowedByDetail;    // "from[1] namespaceSelector team=a, ports[0] TCP/8080"
   std::vector<PolicyMiss> misses;  // filled when the side denies
 };
 
