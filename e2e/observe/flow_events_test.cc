@@ -168,5 +168,26 @@ TEST_F(FlowEventsTest, AuditedEndpointReportsItsNewFlowsRegardless) {
   EXPECT_EQ(eps->entries, 1u);
 }
 
+TEST_F(FlowEventsTest, AuditedFlagFollowsIncrementalApply) {
+  open(/*reportAllowed=*/false, /*audited=*/false);
+  EXPECT_EQ(toPod(in("10.1.0.20", 40005, 0x02)), TC_ACT_OK);
+  EXPECT_TRUE(events().empty());
+  // The compiler's diff when an audit-mode policy starts selecting the endpoint.
+  compiler::Diff d = compiler::computeDiff(state(false), state(true));
+  d.revision = 2;
+  ASSERT_EQ(d.endpoints.size(), 1u);
+  ASSERT_TRUE(backend_->apply(d).ok());
+  EXPECT_EQ(toPod(in("10.1.0.20", 40006, 0x02)), TC_ACT_OK);
+  auto ev = events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].srcPort, 40006);
+  // ... and stops when it no longer does.
+  d = compiler::computeDiff(state(true), state(false));
+  d.revision = 3;
+  ASSERT_TRUE(backend_->apply(d).ok());
+  EXPECT_EQ(toPod(in("10.1.0.20", 40007, 0x02)), TC_ACT_OK);
+  EXPECT_TRUE(events().empty());
+}
+
 }  // namespace
 }  // namespace sluice::e2e

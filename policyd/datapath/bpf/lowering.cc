@@ -181,6 +181,7 @@ void applyDiff(compiler::State& state, const compiler::Diff& diff) {
     EndpointPolicy& ep = state.endpoints[change.endpoint];
     ep.ingressIsolated = change.ingressIsolated;
     ep.egressIsolated = change.egressIsolated;
+    ep.audited = change.audited;
     for (const AllowEntry& e : change.remove) ep.entries.erase(e);
     for (const AllowEntry& e : change.add) ep.entries.insert(e);
   }
