@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -199,6 +200,14 @@ TEST_F(ObserveTest, DroppedFlowIsLoggedNamingThePolicyAndCountersMatchPacketsSen
     return j.value("srcPod", "") == "obs/denied" && j.value("dstPod", "") == "obs/server";
   });
   ASSERT_EQ(logged.size(), static_cast<size_t>(kDeniedPackets)) << readFile(flowLog());
+  // Excerpts for the run log (what an operator sees).
+  std::cout << "flow log excerpt:\n" << logged.front().dump() << "\nmetrics excerpt:\n";
+  for (const auto& l : lines(metrics())) {
+    if (l.starts_with("sluice_policy_") || l.starts_with("sluice_flow_log_") ||
+        l.starts_with("sluice_conntrack_") || l.starts_with("sluice_dropped_packets_total")) {
+      std::cout << l << "\n";
+    }
+  }
   for (const auto& j : logged) {
     EXPECT_EQ(j["verdict"], "denied");
     EXPECT_EQ(j["reason"], "policy");
