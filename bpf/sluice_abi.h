@@ -25,6 +25,7 @@
 #define SLUICE_MAP_DROP_EVENTS "sluice_drops"
 #define SLUICE_MAP_CONFIG "sluice_config"
 #define SLUICE_MAP_CT_COUNT "sluice_ct_count"
+#define SLUICE_MAP_ENDPOINT_DROPS "sluice_ep_drops"
 
 #define SLUICE_MAX_CLASS_PREFIXES 262144
 #define SLUICE_MAX_ENDPOINTS 4096
@@ -69,6 +70,10 @@ struct sluice_class_key {
 #define SLUICE_EP_INGRESS_ISOLATED (1u << 0)
 #define SLUICE_EP_EGRESS_ISOLATED (1u << 1)
 #define SLUICE_EP_POLICY_READY (1u << 2)
+/* An audit-mode policy selects the endpoint: its new flows are reported as
+ * flow events (verdict allowed) whatever SLUICE_CONFIG_LOG_ALLOWED says, so the
+ * daemon can log what the audited policy would deny. */
+#define SLUICE_EP_AUDITED (1u << 3)
 
 /*
  * The pod's own addresses (Kubernetes allows one per family): a packet
@@ -195,6 +200,16 @@ enum sluice_drop_reason {
 	SLUICE_DROP_REASON_MAX = 14,
 };
 
+/* Verdict of a flow event. */
+#define SLUICE_VERDICT_DENIED 0
+#define SLUICE_VERDICT_ALLOWED 1
+
+/*
+ * A flow event in the ring buffer: a dropped packet (verdict DENIED, `reason`
+ * says why), or the first packet of a newly tracked flow (verdict ALLOWED,
+ * `reason` NONE, `rule` the RuleId that admitted it) when allowed flows are
+ * reported (SLUICE_CONFIG_LOG_ALLOWED, or an endpoint with SLUICE_EP_AUDITED).
+ */
 struct sluice_drop_event {
 	__u64 timestamp_ns; /* bpf_ktime_get_ns() */
 	__u32 endpoint;
@@ -208,10 +223,26 @@ struct sluice_drop_event {
 	__u8 direction;
 	__u8 reason; /* enum sluice_drop_reason */
 	__u8 family; /* 4 or 6 */
-	__u32 pad;
+	__u8 verdict; /* SLUICE_VERDICT_* */
+	__u8 pad[3];
+	__u32 rule; /* allowed flows: the admitting RuleId */
+	__u32 pad2;
+};
+
+/*
+ * Policy drops (reasons POLICY and POLICY_REVOKED) per endpoint and direction,
+ * so the daemon can count denials per policy: it credits each to every policy
+ * isolating that endpoint in that direction.
+ */
+struct sluice_endpoint_drop_key {
+	__u32 endpoint;
+	__u8 direction;
+	__u8 pad[3]; /* always zero */
 };
 
 #define SLUICE_CONFIG_ESTABLISHED_KEEP (1u << 0)
+/* Report the first packet of every newly tracked flow as a flow event. */
+#define SLUICE_CONFIG_LOG_ALLOWED (1u << 1)
 
 struct sluice_config {
 	__u64 revision; /* bumped by the writer on every change to classes or policy */

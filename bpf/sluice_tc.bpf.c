@@ -197,6 +197,13 @@ struct {
 } sluice_drop_stats SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, struct sluice_endpoint_drop_key);
+	__type(value, struct sluice_counter);
+	__uint(max_entries, SLUICE_MAX_CT_COUNTS);
+} sluice_ep_drops SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SLUICE_DROP_EVENTS_BYTES);
 } sluice_drops SEC(".maps");
@@ -256,17 +263,24 @@ static __always_inline void count_rule(__u32 rule, __u32 len)
 		count(&sluice_rule_stats, rule, len);
 }
 
-static __always_inline int drop(struct __sk_buff *skb, const struct flow *f,
-				const struct sluice_endpoint *ep, __u8 direction,
-				__u32 peer_class, enum sluice_drop_reason reason)
+/* What a flow event says besides the packet: packed so the event writer is a
+ * subprogram (at most five arguments) rather than inlined at every drop site,
+ * which would exceed the 512-byte stack of the callers. */
+#define EVENT_META(direction, reason, verdict) \
+	((__u32)(direction) | ((__u32)(reason) << 8) | ((__u32)(verdict) << 16))
+#define EVENT_IDS(peer_class, rule) ((__u64)(peer_class) | ((__u64)(rule) << 32))
+
+/* Writes a flow event; a full ring buffer is counted, never waited on. */
+static __noinline void flow_event(struct __sk_buff *skb, const struct flow *f,
+				  const struct sluice_endpoint *ep, __u32 meta,
+				  __u64 ids)
 {
 	struct sluice_drop_event *e;
 
-	count(&sluice_drop_stats, reason, skb->len);
 	e = bpf_ringbuf_reserve(&sluice_drops, sizeof(*e), 0);
 	if (!e) {
 		count(&sluice_drop_stats, SLUICE_DROP_EVENTS_LOST, skb->len);
-		return TC_ACT_SHOT;
+		return;
 	}
 	e->timestamp_ns = bpf_ktime_get_ns();
 	e->endpoint = ep ? ep->id : 0;
@@ -275,14 +289,61 @@ static __always_inline int drop(struct __sk_buff *skb, const struct flow *f,
 	__builtin_memcpy(e->dst, f->t.dst, sizeof(e->dst));
 	e->sport = f->t.sport;
 	e->dport = f->t.dport;
-	e->peer_class = peer_class;
+	e->peer_class = (__u32)ids;
 	e->protocol = f->t.protocol;
-	e->direction = direction;
-	e->reason = reason;
+	e->direction = meta & 0xff;
+	e->reason = (meta >> 8) & 0xff;
 	e->family = f->family;
-	e->pad = 0;
+	e->verdict = (meta >> 16) & 0xff;
+	e->pad[0] = 0;
+	e->pad[1] = 0;
+	e->pad[2] = 0;
+	e->rule = (__u32)(ids >> 32);
+	e->pad2 = 0;
 	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void count_endpoint_drop(const struct sluice_endpoint *ep,
+						__u8 direction, __u32 len)
+{
+	struct sluice_endpoint_drop_key key = {};
+	struct sluice_counter one = { .packets = 1, .bytes = len }, *c;
+
+	key.endpoint = ep->id;
+	key.direction = direction;
+	c = bpf_map_lookup_elem(&sluice_ep_drops, &key);
+	if (c) {
+		c->packets++;
+		c->bytes += len;
+		return;
+	}
+	/* Per-CPU value: the update sets this CPU's slot (others zero). A
+	 * full map loses the count, never the drop. */
+	bpf_map_update_elem(&sluice_ep_drops, &key, &one, BPF_NOEXIST);
+}
+
+/* A subprogram, not inlined at each of the many drop sites (stack limit). */
+static __noinline int drop_packet(struct __sk_buff *skb, const struct flow *f,
+				  const struct sluice_endpoint *ep, __u32 meta,
+				  __u32 peer_class)
+{
+	__u8 reason = (meta >> 8) & 0xff;
+
+	count(&sluice_drop_stats, reason, skb->len);
+	if (ep && (reason == SLUICE_DROP_POLICY ||
+		   reason == SLUICE_DROP_POLICY_REVOKED))
+		count_endpoint_drop(ep, meta & 0xff, skb->len);
+	flow_event(skb, f, ep, meta, EVENT_IDS(peer_class, 0));
 	return TC_ACT_SHOT;
+}
+
+static __always_inline int drop(struct __sk_buff *skb, const struct flow *f,
+				const struct sluice_endpoint *ep, __u8 direction,
+				__u32 peer_class, enum sluice_drop_reason reason)
+{
+	return drop_packet(skb, f, ep,
+			   EVENT_META(direction, reason, SLUICE_VERDICT_DENIED),
+			   peer_class);
 }
 
 static __always_inline int addr_eq(const __u8 *a, const __u8 *b)
@@ -1001,6 +1062,16 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 			if (ct_create(&key, &new_ct, cfg))
 				return drop(skb, &f, ep, direction, peer_class,
 					    SLUICE_DROP_CT_FULL);
+			/* The first packet of a new flow: reported when
+			 * asked, and always where an audit-mode policy
+			 * applies (the daemon judges it against that). */
+			if ((cfg->flags & SLUICE_CONFIG_LOG_ALLOWED) ||
+			    (ep->flags & SLUICE_EP_AUDITED))
+				flow_event(skb, &f, ep,
+					   EVENT_META(direction,
+						      SLUICE_DROP_NONE,
+						      SLUICE_VERDICT_ALLOWED),
+					   EVENT_IDS(peer_class, rule));
 		}
 	}
 verdict:

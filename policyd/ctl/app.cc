@@ -3,12 +3,15 @@
 #include <exception>
 #include <memory>
 #include <set>
+#include <sstream>
 
 #include "policyd/ctl/args.h"
 #include "policyd/ctl/diff.h"
 #include "policyd/ctl/explain.h"
 #include "policyd/ctl/lint.h"
+#include "policyd/ctl/live.h"
 #include "policyd/ctl/matrix.h"
+#include "policyd/ctl/node_explain.h"
 #include "policyd/engine/evaluator.h"
 #include "policyd/model/decode.h"
 
@@ -64,17 +67,71 @@ std::unique_ptr<model::Cluster> applied(const model::Cluster& live, model::Clust
   return out;
 }
 
+uint8_t protocolNumber(model::Protocol p) { return static_cast<uint8_t>(p); }
+
+// RuleId -> "ns/policy spec.dir[i]" from the daemon; empty when it cannot be asked (the
+// comparison does not need names).
+RuleNames ruleNames(const Options& opt) {
+  RuleNames names;
+  (void)adminRequest(opt.adminSocket, nlohmann::json{{"op", "rules"}},
+                     [&](const nlohmann::json& line) {
+                       for (const auto& r : line.value("rules", nlohmann::json::array())) {
+                         names[r.value("id", 0u)] = r.value("policy", std::string()) + " spec." +
+                                                    r.value("direction", std::string()) + "[" +
+                                                    std::to_string(r.value("rule", 0)) + "]";
+                       }
+                       return false;
+                     });
+  return names;
+}
+
 int runExplain(const Options& opt, const engine::Evaluator& ev, std::ostream& out,
-               std::ostream& err) {
+               std::ostream& err, const RunOptions& run) {
   auto report = explain(ev, opt.from, opt.to, opt.query);
   if (!report) {
     err << "sluicectl: error: " << report.error().message << "\n";
     return kExitBadInput;
   }
+  if (!opt.node) {
+    if (opt.output == OutputFormat::Json) {
+      renderExplainJson(out, *report);
+    } else {
+      renderExplainText(out, *report);
+    }
+    return kExitOk;
+  }
+  if (!run.readDatapath) {
+    err << "sluicectl: error: explain --node: reading the datapath is not available here\n";
+    return kExitBadInput;
+  }
+  if (!report->srcIp || !report->dstIp) {
+    err << "sluicectl: error: explain --node: both ends need an address (a pod without "
+           "status.podIPs has none)\n";
+    return kExitBadInput;
+  }
+  auto node = run.readDatapath(opt.pinDir, *report->srcIp, *report->dstIp,
+                               protocolNumber(opt.query.protocol), report->port);
+  if (!node) {
+    err << "sluicectl: error: explain --node: " << node.error().message << "\n";
+    return kExitDaemon;
+  }
+  const auto cmp = compareWithNode(*report, *node);
+  const auto names = ruleNames(opt);
   if (opt.output == OutputFormat::Json) {
-    renderExplainJson(out, *report);
+    std::ostringstream engineJson;
+    renderExplainJson(engineJson, *report);
+    auto j = nlohmann::ordered_json::parse(engineJson.str());
+    j["node"] = nodeJson(cmp, names);
+    out << j.dump() << "\n";
   } else {
     renderExplainText(out, *report);
+    renderNodeText(out, *report, cmp, names, opt.pinDir);
+  }
+  if (!cmp.agree) {
+    for (const auto& m : cmp.mismatches) {
+      err << "sluicectl: MISMATCH between this node's datapath and the engine: " << m << "\n";
+    }
+    return kExitMismatch;
   }
   return kExitOk;
 }
@@ -136,11 +193,12 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
     out << usage();
     return kExitOk;
   }
+  if (isLiveCommand(opt.command)) return runLive(opt, out, err);
   auto cluster = opt.live ? loadLive(opt, runOptions, err) : load(opt.files, opt, err);
   if (!cluster) return kExitBadInput;
   const engine::Evaluator& ev = loaded.add(std::move(cluster));
   switch (opt.command) {
-    case Command::Explain: return runExplain(opt, ev, out, err);
+    case Command::Explain: return runExplain(opt, ev, out, err, runOptions);
     case Command::Matrix: return runMatrix(opt, ev, out);
     case Command::Lint: return runLint(opt, ev, out, err);
     case Command::Diff: {
@@ -158,7 +216,11 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
       }
       return kExitOk;
     }
-    case Command::Help: break;
+    case Command::Help:
+    case Command::Status:
+    case Command::Endpoints:
+    case Command::Policy:
+    case Command::Flows: break;
   }
   return kExitOk;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "policyd/ctl/node_explain.h"
 #include "policyd/model/decode.h"
 
 namespace sluice::ctl {
@@ -24,6 +25,8 @@ struct RunOptions {
   // wires the kube source's one-shot read; unset, the live-cluster flags are an error.
   std::function<Result<model::Decoded>(const std::string& kubeconfig, const std::string& context)>
       readLive;
+  // explain --node: reads this node's datapath (the binary wires the bpf reader).
+  ReadDatapath readDatapath;
 };
 
 // `args` excludes the program name.

@@ -23,6 +23,9 @@ constexpr FlagSpec kFlags[] = {
     {"output", "o", false, true},   {"verbose", "v", false, false},
     {"help", "h", false, false},    {"kubeconfig", nullptr, false, true},
     {"context", nullptr, false, true}, {"live", nullptr, false, false},
+    {"admin-socket", nullptr, false, true}, {"pod", nullptr, false, true},
+    {"follow", nullptr, false, false}, {"denied", nullptr, false, false},
+    {"node", nullptr, false, false}, {"bpf-pin-dir", nullptr, false, true},
 };
 
 const FlagSpec* findFlag(std::string_view name, bool isShort) {
@@ -36,8 +39,13 @@ const FlagSpec* findFlag(std::string_view name, bool isShort) {
 std::set<std::string> allowedFlags(Command c) {
   switch (c) {
     case Command::Explain:
-      return {"filename", "from",    "to",   "port",       "protocol",
-              "output",   "verbose", "help", "kubeconfig", "context", "live"};
+      return {"filename", "from",    "to",   "port",       "protocol", "output",
+              "verbose",  "help",    "kubeconfig", "context", "live", "admin-socket",
+              "node",     "bpf-pin-dir"};
+    case Command::Status:
+    case Command::Endpoints:
+    case Command::Policy: return {"output", "help", "admin-socket"};
+    case Command::Flows: return {"output", "help", "admin-socket", "pod", "follow", "denied"};
     case Command::Matrix:
       return {"filename", "port",       "protocol", "output", "verbose",
               "help",     "kubeconfig", "context",  "live"};
@@ -57,6 +65,10 @@ std::optional<Command> parseCommand(std::string_view s) {
   if (s == "diff") return Command::Diff;
   if (s == "lint") return Command::Lint;
   if (s == "help") return Command::Help;
+  if (s == "status") return Command::Status;
+  if (s == "endpoints") return Command::Endpoints;
+  if (s == "policy") return Command::Policy;
+  if (s == "flows") return Command::Flows;
   return std::nullopt;
 }
 
@@ -67,6 +79,10 @@ const char* commandName(Command c) {
     case Command::Diff: return "diff";
     case Command::Lint: return "lint";
     case Command::Help: return "help";
+    case Command::Status: return "status";
+    case Command::Endpoints: return "endpoints";
+    case Command::Policy: return "policy";
+    case Command::Flows: return "flows";
   }
   return "?";
 }
@@ -89,6 +105,11 @@ bool isServiceName(std::string_view s) {
 }
 
 }  // namespace
+
+bool isLiveCommand(Command c) {
+  return c == Command::Status || c == Command::Endpoints || c == Command::Policy ||
+         c == Command::Flows;
+}
 
 std::string PortQuery::portText() const {
   if (const auto* n = std::get_if<uint16_t>(&port)) return std::to_string(*n);
@@ -135,6 +156,10 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
 
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& arg = args[i];
+    if (opt.command == Command::Policy && opt.pod.empty() && !arg.empty() && arg[0] != '-') {
+      opt.pod = arg;  // sluicectl policy NS/POD
+      continue;
+    }
     if (arg.size() < 2 || arg[0] != '-') {
       return makeError("unexpected argument '" + arg + "' (paths go after -f)");
     }
@@ -164,6 +189,12 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
       }
       if (name == "live") {
         opt.live = true;
+      } else if (name == "follow") {
+        opt.follow = true;
+      } else if (name == "denied") {
+        opt.deniedOnly = true;
+      } else if (name == "node") {
+        opt.node = true;
       } else {
         opt.verbose = true;
       }
@@ -196,6 +227,15 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
     } else if (name == "context") {
       opt.context = values[0];
       opt.live = true;
+    } else if (name == "admin-socket") {
+      opt.adminSocket = values[0];
+    } else if (name == "bpf-pin-dir") {
+      opt.pinDir = values[0];
+    } else if (name == "pod") {
+      if (values[0].find('/') == std::string::npos) {
+        return makeError("--pod " + values[0] + ": want NS/POD");
+      }
+      opt.pod = values[0];
     } else if (name == "from") {
       opt.from = values[0];
     } else if (name == "to") {
@@ -228,6 +268,13 @@ Result<Options> parseArgs(const std::vector<std::string>& args) {
     }
   }
 
+  if (isLiveCommand(opt.command)) {
+    if (opt.command == Command::Policy &&
+        (opt.pod.empty() || opt.pod.find('/') == std::string::npos)) {
+      return makeError("policy: want the endpoint as NS/POD");
+    }
+    return opt;
+  }
   if (opt.live && !opt.files.empty()) {
     return makeError(std::string(commandName(opt.command)) +
                      ": -f and the live cluster (--kubeconfig, --context, --live) exclude each "
@@ -256,6 +303,12 @@ std::string usage() {
   sluicectl matrix  -f PATH... [--port N|NAME] [--protocol P] [-o text|json|svg]
   sluicectl diff    -f PATH... --with PATH... [--port N|NAME] [--protocol P] [-o text|json|svg]
   sluicectl lint    -f PATH... [-o text|json]
+  sluicectl explain --node ...      also answer from this node's datapath and compare (exit 3
+                                    on a mismatch); [--bpf-pin-dir DIR] [--admin-socket PATH]
+  sluicectl status    [-o text|json]               the local daemon (root; --admin-socket PATH,
+  sluicectl endpoints [-o text|json]               default /run/sluice/admin.sock)
+  sluicectl policy NS/POD [-o text|json]           an endpoint's applied allow set + counters
+  sluicectl flows [--follow] [--denied] [--pod NS/POD] [-o text|json]
   Instead of -f PATH..., every command reads the live cluster with --kubeconfig FILE,
   --context NAME or --live ($KUBECONFIG, else the in-cluster service account); there
   `diff --with PATH...` answers what applying those files would change.
@@ -287,7 +340,8 @@ enforced. It isolates nobody and allows nothing now; explain and matrix also ans
 enforced", counting audited policies as enforced, and name the audited policies that would
 deny (or allow) a flow. Any other value of the annotation is enforced (lint warns).
 
-Exit codes: 0 success, 1 lint findings, 2 bad input or usage.
+Exit codes: 0 success, 1 lint findings, 2 bad input or usage, 3 explain --node: the datapath
+and the engine disagree, 4 the daemon could not be asked.
 )";
 }
 

@@ -13,7 +13,8 @@
 
 namespace sluice::ctl {
 
-enum class Command { Explain, Matrix, Diff, Lint, Help };
+// Status, Endpoints, Policy and Flows ask the local daemon over its admin socket (live.h).
+enum class Command { Explain, Matrix, Diff, Lint, Help, Status, Endpoints, Policy, Flows };
 enum class OutputFormat { Text, Json, Svg };  // svg: matrix and diff only
 
 // The port a question is about: a number, or a container port name resolved per destination.
@@ -37,13 +38,24 @@ struct Options {
   bool live = false;
   std::string kubeconfig;
   std::string context;
-  std::string from;                // --from NS/POD|IP (explain)
-  std::string to;                  // --to NS/POD|IP (explain)
+  std::string from;  // --from NS/POD|IP (explain)
+  std::string to;    // --to NS/POD|IP (explain)
   PortQuery query;
   bool portGiven = false;
   OutputFormat output = OutputFormat::Text;
   bool verbose = false;  // -v: print decode notes on stderr
+  // The daemon's admin socket (live commands, explain --node).
+  std::string adminSocket = "/run/sluice/admin.sock";
+  std::string pod;          // policy NS/POD; flows --pod NS/POD
+  bool follow = false;      // flows --follow
+  bool deniedOnly = false;  // flows --denied
+  // explain --node: also answer from this node's realized datapath (pinned maps under pinDir).
+  bool node = false;
+  std::string pinDir = "/sys/fs/bpf/sluice";
 };
+
+// True for the commands that talk to the local daemon instead of reading manifests.
+bool isLiveCommand(Command c);
 
 // Parses the arguments after the program name. The error message is meant for stderr, followed
 // by the usage text.

@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "policyd/ctl/describe.h"
+#include "policyd/engine/wording.h"
 
 namespace sluice::ctl {
 
@@ -143,18 +144,15 @@ void renderSideText(std::ostream& out, const SideReport& s, const std::string& n
     out << "allowed (not isolated for " << dname << ": no " << dname << " policy selects it)\n";
     return;
   }
-  std::string list;
-  for (const auto& p : e.selectingPolicies) list += (list.empty() ? "" : ", ") + p;
+  // The verdict's words come from engine/wording.h, shared with the daemon's flow log.
   if (e.allowed && e.allowedBy) {
-    out << "allowed by " << e.allowedBy->policy << " "
-        << ruleField(s.direction, static_cast<size_t>(e.allowedBy->rule)) << " ("
-        << s.allowedByDetail << ")\n";
+    std::string list;
+    for (const auto& p : e.selectingPolicies) list += (list.empty() ? "" : ", ") + p;
+    out << engine::sideText(s.direction, e) << " (" << s.allowedByDetail << ")\n";
     out << "    isolated for " << dname << " by " << list << "\n";
     return;
   }
-  out << "DENIED: isolated for " << dname << " by " << list
-      << (e.selectingPolicies.size() == 1 ? ", whose rules do not match\n"
-                                          : ", none of whose rules match\n");
+  out << "DENIED: " << engine::sideText(s.direction, e) << "\n";
   for (const auto& m : s.misses) out << "    " << m.policy << ": " << m.reason << "\n";
 }
 

@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "policyd/ctl/app.h"
+#include "policyd/datapath/bpf/realized.h"
 #include "policyd/source/kube/kube_source.h"
 
 namespace {
@@ -39,6 +40,17 @@ int main(int argc, char** argv) {
     d.cluster = std::move(snap->cluster);
     d.errors = std::move(snap->errors);
     return d;
+  };
+  runOptions.readDatapath = [](const std::string& pinDir, const sluice::IpAddr& src,
+                               const sluice::IpAddr& dst, uint8_t protocol,
+                               uint16_t port) -> sluice::Result<sluice::ctl::NodeVerdict> {
+    auto v = sluice::datapath::bpf::queryRealized(pinDir, src, dst, protocol, port);
+    if (!v.ok()) return v.error();
+    auto side = [](const sluice::datapath::bpf::RealizedSide& s) {
+      return sluice::ctl::NodeSide{s.local,     s.endpoint, s.ready, s.isolated,
+                                   s.peerClass, s.allowed,  s.rule};
+    };
+    return sluice::ctl::NodeVerdict{side(v->egress), side(v->ingress)};
   };
   int rc = sluice::ctl::run(args, std::cout, std::cerr, runOptions);
   std::cout.flush();

@@ -15,6 +15,8 @@
 
 #include "common/file_lock.h"
 #include "common/log.h"
+#include "policyd/daemon/admin_server.h"
+#include "policyd/daemon/admin_service.h"
 #include "policyd/daemon/clock.h"
 #include "policyd/daemon/endpoint_server.h"
 #include "policyd/daemon/flow_log.h"
@@ -23,6 +25,7 @@
 #include "policyd/daemon/node_agent.h"
 #include "policyd/daemon/options.h"
 #include "policyd/daemon/policy_compiler.h"
+#include "policyd/daemon/policy_metrics.h"
 #include "policyd/daemon/state_files.h"
 #include "policyd/datapath/bpf/bpf_backend.h"
 #include "policyd/source/dir/dir_source.h"
@@ -41,39 +44,59 @@ int fail(const std::string& what) {
   return kExitFailure;
 }
 
-// Reads drop events from the datapath's ring buffer into the flow log, on its own thread.
+// Reads flow events from the datapath into the flow log and the ring `sluicectl flows` reads,
+// on its own thread (flow_log.h: rate limit, annotation against the model).
 class FlowLogPump {
  public:
   static Result<std::unique_ptr<FlowLogPump>> start(datapath::Backend& backend,
-                                                    const std::string& path, NodeAgent& agent) {
+                                                    const DaemonOptions& opts, NodeAgent& agent) {
     auto pump = std::unique_ptr<FlowLogPump>(new FlowLogPump());
-    SLUICE_ASSIGN_OR_RETURN(pump->log_, FlowLog::open(path));
+    SLUICE_ASSIGN_OR_RETURN(pump->log_, FlowLog::open(opts.flowLog));
     SLUICE_ASSIGN_OR_RETURN(pump->reader_, backend.openFlowEvents());
-    pump->thread_ = std::jthread([p = pump.get(), &agent](std::stop_token st) {
-      FlowLog* log = p->log_.get();
-      auto write = [log, &agent](const datapath::FlowEvent& e) {
-        log->write(flowLogLine(e, agent.endpointName(e.endpoint)));
-      };
+    FlowRecorderOptions ro;
+    ro.node = opts.nodeName;
+    ro.ratePerSecond = opts.flowLogRate;
+    ro.burst = opts.flowLogBurst;
+    pump->recorder_ = std::make_unique<FlowRecorder>(
+        ro, agent, [&agent](uint32_t id) { return agent.endpointName(id); }, pump->log_.get(),
+        &pump->ring_);
+    pump->thread_ = std::jthread([p = pump.get()](std::stop_token st) {
+      FlowRecorder& rec = *p->recorder_;
+      bool waiting = false;
       while (!st.stop_requested()) {
-        if (auto r = p->reader_->poll(200, write); !r.ok()) {
+        auto offer = [&rec](const datapath::FlowEvent& e) {
+          rec.offer(e, std::chrono::steady_clock::now());
+        };
+        // While events wait for a model rebuild, poll briefly so they go out soon after.
+        if (auto r = p->reader_->poll(waiting ? 50 : 200, offer); !r.ok()) {
           spdlog::warn("flow log read error=\"{}\"", r.error().message);
           std::this_thread::sleep_for(std::chrono::milliseconds(200));
         }
+        waiting = rec.flush(std::chrono::steady_clock::now());
       }
     });
     return pump;
   }
+  FlowLog& log() { return *log_; }
+  FlowRing& ring() { return ring_; }
+  FlowRecorderStats stats() const { return recorder_->stats(); }
 
  private:
   FlowLogPump() = default;
   std::unique_ptr<FlowLog> log_;
   std::unique_ptr<datapath::FlowEventReader> reader_;
+  FlowRing ring_{4096};
+  std::unique_ptr<FlowRecorder> recorder_;
   std::jthread thread_;  // declared last: joined before the reader and log go
 };
 
-HttpResponse serveHttp(NodeAgent& agent, const std::string& path) {
+double secondsOf(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+
+HttpResponse serveHttp(NodeAgent& agent, PolicyMetrics& policyMetrics, const std::string& path) {
   if (path == "/metrics") {
-    return {200, "text/plain; version=0.0.4; charset=utf-8", agent.metricsText()};
+    MetricsWriter w;
+    policyMetrics.write(w);
+    return {200, "text/plain; version=0.0.4; charset=utf-8", agent.metricsText() + w.text()};
   }
   if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
   if (path == "/readyz") {
@@ -108,6 +131,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // reopens the flow log (rotation)
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
@@ -126,7 +150,9 @@ int main(int argc, char** argv) {
     }
   }
 
-  auto backend = datapath::bpf::makeBpfBackend({opts.bpfPinDir, opts.established});
+  datapath::bpf::BpfOptions bpfOptions{opts.bpfPinDir, opts.established};
+  bpfOptions.reportAllowedFlows = opts.flowLogAllowed;
+  auto backend = datapath::bpf::makeBpfBackend(bpfOptions);
   if (!backend.ok()) return fail(backend.error().wrap("bpf datapath").message);
   auto compiler = makeIncrementalCompiler();
   SystemHostNetwork host;
@@ -144,19 +170,81 @@ int main(int argc, char** argv) {
   EndpointServer server(serverOptions, [&agent](const auto& r) { return agent.handle(r); });
   if (auto st = server.start(); !st.ok()) return fail(st.error().message);
 
+  std::unique_ptr<FlowLogPump> flows;
+  if (!opts.flowLog.empty()) {
+    auto pump = FlowLogPump::start(**backend, opts, agent);
+    if (!pump.ok()) return fail(pump.error().wrap("flow log").message);
+    flows = std::move(*pump);
+  }
+
+  PolicyMetrics::Sources metricSources;
+  metricSources.endpointName = [&agent](compiler::EndpointId id) { return agent.endpointName(id); };
+  metricSources.ruleOrigins = [&agent] { return agent.ruleOrigins(); };
+  metricSources.flowLog = [&flows]() -> std::optional<FlowLogCounts> {
+    if (!flows) return std::nullopt;
+    auto s = flows->stats();
+    return FlowLogCounts{s.writtenDenied, s.writtenAllowed, s.suppressedRate, s.suppressedOverflow,
+                         s.engineDisagreements};
+  };
+  PolicyMetrics policyMetrics(**backend, agent, metricSources);
+
   std::unique_ptr<HttpServer> http;
   if (!opts.metricsAddr.empty()) {
-    http = std::make_unique<HttpServer>(
-        HttpServerOptions{opts.metricsAddr},
-        [&agent](const std::string& p) { return serveHttp(agent, p); });
+    http = std::make_unique<HttpServer>(HttpServerOptions{opts.metricsAddr},
+                                        [&agent, &policyMetrics](const std::string& p) {
+                                          return serveHttp(agent, policyMetrics, p);
+                                        });
     if (auto st = http->start(); !st.ok()) return fail(st.error().message);
   }
 
-  std::unique_ptr<FlowLogPump> flows;
-  if (!opts.flowLog.empty()) {
-    auto pump = FlowLogPump::start(**backend, opts.flowLog, agent);
-    if (!pump.ok()) return fail(pump.error().wrap("flow log").message);
-    flows = std::move(*pump);
+  AdminSources adminSources;
+  adminSources.status = [&agent, &opts, &flows] {
+    auto s = agent.stats();
+    nlohmann::json j{{"node", opts.nodeName},
+                     {"source", opts.source},
+                     {"datapath", opts.datapath},
+                     {"ready", s.ready},
+                     {"sync", s.ready ? "synced" : "waiting for the first snapshot"},
+                     {"revision", s.revision},
+                     {"syncs", s.syncs},
+                     {"syncErrors", s.syncErrors},
+                     {"snapshots", s.snapshots},
+                     {"endpoints", s.endpoints},
+                     {"waitingForPod", s.waitingForPod},
+                     {"invalidObjects", s.invalidObjects},
+                     {"lastSyncSeconds", secondsOf(s.lastSyncDuration)},
+                     {"lastUpdateLatencySeconds", secondsOf(s.lastLatency)}};
+    agent.readModel([&j](const model::Cluster& c, uint64_t generation) {
+      j["model"] = {{"generation", generation},
+                    {"namespaces", c.namespaces.size()},
+                    {"pods", c.pods.size()},
+                    {"policies", c.policies.size()}};
+    });
+    if (flows) {
+      auto f = flows->stats();
+      j["flowLog"] = {{"path", flows->log().path()},
+                      {"denied", f.writtenDenied},
+                      {"allowed", f.writtenAllowed},
+                      {"suppressed", f.suppressedRate + f.suppressedOverflow}};
+    }
+    return j;
+  };
+  adminSources.endpoints = [&agent] { return agent.endpointRecords(); };
+  adminSources.appliedPolicy = [&agent](compiler::EndpointId id) {
+    return agent.appliedPolicy(id);
+  };
+  adminSources.ruleOrigins = [&agent] { return agent.ruleOrigins(); };
+  adminSources.counters = [&backend] { return (*backend)->counters(); };
+  adminSources.flows = flows ? &flows->ring() : nullptr;
+  std::unique_ptr<AdminServer> admin;
+  if (!opts.adminSocket.empty()) {
+    admin = std::make_unique<AdminServer>(
+        AdminServerOptions{opts.adminSocket},
+        [&adminSources](const nlohmann::json& req, const AdminServer::Send& send,
+                        const std::atomic<bool>& stopping) {
+          handleAdminRequest(adminSources, req, send, stopping);
+        });
+    if (auto st = admin->start(); !st.ok()) return fail(st.error().message);
   }
 
   std::unique_ptr<source::Source> source;
@@ -184,14 +272,25 @@ int main(int argc, char** argv) {
   }
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    if (flows) {
+      if (auto st = flows->log().reopen(); !st.ok()) {
+        spdlog::error("flow log reopen on SIGHUP: {}", st.error().message);
+      } else {
+        spdlog::info("flow log reopened path={}", flows->log().path());
+      }
+    }
+  }
   spdlog::info("shutting down signal={}; enforcement stays in place",
                sig == SIGTERM ? "TERM" : "INT");
   source->stop();
+  if (admin) admin->stop();
+  if (http) http->stop();
   flows.reset();
   agent.stop();
   server.stop();
-  if (http) http->stop();
   spdlog::info("stopped");
   return 0;
 }

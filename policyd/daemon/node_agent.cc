@@ -429,6 +429,8 @@ void NodeAgent::publishEndpoints() {
   for (const auto& [id, rec] : registry_.endpoints()) names[id] = podOf(rec);
   std::lock_guard lock(statsMu_);
   endpointNames_ = std::move(names);
+  endpointRecords_.clear();
+  for (const auto& [id, rec] : registry_.endpoints()) endpointRecords_.push_back(rec);
   stats_.endpoints = registry_.endpoints().size();
   stats_.waitingForPod = waiting_.size();
 }
@@ -759,6 +761,18 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
       latency_.observe(seconds(*latency));
     }
     if (full || !diff.rulesUpsert.empty()) rules_ = compiler_.state().rules;
+    if (full) {
+      appliedPolicies_ = compiler_.state().endpoints;
+    } else {
+      for (const auto& ch : diff.endpoints) {
+        auto it = compiler_.state().endpoints.find(ch.endpoint);
+        if (it == compiler_.state().endpoints.end()) {
+          appliedPolicies_.erase(ch.endpoint);
+        } else {
+          appliedPolicies_[ch.endpoint] = it->second;
+        }
+      }
+    }
   }
   const bool quiet = !full && diff.empty() && done.empty() && !pendingAppliedWallNs_;
   spdlog::log(quiet ? spdlog::level::debug : spdlog::level::info,
@@ -825,6 +839,23 @@ std::string NodeAgent::endpointName(compiler::EndpointId id) const {
   std::lock_guard lock(statsMu_);
   auto it = endpointNames_.find(id);
   return it == endpointNames_.end() ? std::string() : it->second;
+}
+
+std::vector<EndpointRecord> NodeAgent::endpointRecords() const {
+  std::lock_guard lock(statsMu_);
+  return endpointRecords_;
+}
+
+std::vector<compiler::RuleOrigin> NodeAgent::ruleOrigins() const {
+  std::lock_guard lock(statsMu_);
+  return rules_;
+}
+
+std::optional<compiler::EndpointPolicy> NodeAgent::appliedPolicy(compiler::EndpointId id) const {
+  std::lock_guard lock(statsMu_);
+  auto it = appliedPolicies_.find(id);
+  if (it == appliedPolicies_.end()) return std::nullopt;
+  return it->second;
 }
 
 std::string NodeAgent::metricsText() {

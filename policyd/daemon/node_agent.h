@@ -108,6 +108,11 @@ class NodeAgent final : public ModelView {
   void readModel(const Reader& fn) const override;
   // "ns/pod" of a registered endpoint, "" when unknown (for the flow log).
   std::string endpointName(compiler::EndpointId id) const;
+  // For live sluicectl and /metrics (copies, any thread): the registered endpoints, RuleId ->
+  // origin of the applied state, and the applied policy of one endpoint (nullopt: none applied).
+  std::vector<EndpointRecord> endpointRecords() const;
+  std::vector<compiler::RuleOrigin> ruleOrigins() const;
+  std::optional<compiler::EndpointPolicy> appliedPolicy(compiler::EndpointId id) const;
 
  private:
   struct PendingOp {
@@ -193,6 +198,8 @@ class NodeAgent final : public ModelView {
   Histogram latency_{latencyBuckets()};
   std::vector<compiler::RuleOrigin> rules_;
   std::map<compiler::EndpointId, std::string> endpointNames_;
+  std::vector<EndpointRecord> endpointRecords_;
+  std::map<compiler::EndpointId, compiler::EndpointPolicy> appliedPolicies_;
   std::map<std::pair<std::string, std::string>, uint64_t> requests_;  // (op, result) -> count
 
   std::jthread runner_;

@@ -1,6 +1,7 @@
 #include "policyd/daemon/options.h"
 
 #include <charconv>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <set>
@@ -29,6 +30,8 @@ std::string usage() {
                       [--context NAME] [--datapath bpf|nft] [--socket PATH] [--state-dir DIR]
                       [--bpf-pin-dir DIR] [--established recheck|keep]
                       [--metrics-addr HOST:PORT] [--flow-log PATH|-]
+                      [--flow-log-allowed none|new] [--flow-log-rate N] [--flow-log-burst N]
+                      [--admin-socket PATH|none]
                       [--pod-cidr CIDR]... [--log-level LEVEL]
 
   --node-name NAME          this node's name (Pod spec.nodeName)
@@ -44,7 +47,16 @@ std::string usage() {
   --established recheck|keep
                             re-check established flows after a policy change (default recheck)
   --metrics-addr HOST:PORT  serve /metrics, /healthz and /readyz (default: off)
-  --flow-log PATH|-         write dropped packets as JSON lines to PATH or stdout (default: off)
+  --flow-log PATH|-         write flow events (drops; allowed flows with --flow-log-allowed) as
+                            JSON lines to PATH or stdout (default: off); SIGHUP reopens PATH
+  --flow-log-allowed none|new
+                            also log the first packet of every new allowed flow (default none;
+                            endpoints under an audit-mode policy always report theirs)
+  --flow-log-rate N         flow events a second per endpoint (default 100; beyond: counted in
+                            sluice_flow_log_suppressed_total)
+  --flow-log-burst N        bursts of up to N events per endpoint (default 200)
+  --admin-socket PATH|none  root-only socket for live sluicectl (status, endpoints, policy,
+                            flows); default admin.sock beside --socket
   --pod-cidr CIDR           this node's pod CIDR, repeatable; written to <state-dir>/podcidrs.json
                             for the CNI IPAM `usePodCidr` mode
   --log-level LEVEL         trace, debug, info, warn, error (default info)
@@ -58,6 +70,8 @@ Result<DaemonOptions> parseArgs(const std::vector<std::string>& args) {
   DaemonOptions o;
   std::string established = "recheck";
   std::string podWait, debounce;
+  std::string flowAllowed = "none", flowRate, flowBurst;
+  bool adminSocketSet = false;
   std::map<std::string, std::function<void(const std::string&)>> flags = {
       {"--node-name", [&](const std::string& v) { o.nodeName = v; }},
       {"--source", [&](const std::string& v) { o.source = v; }},
@@ -70,6 +84,10 @@ Result<DaemonOptions> parseArgs(const std::vector<std::string>& args) {
       {"--established", [&](const std::string& v) { established = v; }},
       {"--metrics-addr", [&](const std::string& v) { o.metricsAddr = v; }},
       {"--flow-log", [&](const std::string& v) { o.flowLog = v; }},
+      {"--flow-log-allowed", [&](const std::string& v) { flowAllowed = v; }},
+      {"--flow-log-rate", [&](const std::string& v) { flowRate = v; }},
+      {"--flow-log-burst", [&](const std::string& v) { flowBurst = v; }},
+      {"--admin-socket", [&](const std::string& v) { o.adminSocket = v; }},
       {"--log-level", [&](const std::string& v) { o.logLevel = v; }},
       {"--pod-cidr", [&](const std::string& v) { o.podCidrs.push_back(v); }},
       {"--pod-wait-ms", [&](const std::string& v) { podWait = v; }},
@@ -98,6 +116,7 @@ Result<DaemonOptions> parseArgs(const std::vector<std::string>& args) {
       value = args[++i];
     }
     it->second(value);
+    if (name == "--admin-socket") adminSocketSet = true;
   }
 
   if (o.nodeName.empty()) return makeError("--node-name is required");
@@ -121,8 +140,8 @@ Result<DaemonOptions> parseArgs(const std::vector<std::string>& args) {
   } else {
     return makeError("--established: want recheck or keep, got \"" + established + "\"");
   }
-  static const std::set<std::string> kLevels = {"trace", "debug", "info",     "warn",
-                                                 "warning", "error", "critical", "off"};
+  static const std::set<std::string> kLevels = {"trace",   "debug", "info",     "warn",
+                                                "warning", "error", "critical", "off"};
   if (!kLevels.contains(o.logLevel)) {
     return makeError("--log-level: want trace, debug, info, warn or error, got \"" + o.logLevel +
                      "\"");
@@ -132,6 +151,37 @@ Result<DaemonOptions> parseArgs(const std::vector<std::string>& args) {
   if (o.bpfPinDir.empty()) return makeError("--bpf-pin-dir: empty path");
   if (!o.metricsAddr.empty()) {
     if (auto hp = splitHostPort(o.metricsAddr); !hp.ok()) return hp.error().wrap("--metrics-addr");
+  }
+  if (flowAllowed == "none" || flowAllowed == "new") {
+    o.flowLogAllowed = flowAllowed == "new";
+  } else {
+    return makeError("--flow-log-allowed: want none or new, got \"" + flowAllowed + "\"");
+  }
+  auto positive = [](const std::string& flag, const std::string& v) -> Result<double> {
+    char* end = nullptr;
+    double d = std::strtod(v.c_str(), &end);
+    if (v.empty() || end != v.c_str() + v.size() || !(d > 0) || d > 1e9) {
+      return makeError(flag + ": want a positive number, got \"" + v + "\"");
+    }
+    return d;
+  };
+  if (!flowRate.empty()) {
+    SLUICE_ASSIGN_OR_RETURN(o.flowLogRate, positive("--flow-log-rate", flowRate));
+  }
+  if (!flowBurst.empty()) {
+    SLUICE_ASSIGN_OR_RETURN(o.flowLogBurst, positive("--flow-log-burst", flowBurst));
+  }
+  if (!adminSocketSet) {
+    auto slash = o.socketPath.rfind('/');
+    o.adminSocket =
+        (slash == std::string::npos ? std::string() : o.socketPath.substr(0, slash + 1)) +
+        "admin.sock";
+  } else if (o.adminSocket == "none") {
+    o.adminSocket.clear();
+  } else if (o.adminSocket.empty()) {
+    return makeError("--admin-socket: empty path (\"none\" turns it off)");
+  } else if (o.adminSocket == o.socketPath) {
+    return makeError("--admin-socket: must differ from --socket");
   }
   for (const auto& c : o.podCidrs) {
     if (auto p = Prefix::parse(c); !p.ok()) return p.error().wrap("--pod-cidr " + c);

@@ -12,8 +12,8 @@ namespace sluice::daemon {
 
 struct DaemonOptions {
   std::string nodeName;
-  std::string source;     // "kube" or "dir:PATH"
-  std::string sourceDir;  // PATH of dir:PATH
+  std::string source;      // "kube" or "dir:PATH"
+  std::string sourceDir;   // PATH of dir:PATH
   std::string kubeconfig;  // --source kube: empty = $KUBECONFIG, else in-cluster
   std::string context;     // kubeconfig context; empty = current-context
   std::string datapath = "bpf";
@@ -21,8 +21,13 @@ struct DaemonOptions {
   std::string stateDir = "/var/lib/sluice";
   std::string bpfPinDir = "/sys/fs/bpf/sluice";
   datapath::EstablishedMode established = datapath::EstablishedMode::Recheck;
-  std::string metricsAddr;  // empty: no HTTP server
-  std::string flowLog;      // empty: no flow log; "-": stdout
+  std::string metricsAddr;      // empty: no HTTP server
+  std::string flowLog;          // empty: no flow log; "-": stdout
+  bool flowLogAllowed = false;  // --flow-log-allowed new: first packet of each new flow
+  double flowLogRate = 100;     // events a second per endpoint
+  double flowLogBurst = 200;
+  // Live sluicectl (admin_server.h); default: admin.sock beside --socket; "none": off.
+  std::string adminSocket;
   std::string logLevel = "info";
   std::vector<std::string> podCidrs;
   std::chrono::milliseconds podWait{2000};

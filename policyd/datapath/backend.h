@@ -38,6 +38,20 @@ struct DropCount {
   uint64_t bytes = 0;
 };
 
+// Policy drops of one endpoint in one direction (the per-policy denied counters credit them to
+// every policy isolating the endpoint there).
+struct EndpointDropCount {
+  compiler::EndpointId endpoint = 0;
+  compiler::Direction direction = compiler::Direction::Ingress;
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
+
+struct ConntrackStats {
+  uint64_t entries = 0;  // flows tracked now
+  uint64_t expired = 0;  // idle flows deleted by the sweeper since this process started
+};
+
 enum class EstablishedMode { Recheck, Keep };
 
 class Backend {
@@ -70,6 +84,15 @@ class Backend {
   // rebuilds its registry from this when endpoints.json is unreadable, and never allocates an id
   // that is listed here.
   virtual Result<std::vector<EndpointAttachment>> endpoints() = 0;
+
+  // Policy drops by endpoint and direction, and conntrack occupancy; same threading contract as
+  // counters(). A backend that does not count them says so.
+  virtual Result<std::vector<EndpointDropCount>> endpointDropCounts() {
+    return makeError("per-endpoint drop counters: not supported by this datapath");
+  }
+  virtual Result<ConntrackStats> conntrackStats() {
+    return makeError("conntrack statistics: not supported by this datapath");
+  }
 
   // The backend's flow events (drops, and allowed flows where it reports them), for the flow log
   // and per-policy metrics. Opened once per node; the reader may be polled from any thread.

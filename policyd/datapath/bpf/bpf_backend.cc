@@ -203,6 +203,7 @@ struct BpfBackend::Impl {
   WriteStats last;
   // Rule ids counters() reports; read by counters() on any thread without the caller's lock.
   std::atomic<size_t> counterLimit{0};
+  std::atomic<uint64_t> expired{0};  // flows the sweeper deleted
   bool synced = false;  // sync() or apply() ran: `state` is what the maps were written from
 
   // The conntrack sweeper; stopped and joined before the skeleton goes.
@@ -442,6 +443,7 @@ Result<uint32_t> BpfBackend::Impl::sweep() {
   if (int err = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.sweep_ct), &opts); err) {
     return makeError("run conntrack sweep program: " + errnoText(err), posErr(err));
   }
+  expired.fetch_add(opts.retval, std::memory_order_relaxed);
   return static_cast<uint32_t>(opts.retval);
 }
 
@@ -469,7 +471,8 @@ Result<std::unique_ptr<BpfBackend>> BpfBackend::open(const BpfOptions& options) 
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->configFlags =
-      options.established == EstablishedMode::Keep ? SLUICE_CONFIG_ESTABLISHED_KEEP : 0;
+      (options.established == EstablishedMode::Keep ? SLUICE_CONFIG_ESTABLISHED_KEEP : 0u) |
+      (options.reportAllowedFlows ? SLUICE_CONFIG_LOG_ALLOWED : 0u);
   SLUICE_RETURN_IF_ERROR(impl->load());
   SLUICE_RETURN_IF_ERROR(impl->readBack());
   SLUICE_RETURN_IF_ERROR(impl->writeConfig());
@@ -533,6 +536,18 @@ Status BpfBackend::detach(const EndpointAttachment& ep) {
     impl_->endpoints.erase(idx);
   }
   SLUICE_RETURN_IF_ERROR(impl_->forgetConntrack(ep.id));
+  // A later endpoint reusing the id starts its policy-drop counts from zero.
+  for (uint8_t dir : {SLUICE_DIR_INGRESS, SLUICE_DIR_EGRESS}) {
+    sluice_endpoint_drop_key key{};
+    key.endpoint = ep.id;
+    key.direction = dir;
+    if (int err = bpf_map_delete_elem(bpf_map__fd(impl_->skel->maps.sluice_ep_drops), &key);
+        err && posErr(err) != ENOENT) {
+      return mapError("delete", impl_->skel->maps.sluice_ep_drops,
+                      "endpoint=" + std::to_string(ep.id), err)
+          .wrap(what);
+    }
+  }
   spdlog::info("bpf detach endpoint={} ifname={} ifindex={}", ep.id, ep.ifname, ifindex);
   return Status::Ok();
 }
@@ -680,6 +695,47 @@ Result<std::vector<DropCounter>> BpfBackend::dropCounters() {
     out.push_back(c);
   }
   return out;
+}
+
+Result<std::vector<EndpointDropCount>> BpfBackend::endpointDropCounts() {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return makeError("possible cpus: " + errnoText(cpus), posErr(cpus));
+  std::vector<sluice_counter> buf(static_cast<size_t>(cpus));
+  std::vector<EndpointDropCount> out;
+  const bpf_map* map = impl_->skel->maps.sluice_ep_drops;
+  const int fd = bpf_map__fd(map);
+  sluice_endpoint_drop_key key{}, next{};
+  const sluice_endpoint_drop_key* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    key = next;
+    prev = &key;
+    if (bpf_map_lookup_elem(fd, &key, buf.data()) != 0) continue;  // removed meanwhile
+    EndpointDropCount c;
+    c.endpoint = key.endpoint;
+    c.direction = key.direction == SLUICE_DIR_EGRESS ? compiler::Direction::Egress
+                                                     : compiler::Direction::Ingress;
+    for (const auto& v : buf) {
+      c.packets += v.packets;
+      c.bytes += v.bytes;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+Result<ConntrackStats> BpfBackend::conntrackStats() {
+  ConntrackStats st;
+  st.expired = impl_->expired.load(std::memory_order_relaxed);
+  const int fd = bpf_map__fd(impl_->skel->maps.sluice_ct_count);
+  uint32_t key = 0, next = 0;
+  const uint32_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    key = next;
+    prev = &key;
+    int64_t n = 0;
+    if (bpf_map_lookup_elem(fd, &key, &n) == 0 && n > 0) st.entries += static_cast<uint64_t>(n);
+  }
+  return st;
 }
 
 Result<std::unique_ptr<FlowEventReader>> BpfBackend::openFlowEvents() {

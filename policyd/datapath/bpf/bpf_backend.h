@@ -46,6 +46,9 @@ struct BpfOptions {
   std::string pinDir = "/sys/fs/bpf/sluice";  // --bpf-pin-dir; created if missing, on a bpffs
   EstablishedMode established = EstablishedMode::Recheck;  // --established
   ConntrackOptions conntrack;
+  // Report the first packet of every new flow as an allowed flow event (--flow-log-allowed new);
+  // endpoints under an audit-mode policy report theirs regardless.
+  bool reportAllowedFlows = false;
 };
 
 struct DropCounter {
@@ -79,6 +82,8 @@ class BpfBackend final : public Backend {
   Result<std::vector<RuleCounter>> counters() override;
   Result<std::vector<EndpointAttachment>> endpoints() override;
   Result<std::vector<DropCount>> dropCounts() override;
+  Result<std::vector<EndpointDropCount>> endpointDropCounts() override;
+  Result<ConntrackStats> conntrackStats() override;
   // Reads the pinned drop-event ring buffer (drop_event_reader.h).
   Result<std::unique_ptr<FlowEventReader>> openFlowEvents() override;
 

@@ -68,6 +68,8 @@ DropEvent decodeDropEvent(const sluice_drop_event& raw) {
   e.protocol = raw.protocol;
   e.peerClass = raw.peer_class;
   e.reason = raw.reason < kDropReasonCount ? static_cast<DropReason>(raw.reason) : DropReason::None;
+  e.allowed = raw.verdict == SLUICE_VERDICT_ALLOWED;
+  e.rule = raw.rule;
   return e;
 }
 
@@ -76,7 +78,8 @@ std::string toString(const DropEvent& e) {
     std::string s = a.isV4() ? a.toString() : "[" + a.toString() + "]";
     return s + ":" + std::to_string(port);
   };
-  return "drop endpoint=" + std::to_string(e.endpoint) + " ifindex=" + std::to_string(e.ifindex) +
+  return std::string(e.allowed ? "allow" : "drop") + " endpoint=" + std::to_string(e.endpoint) +
+         " ifindex=" + std::to_string(e.ifindex) +
          " direction=" + (e.direction == compiler::Direction::Egress ? "egress" : "ingress") + " " +
          hostPort(e.src, e.srcPort) + " -> " + hostPort(e.dst, e.dstPort) +
          " proto=" + std::to_string(e.protocol) + " class=" + std::to_string(e.peerClass) +

@@ -43,8 +43,10 @@ struct DropEvent {
   uint16_t srcPort = 0;  // host order; 0 for protocols without ports
   uint16_t dstPort = 0;
   uint8_t protocol = 0;
-  compiler::ClassId peerClass = 0;  // set for policy drops
-  DropReason reason = DropReason::None;
+  compiler::ClassId peerClass = 0;       // set for policy drops
+  DropReason reason = DropReason::None;  // None for an allowed flow
+  bool allowed = false;                  // the first packet of a new flow, not a drop
+  compiler::RuleId rule = 0;             // allowed flows: the admitting rule
 };
 
 DropEvent decodeDropEvent(const sluice_drop_event& raw);

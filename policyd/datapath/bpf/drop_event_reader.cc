@@ -83,9 +83,10 @@ FlowEvent toFlowEvent(const DropEvent& e, int64_t wallNs) {
   f.srcPort = e.srcPort;
   f.dstPort = e.dstPort;
   f.protocol = e.protocol;
-  f.verdict = FlowVerdict::Denied;
-  f.reason = std::string(dropReasonName(e.reason));
+  f.verdict = e.allowed ? FlowVerdict::Allowed : FlowVerdict::Denied;
+  if (!e.allowed) f.reason = std::string(dropReasonName(e.reason));
   f.peerClass = e.peerClass;
+  if (e.allowed) f.rule = e.rule;
   return f;
 }
 

@@ -90,9 +90,9 @@ std::string toString(const PolicyKey& key) {
   return s + " ports=" + std::to_string(block.first) + "-" + std::to_string(block.last());
 }
 
-uint32_t endpointFlags(bool ingressIsolated, bool egressIsolated) {
+uint32_t endpointFlags(bool ingressIsolated, bool egressIsolated, bool audited) {
   return SLUICE_EP_POLICY_READY | (ingressIsolated ? SLUICE_EP_INGRESS_ISOLATED : 0u) |
-         (egressIsolated ? SLUICE_EP_EGRESS_ISOLATED : 0u);
+         (egressIsolated ? SLUICE_EP_EGRESS_ISOLATED : 0u) | (audited ? SLUICE_EP_AUDITED : 0u);
 }
 
 namespace {
@@ -150,7 +150,7 @@ LoweredState lower(const compiler::State& state) {
   LoweredState out;
   for (const auto& [prefix, cls] : state.classes) out.classes[classKey(prefix)] = cls;
   for (const auto& [id, ep] : state.endpoints) {
-    out.endpointFlags[id] = endpointFlags(ep.ingressIsolated, ep.egressIsolated);
+    out.endpointFlags[id] = endpointFlags(ep.ingressIsolated, ep.egressIsolated, ep.audited);
     out.policy.merge(lowerEndpoint(id, ep));
   }
   return out;
@@ -181,6 +181,7 @@ void applyDiff(compiler::State& state, const compiler::Diff& diff) {
     EndpointPolicy& ep = state.endpoints[change.endpoint];
     ep.ingressIsolated = change.ingressIsolated;
     ep.egressIsolated = change.egressIsolated;
+    ep.audited = change.audited;
     for (const AllowEntry& e : change.remove) ep.entries.erase(e);
     for (const AllowEntry& e : change.add) ep.entries.insert(e);
   }
@@ -217,7 +218,8 @@ MapOps lowerDiff(const LoweredState& have, compiler::State& state, const compile
     uint32_t flags = 0;
     if (auto it = state.endpoints.find(id); it != state.endpoints.end()) {
       want = lowerEndpoint(id, it->second);
-      flags = endpointFlags(it->second.ingressIsolated, it->second.egressIsolated);
+      flags =
+          endpointFlags(it->second.ingressIsolated, it->second.egressIsolated, it->second.audited);
     }
     for (const auto& [k, rule] : want) {
       auto cur = have.policy.find(k);

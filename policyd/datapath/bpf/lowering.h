@@ -31,7 +31,8 @@ static_assert(sizeof(sluice_ct_value) == 24);
 static_assert(sizeof(sluice_frag_key) == 44);
 static_assert(sizeof(sluice_frag_value) == 8);
 static_assert(sizeof(sluice_counter) == 16);
-static_assert(sizeof(sluice_drop_event) == 64);
+static_assert(sizeof(sluice_drop_event) == 72);
+static_assert(sizeof(sluice_endpoint_drop_key) == 8);
 static_assert(sizeof(sluice_config) == 40);
 static_assert(SLUICE_CLASS_ANY == compiler::kAnyPeer);
 static_assert(SLUICE_CLASS_HOST == compiler::kHostClass);
@@ -90,8 +91,9 @@ compiler::EndpointId policyKeyEndpoint(const PolicyKey& key);
 std::string toString(const ClassKey& key);
 std::string toString(const PolicyKey& key);
 
-// SLUICE_EP_* flags for an endpoint with applied policy (POLICY_READY always set).
-uint32_t endpointFlags(bool ingressIsolated, bool egressIsolated);
+// SLUICE_EP_* flags for an endpoint with applied policy (POLICY_READY always set). `audited`:
+// an audit-mode policy selects it, so the datapath reports its new flows to the flow log.
+uint32_t endpointFlags(bool ingressIsolated, bool egressIsolated, bool audited = false);
 
 using PolicyEntries = std::map<PolicyKey, compiler::RuleId>;
 
