@@ -18,6 +18,7 @@
 #include "common/netns.h"
 #include "common/unique_fd.h"
 #include "e2e/harness/cluster.h"
+#include "e2e/harness/text_log.h"
 
 namespace sluice::e2e {
 namespace {
@@ -53,13 +54,6 @@ std::vector<std::string> lines(const std::string& text) {
   std::istringstream in(text);
   for (std::string l; std::getline(in, l);) out.push_back(l);
   return out;
-}
-
-std::string readFile(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 class ObserveTest : public ::testing::Test {
@@ -152,7 +146,7 @@ class ObserveTest : public ::testing::Test {
     std::vector<json> found;
     for (int i = 0; i < 50; ++i) {
       found.clear();
-      for (const auto& l : lines(readFile(file))) {
+      for (const auto& l : lines(readLog(file))) {
         auto j = json::parse(l, nullptr, false);
         if (!j.is_discarded() && pred(j)) found.push_back(j);
       }
@@ -199,7 +193,7 @@ TEST_F(ObserveTest, DroppedFlowIsLoggedNamingThePolicyAndCountersMatchPacketsSen
   auto logged = waitFlows(flowLog(), kDeniedPackets, [&](const json& j) {
     return j.value("srcPod", "") == "obs/denied" && j.value("dstPod", "") == "obs/server";
   });
-  ASSERT_EQ(logged.size(), static_cast<size_t>(kDeniedPackets)) << readFile(flowLog());
+  ASSERT_EQ(logged.size(), static_cast<size_t>(kDeniedPackets)) << readLog(flowLog());
   // Excerpts for the run log (what an operator sees).
   std::cout << "flow log excerpt:\n" << logged.front().dump() << "\nmetrics excerpt:\n";
   for (const auto& l : lines(metrics())) {
@@ -260,7 +254,7 @@ TEST_F(ObserveTest, SighupReopensTheFlowLogForRotation) {
   // The daemon of node 0: the process whose command line names its endpoint socket.
   pid_t pid = 0;
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    std::string cmdline = readFile(e.path() / "cmdline");
+    std::string cmdline = readLog(e.path() / "cmdline");
     std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
     if (cmdline.find("sluice-policyd") != std::string::npos &&
         cmdline.find(c().socketPath(0).string()) != std::string::npos) {
@@ -280,7 +274,7 @@ TEST_F(ObserveTest, SighupReopensTheFlowLogForRotation) {
     });
   }
   ASSERT_FALSE(fresh.empty()) << "nothing written to " << flowLog() << " after SIGHUP";
-  EXPECT_FALSE(readFile(rotated).empty());
+  EXPECT_FALSE(readLog(rotated).empty());
   // Still running and answering.
   auto r = sluicectl({"status", "--admin-socket", adminSocket()});
   EXPECT_EQ(r.exitCode, 0) << r.err;
@@ -385,6 +379,78 @@ TEST_F(ObserveTest, ExplainNodeAgreesWithTheEngineOnEveryPairAndFlagsAMismatch) 
   EXPECT_NE(r.out.find("MISMATCH ingress: datapath denies, engine allows"), std::string::npos)
       << r.out;
   EXPECT_NE(r.err.find("MISMATCH"), std::string::npos) << r.err;
+}
+
+// Audit mode on live traffic: an audited policy isolating obs/denied for ingress lets traffic
+// through but logs and counts it as audit-deny naming the policy; once the annotation goes, the
+// same flow is dropped and logged as denied by it.
+TEST_F(ObserveTest, AuditModeLogsWithoutDroppingThenEnforcesOnceTheAnnotationGoes) {
+  const std::string policy = R"(
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: lockdown
+  namespace: obs
+  annotations: {sluice.io/enforcement: ENFORCEMENT}
+spec:
+  podSelector: {matchLabels: {app: denied}}
+  policyTypes: [Ingress]
+)";
+  auto withEnforcement = [&](const std::string& mode) {
+    std::string text = policy;
+    text.replace(text.find("ENFORCEMENT"), std::string("ENFORCEMENT").size(), mode);
+    return text;
+  };
+  const std::string series =
+      R"(sluice_policy_audit_denied_flows_total{namespace="obs",policy="lockdown",direction="ingress"})";
+  const double audited0 = metric(series);
+  ASSERT_TRUE(c().writeManifest("audit.yaml", withEnforcement("audit")).ok());
+  ASSERT_TRUE(c().waitSynced().ok());
+
+  // Not enforced: three new TCP connections pass.
+  constexpr int kFlows = 3;
+  for (int i = 0; i < kFlows; ++i) EXPECT_EQ(probe("obs/allowed", "obs/denied", "TCP", 1000), "ok");
+  auto isAudit = [](const json& j) {
+    return j.value("verdict", "") == "audit-deny" && j.value("dstPod", "") == "obs/denied" &&
+           j.value("srcPod", "") == "obs/allowed";
+  };
+  auto logged = waitFlows(flowLog(), kFlows, isAudit);
+  ASSERT_GE(logged.size(), static_cast<size_t>(kFlows)) << readLog(flowLog());
+  std::cout << "audit-deny flow log excerpt:\n" << logged.front().dump() << "\n";
+  for (const auto& j : logged) {
+    EXPECT_EQ(j["auditPolicies"], json::array({"obs/lockdown"})) << j.dump();
+    EXPECT_EQ(j["direction"], "ingress");
+    EXPECT_NE(j.value("why", "").find("allowed now, denied once enforced (audit: obs/lockdown)"),
+              std::string::npos)
+        << j.dump();
+  }
+  double audited = 0;
+  for (int i = 0; i < 50 && audited < kFlows; ++i) {
+    audited = metric(series) - audited0;
+    if (audited < kFlows) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_GE(audited, kFlows);
+  // sluicectl explain, offline on the same manifests, says the same.
+  auto r = sluicectl({"explain", "-f", c().manifestsDir().string(), "--from", "obs/allowed", "--to",
+                      "obs/denied", "--port", "80"});
+  EXPECT_NE(r.out.find("allowed now, denied once enforced (audit: obs/lockdown)"),
+            std::string::npos)
+      << r.out;
+
+  // The annotation goes: enforced from the next sync on.
+  ASSERT_TRUE(c().writeManifest("audit.yaml", withEnforcement("enforce")).ok());
+  ASSERT_TRUE(c().waitSynced().ok());
+  EXPECT_EQ(probe("obs/allowed", "obs/denied", "TCP", 1000), "timeout");
+  auto denied = waitFlows(flowLog(), 1, [](const json& j) {
+    return j.value("verdict", "") == "denied" && j.value("dstPod", "") == "obs/denied" &&
+           j.value("srcPod", "") == "obs/allowed";
+  });
+  ASSERT_FALSE(denied.empty()) << readLog(flowLog());
+  EXPECT_EQ(denied.back()["policies"], json::array({"obs/lockdown"})) << denied.back().dump();
+
+  ASSERT_TRUE(c().removeManifest("audit.yaml").ok());
+  ASSERT_TRUE(c().waitSynced().ok());
+  EXPECT_EQ(probe("obs/allowed", "obs/denied", "TCP", 1000), "ok");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "policyd/engine/audit.h"
 #include "policyd/engine/evaluator.h"
 #include "policyd/engine/wording.h"
 
@@ -101,9 +102,12 @@ std::string flowLogLine(const datapath::FlowEvent& e, const std::string& node,
   j["dstPort"] = e.dstPort;
   j["protocol"] = e.protocol;
   j["peerClass"] = e.peerClass;
-  j["verdict"] = e.verdict == datapath::FlowVerdict::Denied ? "denied" : "allowed";
+  j["verdict"] = e.verdict == datapath::FlowVerdict::Denied ? "denied"
+                 : a.auditDeny                                ? "audit-deny"
+                                                              : "allowed";
   j["reason"] = e.reason;
   if (!a.policies.empty()) j["policies"] = a.policies;
+  if (!a.auditPolicies.empty()) j["auditPolicies"] = a.auditPolicies;
   if (!a.why.empty()) j["why"] = a.why;
   if (a.engineAllowed && *a.engineAllowed != (e.verdict == datapath::FlowVerdict::Allowed)) {
     j["engineMismatch"] = true;
@@ -207,9 +211,21 @@ FlowAnnotation FlowAnnotator::annotateOne(const engine::Evaluator& ev,
     flow.dst = engine::FlowEnd{dst, e.dst};
     flow.protocol = *proto;
     flow.port = e.dstPort;
-    auto v = ev.evaluate(flow);
-    side = dir == compiler::Direction::Ingress ? v.ingress : v.egress;
+    auto audit = engine::evaluateAudit(ev, flow);
+    const bool ingress = dir == compiler::Direction::Ingress;
+    side = ingress ? audit.now.ingress : audit.now.egress;
     a.engineAllowed = side.allowed;
+    // Audit-deny is judged on this endpoint's side only: the peer's side is logged (and
+    // counted) by the peer's node, against the policies that isolate it there.
+    const auto& once = ingress ? audit.onceEnforced.ingress : audit.onceEnforced.egress;
+    if (!denied && side.allowed && !once.allowed) {
+      a.auditDeny = true;
+      a.auditPolicies = once.selectingPolicies;  // all audited: an enforced one would allow it
+      engine::AuditVerdict mine = audit;
+      mine.outcome = engine::AuditOutcome::AuditDeny;
+      mine.policies = a.auditPolicies;
+      a.why = engine::describeAudit(mine);
+    }
   } else {
     // NetworkPolicy ports name TCP, UDP and SCTP only; another protocol (ICMP) passes an
     // isolated side only through a rule without ports, which the engine cannot ask about here.
@@ -225,9 +241,11 @@ FlowAnnotation FlowAnnotator::annotateOne(const engine::Evaluator& ev,
     a.why = "denied: " + engine::sideText(dir, side);
   } else {
     if (side.allowedBy) a.policies.push_back(side.allowedBy->policy);
-    a.why = side.allowed
-                ? engine::sideText(dir, side)
-                : "allowed by the datapath, but the engine says " + engine::sideText(dir, side);
+    const std::string now =
+        side.allowed
+            ? engine::sideText(dir, side)
+            : "allowed by the datapath, but the engine says " + engine::sideText(dir, side);
+    a.why = a.auditDeny ? "audit-deny: " + a.why + "; now " + now : now;
   }
   if (denied && side.allowed && a.engineAllowed) {
     a.why = "denied by the datapath, but the engine allows it: " + engine::sideText(dir, side);
@@ -325,11 +343,16 @@ bool FlowRecorder::flush(std::chrono::steady_clock::time_point now) {
     const auto& e = pending_[i];
     const auto& a = notes[i];
     std::string pod = podOf_ ? podOf_(e.endpoint) : std::string();
-    std::string line = flowLogLine(e, options_.node, pod, a);
     const bool denied = e.verdict == datapath::FlowVerdict::Denied;
+    if (!denied && !a.auditDeny && !options_.logAllowed) continue;  // an audited endpoint's flow
+    std::string line = flowLogLine(e, options_.node, pod, a);
     if (log_) log_->write(line);
     if (ring_) ring_->push(FlowRecord{0, denied, pod, a.srcPod, a.dstPod, line});
     ++(denied ? delta.writtenDenied : delta.writtenAllowed);
+    if (a.auditDeny) {
+      ++delta.writtenAuditDenied;
+      for (const auto& p : a.auditPolicies) ++delta.auditDenied[{p, e.direction}];
+    }
     if (a.engineAllowed && *a.engineAllowed == denied) ++delta.engineDisagreements;
   }
   pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
@@ -337,6 +360,8 @@ bool FlowRecorder::flush(std::chrono::steady_clock::time_point now) {
   stats_.writtenDenied += delta.writtenDenied;
   stats_.writtenAllowed += delta.writtenAllowed;
   stats_.engineDisagreements += delta.engineDisagreements;
+  stats_.writtenAuditDenied += delta.writtenAuditDenied;
+  for (const auto& [k, n] : delta.auditDenied) stats_.auditDenied[k] += n;
   return !pending_.empty();
 }
 

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -73,6 +74,10 @@ struct FlowAnnotation {
   // The engine's verdict on the event's side, when it could evaluate it; a policy drop the
   // engine allows (or the reverse) is a bug and the line says so.
   std::optional<bool> engineAllowed;
+  // Audit mode (engine/audit.h): an allowed flow that an audited policy would deny once
+  // enforced is logged with verdict "audit-deny", naming those policies.
+  bool auditDeny = false;
+  std::vector<std::string> auditPolicies;
 };
 
 // One flow-log line (any backend's event); `pod` may be empty. Kept for callers without a model.
@@ -166,6 +171,9 @@ struct FlowRecorderOptions {
   double ratePerSecond = 100;  // per endpoint
   double burst = 200;
   size_t maxPending = 16384;  // events waiting for annotation; beyond this they are suppressed
+  // Write allowed flows (--flow-log-allowed new). Without it an allowed event (the datapath
+  // reports new flows of audited endpoints) is written only when it is an audit-deny.
+  bool logAllowed = false;
 };
 
 struct FlowRecorderStats {
@@ -174,6 +182,9 @@ struct FlowRecorderStats {
   uint64_t suppressedRate = 0;      // refused by the per-endpoint rate limit
   uint64_t suppressedOverflow = 0;  // the pending queue was full
   uint64_t engineDisagreements = 0;
+  uint64_t writtenAuditDenied = 0;
+  // Audit-deny flows per audited policy: ("ns/name", direction) -> flows.
+  std::map<std::pair<std::string, compiler::Direction>, uint64_t> auditDenied;
 };
 
 // Rate limit -> annotate -> log + ring. offer() and flush() run on the pump thread; stats() on

@@ -56,6 +56,7 @@ class FlowLogPump {
     FlowRecorderOptions ro;
     ro.node = opts.nodeName;
     ro.ratePerSecond = opts.flowLogRate;
+    ro.logAllowed = opts.flowLogAllowed;
     ro.burst = opts.flowLogBurst;
     pump->recorder_ = std::make_unique<FlowRecorder>(
         ro, agent, [&agent](uint32_t id) { return agent.endpointName(id); }, pump->log_.get(),
@@ -183,8 +184,9 @@ int main(int argc, char** argv) {
   metricSources.flowLog = [&flows]() -> std::optional<FlowLogCounts> {
     if (!flows) return std::nullopt;
     auto s = flows->stats();
-    return FlowLogCounts{s.writtenDenied, s.writtenAllowed, s.suppressedRate, s.suppressedOverflow,
-                         s.engineDisagreements};
+    return FlowLogCounts{s.writtenDenied,      s.writtenAllowed,       s.suppressedRate,
+                         s.suppressedOverflow, s.engineDisagreements, s.writtenAuditDenied,
+                         s.auditDenied};
   };
   PolicyMetrics policyMetrics(**backend, agent, metricSources);
 

@@ -134,6 +134,19 @@ void PolicyMetrics::write(MetricsWriter& w) {
                static_cast<double>(f->writtenDenied));
       w.sample("sluice_flow_log_events_total", {{"verdict", "allowed"}},
                static_cast<double>(f->writtenAllowed));
+      w.sample("sluice_flow_log_events_total", {{"verdict", "audit-deny"}},
+               static_cast<double>(f->writtenAuditDenied));
+      w.family("sluice_policy_audit_denied_flows_total", "counter",
+               "New flows an audited policy (sluice.io/enforcement: audit) would deny once "
+               "enforced; they were allowed.");
+      for (const auto& [key, n] : f->auditDenied) {
+        const auto slash = key.first.find('/');
+        w.sample("sluice_policy_audit_denied_flows_total",
+                 {{"namespace", key.first.substr(0, slash)},
+                  {"policy", slash == std::string::npos ? key.first : key.first.substr(slash + 1)},
+                  {"direction", key.second == compiler::Direction::Ingress ? "ingress" : "egress"}},
+                 static_cast<double>(n));
+      }
       w.family("sluice_flow_log_suppressed_total", "counter",
                "Flow events not written, by cause (rate: the per-endpoint limit; overflow: the "
                "queue waiting for the model was full).");

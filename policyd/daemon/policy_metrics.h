@@ -36,6 +36,9 @@ struct FlowLogCounts {
   uint64_t suppressedRate = 0;
   uint64_t suppressedOverflow = 0;
   uint64_t engineDisagreements = 0;
+  uint64_t writtenAuditDenied = 0;
+  // ("ns/name" of an audited policy, direction) -> flows it would deny once enforced.
+  std::map<std::pair<std::string, compiler::Direction>, uint64_t> auditDenied;
 };
 
 class PolicyMetrics {

@@ -243,5 +243,82 @@ TEST(FlowRecorderTest, WritesAnnotatedLinesAndCountsSuppressedOnes) {
   std::filesystem::remove_all(dir);
 }
 
+// dev/other is isolated by nothing enforced; dev/lockdown (audit) would deny it all ingress.
+constexpr const char* kAuditCluster = R"(
+apiVersion: v1
+kind: Pod
+metadata: {namespace: dev, name: other, labels: {app: other}}
+status: {podIPs: [{ip: 10.2.0.7}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: prod, name: client, labels: {app: client}}
+status: {podIPs: [{ip: 10.1.0.9}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  namespace: dev
+  name: lockdown
+  annotations: {sluice.io/enforcement: audit}
+spec:
+  podSelector: {}
+)";
+
+TEST(FlowAnnotatorTest, AllowedFlowAnAuditedPolicyWouldDenyIsAnAuditDenyNamingIt) {
+  FakeModel model(kAuditCluster);
+  FlowAnnotator a(model);
+  auto e = event("10.1.0.9", "10.2.0.7", 80, compiler::Direction::Ingress, "");
+  auto out = annotate(a, e);
+  EXPECT_TRUE(out[0].auditDeny);
+  EXPECT_EQ(out[0].auditPolicies, std::vector<std::string>{"dev/lockdown"});
+  EXPECT_NE(out[0].why.find("allowed now, denied once enforced (audit: dev/lockdown)"),
+            std::string::npos)
+      << out[0].why;
+  auto j = nlohmann::json::parse(flowLogLine(e, "n1", "dev/other", out[0]));
+  EXPECT_EQ(j["verdict"], "audit-deny");
+  EXPECT_EQ(j["auditPolicies"], nlohmann::json::array({"dev/lockdown"}));
+  EXPECT_FALSE(j.contains("engineMismatch"));
+}
+
+TEST(FlowRecorderTest, AuditedEndpointsAllowedFlowsAreWrittenOnlyAsAuditDenies) {
+  FakeModel model(kAuditCluster);
+  FlowRing ring(100);
+  FlowRecorderOptions opts;
+  opts.node = "n1";  // logAllowed off: plain allowed flows are not written
+  FlowRecorder rec(
+      opts, model, [](uint32_t) { return std::string("dev/other"); }, nullptr, &ring);
+  Clock::time_point t = Clock::time_point{} + 1h;
+  // Would be denied once dev/lockdown is enforced: written and counted against it.
+  rec.offer(event("10.1.0.9", "10.2.0.7", 80, compiler::Direction::Ingress, ""), t);
+  rec.offer(event("10.1.0.9", "10.2.0.7", 81, compiler::Direction::Ingress, ""), t);
+  // The client's egress is not audited: an allowed flow that stays allowed, not written.
+  rec.offer(event("10.1.0.9", "10.2.0.7", 80, compiler::Direction::Egress, ""), t);
+  rec.flush(t);
+  auto s = rec.stats();
+  EXPECT_EQ(s.writtenAuditDenied, 2u);
+  EXPECT_EQ(s.writtenAllowed, 2u);
+  EXPECT_EQ((s.auditDenied[{"dev/lockdown", compiler::Direction::Ingress}]), 2u);
+  ASSERT_EQ(ring.since(0, 100).size(), 2u);
+
+  model.set(R"(
+apiVersion: v1
+kind: Pod
+metadata: {namespace: dev, name: other, labels: {app: other}}
+status: {podIPs: [{ip: 10.2.0.7}]}
+)");
+  // With logAllowed the same plain allowed flows are written as "allowed".
+  opts.logAllowed = true;
+  FlowRecorder all(
+      opts, model, [](uint32_t) { return std::string("dev/other"); }, nullptr, &ring);
+  all.offer(event("10.1.0.9", "10.2.0.7", 80, compiler::Direction::Ingress, ""), t);
+  all.flush(t);
+  EXPECT_EQ(all.stats().writtenAllowed, 1u);
+  EXPECT_EQ(all.stats().writtenAuditDenied, 0u);
+  auto last = ring.since(2, 100);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_NE(last[0].line.find("\"verdict\":\"allowed\""), std::string::npos) << last[0].line;
+}
+
 }  // namespace
 }  // namespace sluice::daemon
