@@ -11,6 +11,9 @@ class IncrementalCompiler final : public PolicyCompiler {
                         const compiler::NodeContext& node) override {
     return compiler_.update(cluster, node);
   }
+  compiler::Diff update(const compiler::ChangeSet& changes) override {
+    return compiler_.update(changes);
+  }
   const compiler::State& state() const override { return compiler_.state(); }
 
  private:

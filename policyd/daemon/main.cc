@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
     };
     source = std::make_unique<source::DirSource>(sourceOptions);
   }
-  if (auto st = source->start([&agent](source::Snapshot s) { agent.onSnapshot(std::move(s)); });
+  if (auto st = source->start([&agent](source::Update u) { agent.onUpdate(std::move(u)); });
       !st.ok()) {
     return fail(st.error().message);
   }
