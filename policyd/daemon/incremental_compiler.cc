@@ -7,8 +7,7 @@ namespace {
 
 class IncrementalCompiler final : public PolicyCompiler {
  public:
-  compiler::Diff update(const model::Cluster& cluster,
-                        const compiler::NodeContext& node) override {
+  compiler::Diff update(const model::Cluster& cluster, const compiler::NodeContext& node) override {
     return compiler_.update(cluster, node);
   }
   compiler::Diff update(const compiler::ChangeSet& changes) override {

@@ -597,8 +597,7 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::vector<source::Update> upd
   if (!updates.empty() && !stateRead) {
     // Only versions moved: record how far the source has got; written at once when no sync is
     // due, else after the next one.
-    if (haveInitial_ && ops.empty() && !needFullSync_ && !pendingAppliedWallNs_ &&
-        !retryPending_) {
+    if (haveInitial_ && ops.empty() && !needFullSync_ && !pendingAppliedWallNs_ && !retryPending_) {
       writeAppliedVersions();
       return;
     }

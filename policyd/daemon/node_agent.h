@@ -19,8 +19,9 @@
 // (Update::initialComplete). The first compile reads the whole store; later ones hand the
 // compiler only the store's net change set (and the node context when it changed), O(change).
 // The first sync (and any sync after a failed one) is a full backend.sync() of the compiled
-// state; the others apply the compiler's diff. Host addresses are read on every sync and re-checked every
-// `addressRecheck`; so are the endpoints' host veths (one gone without a DEL is unregistered).
+// state; the others apply the compiler's diff. Host addresses are read on every sync and re-checked
+// every `addressRecheck`; so are the endpoints' host veths (one gone without a DEL is
+// unregistered).
 //
 // start() recovers the registry from <state-dir>: endpoints whose host veth is gone are
 // detached and dropped, the others are re-attached (programs replaced in place; their pinned
@@ -76,7 +77,7 @@ struct AgentStats {
   uint64_t syncs = 0;  // successful
   uint64_t syncErrors = 0;
   uint64_t fullSyncs = 0;  // backend.sync() calls that succeeded
-  uint64_t updates = 0;  // source Updates that carried state (not versionsOnly) consumed
+  uint64_t updates = 0;    // source Updates that carried state (not versionsOnly) consumed
   uint64_t lastGeneration = 0;
   size_t endpoints = 0;
   size_t waitingForPod = 0;
@@ -180,8 +181,8 @@ class NodeAgent final : public ModelView {
   source::ClusterStore store_;
   mutable std::shared_mutex modelMu_;
   uint64_t modelGeneration_ = 0;
-  bool compiledOnce_ = false;               // the compiler has been given the whole store
-  compiler::NodeContext compiledNode_;      // the node context the compiler last saw
+  bool compiledOnce_ = false;           // the compiler has been given the whole store
+  compiler::NodeContext compiledNode_;  // the node context the compiler last saw
   std::map<compiler::EndpointId, Waiter> waiting_;
   std::vector<IpAddr> hostAddresses_;
   Clock::TimePoint nextAddressCheck_{};

@@ -38,9 +38,7 @@ std::string keyOf(const model::NetworkPolicy& p) { return p.key(); }
 
 bool same(const model::Namespace& a, const model::Namespace& b) { return sameNamespace(a, b); }
 bool same(const model::Pod& a, const model::Pod& b) { return samePod(a, b); }
-bool same(const model::NetworkPolicy& a, const model::NetworkPolicy& b) {
-  return samePolicy(a, b);
-}
+bool same(const model::NetworkPolicy& a, const model::NetworkPolicy& b) { return samePolicy(a, b); }
 
 template <class T, class Index, class Pending>
 size_t applyKind(std::vector<T>& objects, Index& index, Pending& pending,
@@ -113,14 +111,13 @@ bool samePolicy(const model::NetworkPolicy& a, const model::NetworkPolicy& b) {
          a.affectsIngress == b.affectsIngress && a.affectsEgress == b.affectsEgress &&
          std::equal(a.ingress.begin(), a.ingress.end(), b.ingress.begin(), b.ingress.end(),
                     sameRule) &&
-         std::equal(a.egress.begin(), a.egress.end(), b.egress.begin(), b.egress.end(),
-                    sameRule) &&
+         std::equal(a.egress.begin(), a.egress.end(), b.egress.begin(), b.egress.end(), sameRule) &&
          a.duplicateKeys == b.duplicateKeys;
 }
 
 size_t ClusterStore::apply(Changes&& c) {
-  size_t n = applyKind(cluster_.namespaces, namespaceIndex_, pendingNamespaces_,
-                       c.namespaceDeletes, c.namespaceUpserts);
+  size_t n = applyKind(cluster_.namespaces, namespaceIndex_, pendingNamespaces_, c.namespaceDeletes,
+                       c.namespaceUpserts);
   n += applyKind(cluster_.pods, podIndex_, pendingPods_, c.podDeletes, c.podUpserts);
   n += applyKind(cluster_.policies, policyIndex_, pendingPolicies_, c.policyDeletes,
                  c.policyUpserts);
@@ -132,8 +129,7 @@ Changes ClusterStore::takeChanges() {
   takeKind(cluster_.namespaces, namespaceIndex_, pendingNamespaces_, out.namespaceDeletes,
            out.namespaceUpserts);
   takeKind(cluster_.pods, podIndex_, pendingPods_, out.podDeletes, out.podUpserts);
-  takeKind(cluster_.policies, policyIndex_, pendingPolicies_, out.policyDeletes,
-           out.policyUpserts);
+  takeKind(cluster_.policies, policyIndex_, pendingPolicies_, out.policyDeletes, out.policyUpserts);
   return out;
 }
 

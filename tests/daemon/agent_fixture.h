@@ -6,9 +6,9 @@
 
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,8 +20,8 @@
 
 namespace sluice::daemon::testing {
 
-inline model::Pod pod(const std::string& ns, const std::string& name,
-                      model::Labels labels = {}, std::vector<std::string> ips = {}) {
+inline model::Pod pod(const std::string& ns, const std::string& name, model::Labels labels = {},
+                      std::vector<std::string> ips = {}) {
   model::Pod p;
   p.namespace_ = ns;
   p.name = name;
@@ -104,7 +104,8 @@ inline endpoint_api::Request withOp(endpoint_api::Request r, endpoint_api::Op op
 class AgentHarness {
  public:
   explicit AgentHarness(const std::string& stateDir, FakeBackend& backend, FakeHostNetwork& host,
-                        ManualClock& clock, std::chrono::milliseconds podWait = std::chrono::seconds(2)) {
+                        ManualClock& clock,
+                        std::chrono::milliseconds podWait = std::chrono::seconds(2)) {
     AgentOptions o;
     o.nodeName = "node-a";
     o.stateDir = stateDir;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -15,8 +16,6 @@
 #include <filesystem>
 #include <set>
 #include <utility>
-
-#include <spdlog/spdlog.h>
 
 #include "common/file_util.h"
 #include "policyd/model/decode.h"
@@ -285,8 +284,8 @@ void DirSource::run(std::stop_token stop) {
     int timeoutMs = -1;
     auto now = Clock::now();
     if (pendingNow || pendingLater) {
-      timeoutMs = static_cast<int>(std::max<int64_t>(
-          0, std::chrono::ceil<std::chrono::milliseconds>(due() - now).count()));
+      timeoutMs = static_cast<int>(
+          std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(due() - now).count()));
     }
     if (rootWd_ < 0) {
       int retry = static_cast<int>(std::max<int64_t>(
@@ -393,7 +392,7 @@ void DirSource::deliver(Update update) {
 }
 
 std::optional<DirSource::Objects> DirSource::loadFile(const std::string& path, const FileKey& key,
-                                                       FileState& st) {
+                                                      FileState& st) {
   auto objectsOf = [](model::Cluster&& c) {
     Objects o;
     o.namespaces = byKey(std::move(c.namespaces));
@@ -457,16 +456,13 @@ std::optional<DirSource::Objects> DirSource::loadFile(const std::string& path, c
   return objectsOf(std::move(decoded.cluster));
 }
 
-void DirSource::replaceObjects(const std::string& path, FileState* st, std::optional<Objects> next,
+void DirSource::replaceObjects(const std::string& path, FileState& st, Objects&& next,
                                Touched& touched) {
-  Objects empty;
-  Objects& before = st != nullptr ? st->objects : empty;
-  Objects& after = next ? *next : empty;
-  diffInto(before.namespaces, after.namespaces, path, namespaceOwners_, touched.namespaces,
+  diffInto(st.objects.namespaces, next.namespaces, path, namespaceOwners_, touched.namespaces,
            &sameNamespace);
-  diffInto(before.pods, after.pods, path, podOwners_, touched.pods, &samePod);
-  diffInto(before.policies, after.policies, path, policyOwners_, touched.policies, &samePolicy);
-  if (st != nullptr && next) st->objects = std::move(*next);
+  diffInto(st.objects.pods, next.pods, path, podOwners_, touched.pods, &samePod);
+  diffInto(st.objects.policies, next.policies, path, policyOwners_, touched.policies, &samePolicy);
+  st.objects = std::move(next);
 }
 
 Update DirSource::rescan(Clock::time_point eventSeen) {
@@ -516,7 +512,7 @@ Update DirSource::rescan(Clock::time_point eventSeen) {
         continue;
       }
       spdlog::info("manifest file={} removed objects={}", it->first, it->second.objects.size());
-      replaceObjects(it->first, &it->second, Objects(), touched);
+      replaceObjects(it->first, it->second, Objects(), touched);
       it = files_.erase(it);
     }
     for (const auto& path : found) {
@@ -528,7 +524,8 @@ Update DirSource::rescan(Clock::time_point eventSeen) {
       auto fit = files_.find(path);
       if (fit != files_.end() && fit->second.key == key) continue;
       FileState& st = files_[path];
-      replaceObjects(path, &st, loadFile(path, key, st), touched);
+      // Nothing back: the file keeps contributing its last good objects.
+      if (auto next = loadFile(path, key, st)) replaceObjects(path, st, std::move(*next), touched);
     }
     if (!persisted_.empty()) {
       for (const auto& [path, text] : persisted_) {

@@ -120,9 +120,8 @@ class DirSource final : public Source {
   Update rescan(std::chrono::steady_clock::time_point eventSeen);
   // Re-reads a file; returns its new objects when they replace the ones it contributed.
   std::optional<Objects> loadFile(const std::string& path, const FileKey& key, FileState& state);
-  // Replaces what `path` contributes (nullopt: the file is gone), noting the keys touched.
-  void replaceObjects(const std::string& path, FileState* state, std::optional<Objects> next,
-                      Touched& touched);
+  // Replaces what `path` contributes (empty: the file is gone), noting the keys touched.
+  void replaceObjects(const std::string& path, FileState& state, Objects&& next, Touched& touched);
   void deliver(Update update);
   void loadState();
   void saveState();

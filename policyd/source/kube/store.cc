@@ -76,17 +76,20 @@ std::optional<Change> KindStore::upsert(Object&& o) {
   const uint64_t hash = o.value ? contentHash(*o.value) : 0;
   auto keepNode = [](Entry& e, std::optional<Value>& v) {
     if (v && std::holds_alternative<Node>(*v)) {
-      e.node = std::get<Node>(*v);
+      e.node = std::make_unique<Node>(std::get<Node>(*v));
     } else {
       e.node.reset();
     }
+  };
+  auto errorOf = [](std::optional<Error>& err) {
+    return err ? std::make_unique<Error>(std::move(*err)) : nullptr;
   };
   if (it == entries_.end()) {
     Entry e;
     e.resourceVersion = std::move(o.resourceVersion);
     e.good = o.value.has_value();
     e.hash = hash;
-    e.error = std::move(o.error);
+    e.error = errorOf(o.error);
     keepNode(e, o.value);
     entries_.emplace(o.key, std::move(e));
     return Change{Change::Op::Added, std::move(o.key), std::move(o.value)};
@@ -99,7 +102,7 @@ std::optional<Change> KindStore::upsert(Object&& o) {
     if (same) return std::nullopt;  // a new version with nothing new in it
   }
   if (o.error) {
-    e.error = std::move(o.error);  // keep the last good version
+    e.error = errorOf(o.error);  // keep the last good version
     return Change{Change::Op::Updated, std::move(o.key), std::nullopt, true};
   }
   e.good = o.value.has_value();  // may be false: a finished Pod

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,10 +39,10 @@ class KindStore {
  public:
   struct Entry {
     std::string resourceVersion;
-    uint64_t hash = 0;           // of the usable version's content; meaningful when `good`
-    bool good = false;           // a usable version exists (held by the consumer)
-    std::optional<Error> error;  // the current version's problem
-    std::optional<Node> node;    // Nodes only: the usable version itself
+    uint64_t hash = 0;             // of the usable version's content; meaningful when `good`
+    bool good = false;             // a usable version exists (held by the consumer)
+    std::unique_ptr<Error> error;  // the current version's problem (rare: a pointer's size)
+    std::unique_ptr<Node> node;    // Nodes only: the usable version itself
   };
 
   // ADDED / MODIFIED. No change is reported when the key already holds this resourceVersion (a

@@ -149,9 +149,7 @@ TEST_F(ConfigTest, InClusterAndKubeconfigFromTheEnvironment) {
   EXPECT_EQ(viaEnv->token, "abc");
 }
 
-model::Pod podValue(const KindStore& s, const std::string& key) {
-  return std::get<model::Pod>(*s.entries().at(key).good);
-}
+model::Pod podValue(const Change& c) { return std::get<model::Pod>(*c.value); }
 
 Object decoded(Kind k, const nlohmann::json& j) {
   auto o = decodeObject(k, j);
@@ -182,7 +180,10 @@ TEST(KindStoreTest, RelistReportsExactlyTheDifferences) {
       {Change::Op::Updated, "ns/b"}, {Change::Op::Added, "ns/d"}, {Change::Op::Deleted, "ns/c"}};
   EXPECT_EQ(c2, want);
   EXPECT_EQ(s.entries().size(), 3u);
-  EXPECT_EQ(podValue(s, "ns/b").labels.at("v"), "2");
+  // The changes carry the new versions (the store itself keeps only versions and hashes).
+  EXPECT_EQ(podValue(c2[0]).labels.at("v"), "2");
+  EXPECT_EQ(podValue(c2[1]).name, "d");
+  EXPECT_FALSE(c2[2].value);
 }
 
 TEST(KindStoreTest, RepeatedEventIsNoChangeAndDeleteOfUnknownIsNone) {
@@ -202,7 +203,11 @@ TEST(KindStoreTest, InvalidVersionKeepsTheLastGood) {
   auto bad = withRv(testing::policyJson("ns", "p", {{"podSelector", {{"matchLabels", 5}}}}), "2");
   Object badObj = decoded(Kind::NetworkPolicy, bad);
   ASSERT_TRUE(badObj.error);
-  EXPECT_EQ(s.upsert(std::move(badObj)), (Change{Change::Op::Updated, "ns/p"}));
+  auto c = s.upsert(std::move(badObj));
+  EXPECT_EQ(c, (Change{Change::Op::Updated, "ns/p"}));
+  // Only the error changed: the consumer keeps the last good version.
+  EXPECT_TRUE(c->errorOnly);
+  EXPECT_FALSE(c->value);
   const auto& e = s.entries().at("ns/p");
   ASSERT_TRUE(e.good);
   ASSERT_TRUE(e.error);
