@@ -84,6 +84,81 @@ TEST_F(NodeAgentTest, StatusIsNotReadyUntilTheFirstSnapshotIsApplied) {
   EXPECT_TRUE(agent.handle(status).ok);
 }
 
+TEST_F(NodeAgentTest, NothingIsCompiledBeforeTheInitialStateIsComplete) {
+  auto& agent = start();
+  source::Update partial;
+  partial.changes.podUpserts.push_back(pod("default", "web"));
+  agent.onUpdate(std::move(partial));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_FALSE(agent.ready());
+  EXPECT_EQ(harness->compiler.updates(), 0);
+  EXPECT_EQ(backend.syncs(), 0);
+  source::Update rest;
+  rest.changes.podUpserts.push_back(pod("default", "db"));
+  rest.initialComplete = true;
+  agent.onUpdate(std::move(rest));
+  ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
+  // The first compile reads the whole store: both parts.
+  auto seen = harness->compiler.lastCluster();
+  EXPECT_EQ(seen.pods.size(), 2u);
+  EXPECT_EQ(harness->compiler.changeSets(), 0);
+}
+
+TEST_F(NodeAgentTest, AfterTheFirstCompileOnlyChangeSetsReachTheCompiler) {
+  auto& agent = start();
+  feed(agent, snapshot({pod("default", "web"), pod("default", "db", {{"role", "web"}})}));
+  ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
+  ASSERT_TRUE(agent.handle(addRequest("db", 2)).ok);
+  const int changeSets = harness->compiler.changeSets();
+  EXPECT_GE(changeSets, 1);  // the endpoint add: a node-context change
+
+  // A relabel: the compiler is handed the change (it sees the new label: role=db isolates).
+  source::Update relabel;
+  relabel.changes.podUpserts.push_back(pod("default", "db", {{"role", "db"}}));
+  relabel.eventSeen = std::chrono::steady_clock::now();
+  agent.onUpdate(std::move(relabel));
+  ASSERT_TRUE(waitFor([&] { return harness->compiler.changeSets() == changeSets + 1; }));
+  ASSERT_TRUE(waitFor([&] {
+    auto p = backend.policies();
+    auto it = p.find(1);
+    return it != p.end() && it->second;
+  }));
+  uint64_t generation = 0;
+  agent.readModel([&](const model::Cluster& c, uint64_t g) {
+    generation = g;
+    for (const auto& p : c.pods) {
+      if (p.name == "db") {
+        EXPECT_EQ(p.labels.at("role"), "db");
+      }
+    }
+  });
+
+  // The same content again: dropped by the store (the model generation stays), yet the update
+  // is still recorded as applied (a rewrite that changed nothing is enforced too).
+  std::filesystem::remove(file(kAppliedFile));
+  source::Update same;
+  same.changes.podUpserts.push_back(pod("default", "db", {{"role", "db"}}));
+  same.readWallNs = 42;
+  agent.onUpdate(std::move(same));
+  ASSERT_TRUE(waitFor([&] { return std::filesystem::exists(file(kAppliedFile)); }));
+  agent.readModel([&](const model::Cluster&, uint64_t g) { EXPECT_EQ(g, generation); });
+  EXPECT_EQ(agent.stats().fullSyncs, 1u);
+
+  // A delete then an upsert of another pod while nothing syncs are one change set.
+  source::Update del;
+  del.changes.podDeletes.push_back("default/web");
+  agent.onUpdate(std::move(del));
+  ASSERT_TRUE(waitFor([&] {
+    bool gone = true;
+    agent.readModel([&](const model::Cluster& c, uint64_t) {
+      for (const auto& p : c.pods) {
+        if (p.name == "web") gone = false;
+      }
+    });
+    return gone;
+  }));
+}
+
 TEST_F(NodeAgentTest, RepeatedAddIsIdempotent) {
   auto& agent = start();
   feed(agent, snapshot({pod("default", "web")}));
@@ -440,8 +515,8 @@ TEST_F(NodeAgentTest, PinnedEndpointsTheRegistryLacksAreAdoptedAndTheirIdsNeverR
       {107, "slp7", "sluice:k8s:pod-net:eth0:ctr-7", {IpAddr::parse("10.1.0.7").value()}});
   auto& agent = start();
   EXPECT_FALSE(backend.isAttached(9));
-  feed(agent, 
-      snapshot({pod("default", "p7", {{"role", "db"}}, {"10.1.0.7"}), pod("default", "web")}));
+  feed(agent,
+       snapshot({pod("default", "p7", {{"role", "db"}}, {"10.1.0.7"}), pod("default", "web")}));
   ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
   EXPECT_EQ(agent.endpointName(7), "default/p7");
   EXPECT_TRUE(backend.policies().at(7));
