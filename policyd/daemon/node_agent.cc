@@ -1,5 +1,6 @@
 #include "policyd/daemon/node_agent.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -700,6 +701,7 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::vector<source::Update> upd
   }
 
   const auto t0 = std::chrono::steady_clock::now();
+  bool trimAfterInitial = false;
   compiler::NodeContext node = nodeContext();
   compiler::Diff diff;
   if (!compiledOnce_) {
@@ -708,6 +710,7 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::vector<source::Update> upd
     store_.discardChanges();
     compiledOnce_ = true;
     compiledNode_ = std::move(node);
+    trimAfterInitial = true;
   } else {
     source::Changes c = store_.takeChanges();
     compiler::ChangeSet changes;
@@ -781,6 +784,17 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::vector<source::Update> upd
               registry_.endpoints().size(), diffSize(diff), millis(t1 - t0), millis(t2 - t1),
               latency ? fmt::format("{:.3f}", millis(*latency)) : std::string("-"));
 
+  if (trimAfterInitial) {
+    // The initial state passed through list pages, decoded objects and one large batch on the
+    // source's and this thread's malloc arenas; what is free now goes back to the system
+    // instead of staying in the daemon's resident memory.
+    {
+      std::unique_lock model(modelMu_);
+      store_.shrink();
+    }
+    diff = compiler::Diff();
+    ::malloc_trim(0);
+  }
   const std::string dir = options_.stateDir + "/";
   if (pendingAppliedWallNs_) {
     if (auto w = writeFileAtomic(dir + std::string(kAppliedFile),
