@@ -4,6 +4,7 @@
 // Shutdown (SIGTERM/SIGINT): stop watching the source, answer waiting requests, close the
 // endpoint socket, remove the ready marker. BPF programs and pinned maps stay in place, so
 // enforcement never lapses while the daemon is down.
+#include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -161,6 +162,9 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<source::Source> source;
   if (opts.source == "kube") {
+    // One malloc arena: the informer threads decode list pages in bursts; with an arena per
+    // thread, what they free stays resident in their arenas (about 70 MB at 100,000 pods).
+    mallopt(M_ARENA_MAX, 1);
     // Starts without waiting for the API server: until every kind is listed the agent stays not
     // ready and pinned state keeps enforcing.
     auto kube = source::kube::makeKubeSource(
