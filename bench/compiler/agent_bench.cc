@@ -136,7 +136,9 @@ int main(int argc, char** argv) {
     u.changes = std::move(changes);
     u.eventSeen = Steady::now();
     agent.onUpdate(std::move(u));
-    while (agent.stats().syncs == before) std::this_thread::yield();
+    // Sleeps rather than spins: on a small machine a spinning waiter takes the runner's core.
+    while (agent.stats().syncs == before)
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
     auto st = agent.stats();
     out.latency.push_back(ms(st.lastLatency));
     out.sync.push_back(ms(st.lastSyncDuration));
@@ -190,9 +192,9 @@ int main(int argc, char** argv) {
   auto row = [&](const char* what, const Series& v) {
     std::printf(
         "daemon path: %-18s event->applied median %7.3f ms  p99 %7.3f ms   compile+apply "
-        "median %7.3f ms   baseline/this = %.0fx\n",
+        "median %7.3f ms  p99 %7.3f ms   baseline/this = %.0fx\n",
         what, percentile(v.latency, 0.5), percentile(v.latency, 0.99), percentile(v.sync, 0.5),
-        base / percentile(v.latency, 0.5));
+        percentile(v.sync, 0.99), base / percentile(v.latency, 0.5));
   };
   row("one pod add", add);
   row("one pod relabel", relabel);

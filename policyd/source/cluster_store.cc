@@ -115,7 +115,7 @@ bool samePolicy(const model::NetworkPolicy& a, const model::NetworkPolicy& b) {
          a.duplicateKeys == b.duplicateKeys;
 }
 
-size_t ClusterStore::apply(Changes&& c) {
+size_t ClusterStore::apply(Changes c) {
   size_t n = applyKind(cluster_.namespaces, namespaceIndex_, pendingNamespaces_, c.namespaceDeletes,
                        c.namespaceUpserts);
   n += applyKind(cluster_.pods, podIndex_, pendingPods_, c.podDeletes, c.podUpserts);

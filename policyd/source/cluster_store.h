@@ -27,8 +27,9 @@ bool samePolicy(const model::NetworkPolicy& a, const model::NetworkPolicy& b);
 
 class ClusterStore {
  public:
-  // Applies `changes` (deletes first, then upserts); returns how many objects changed.
-  size_t apply(Changes&& changes);
+  // Applies `changes` (deletes first, then upserts); returns how many objects changed. Takes
+  // them by value: a large batch is freed here, not later by the caller.
+  size_t apply(Changes changes);
   // The net change since the last takeChanges() (or discardChanges()), with copies of the objects
   // upserted; afterwards nothing is pending.
   Changes takeChanges();
