@@ -36,6 +36,43 @@ const std::string& keyOf(const model::Namespace& n) { return n.name; }
 std::string keyOf(const model::Pod& p) { return p.key(); }
 std::string keyOf(const model::NetworkPolicy& p) { return p.key(); }
 
+// FNV-1a, fed in pieces so "ns" + "/" + "name" hashes like the key "ns/name".
+struct Fnv {
+  uint64_t h = 1469598103934665603ULL;
+  void add(std::string_view s) {
+    for (unsigned char c : s) {
+      h ^= c;
+      h *= 1099511628211ULL;
+    }
+  }
+};
+
+size_t hashParts(std::string_view a, std::string_view b) {
+  Fnv f;
+  f.add(a);
+  if (!b.data()) return static_cast<size_t>(f.h);
+  f.add("/");
+  f.add(b);
+  return static_cast<size_t>(f.h);
+}
+
+// The key of an object as (first, second): "name" or ("ns", "name") for "ns/name".
+std::pair<std::string_view, std::string_view> parts(const model::Namespace& n) {
+  return {n.name, std::string_view()};
+}
+std::pair<std::string_view, std::string_view> parts(const model::Pod& p) {
+  return {p.namespace_, p.name};
+}
+std::pair<std::string_view, std::string_view> parts(const model::NetworkPolicy& p) {
+  return {p.namespace_, p.name};
+}
+
+bool keyEquals(std::string_view key, std::pair<std::string_view, std::string_view> kp) {
+  if (!kp.second.data()) return key == kp.first;
+  return key.size() == kp.first.size() + 1 + kp.second.size() && key.starts_with(kp.first) &&
+         key[kp.first.size()] == '/' && key.ends_with(kp.second);
+}
+
 bool same(const model::Namespace& a, const model::Namespace& b) { return sameNamespace(a, b); }
 bool same(const model::Pod& a, const model::Pod& b) { return samePod(a, b); }
 bool same(const model::NetworkPolicy& a, const model::NetworkPolicy& b) { return samePolicy(a, b); }
@@ -45,13 +82,16 @@ size_t applyKind(std::vector<T>& objects, Index& index, Pending& pending,
                  std::vector<std::string>& deletes, std::vector<T>& upserts) {
   size_t changed = 0;
   for (auto& key : deletes) {
-    auto it = index.find(key);
+    auto it = index.find(std::string_view(key));
     if (it == index.end()) continue;
-    const size_t slot = it->second;
+    const uint32_t slot = *it;
+    const uint32_t last = static_cast<uint32_t>(objects.size() - 1);
     index.erase(it);
-    if (slot + 1 != objects.size()) {
-      objects[slot] = std::move(objects.back());
-      index.find(keyOf(objects[slot]))->second = slot;
+    if (slot != last) {
+      // The last object moves into the freed slot; its index entry follows.
+      index.erase(last);
+      objects[slot] = std::move(objects[last]);
+      index.insert(slot);
     }
     objects.pop_back();
     pending.insert_or_assign(std::move(key), false);
@@ -59,14 +99,14 @@ size_t applyKind(std::vector<T>& objects, Index& index, Pending& pending,
   }
   for (auto& obj : upserts) {
     auto key = keyOf(obj);
-    auto it = index.find(key);
+    auto it = index.find(std::string_view(key));
     if (it != index.end()) {
-      T& held = objects[it->second];
+      T& held = objects[*it];
       if (same(held, obj)) continue;
       held = std::move(obj);
     } else {
-      index.emplace(key, objects.size());
       objects.push_back(std::move(obj));
+      index.insert(static_cast<uint32_t>(objects.size() - 1));
     }
     pending.insert_or_assign(std::move(key), true);
     ++changed;
@@ -82,8 +122,8 @@ void takeKind(const std::vector<T>& objects, const Index& index, Pending& pendin
       deletes.push_back(key);
       continue;
     }
-    auto it = index.find(key);
-    if (it != index.end()) upserts.push_back(objects[it->second]);
+    auto it = index.find(std::string_view(key));
+    if (it != index.end()) upserts.push_back(objects[*it]);
   }
   pending.clear();
 }
@@ -91,10 +131,41 @@ void takeKind(const std::vector<T>& objects, const Index& index, Pending& pendin
 template <class T, class Index>
 const T* findIn(const std::vector<T>& objects, const Index& index, std::string_view key) {
   auto it = index.find(key);
-  return it == index.end() ? nullptr : &objects[it->second];
+  return it == index.end() ? nullptr : &objects[*it];
 }
 
 }  // namespace
+
+template <class T>
+size_t ClusterStore::SlotHash<T>::operator()(uint32_t slot) const {
+  auto [a, b] = parts((*objects)[slot]);
+  return hashParts(a, b);
+}
+
+template <class T>
+size_t ClusterStore::SlotHash<T>::operator()(std::string_view key) const {
+  return hashParts(key, std::string_view());
+}
+
+template <class T>
+bool ClusterStore::SlotEq<T>::operator()(std::string_view key, uint32_t slot) const {
+  return keyEquals(key, parts((*objects)[slot]));
+}
+
+ClusterStore::ClusterStore()
+    : namespaceIndex_(0, SlotHash<model::Namespace>{&cluster_.namespaces},
+                      SlotEq<model::Namespace>{&cluster_.namespaces}),
+      podIndex_(0, SlotHash<model::Pod>{&cluster_.pods}, SlotEq<model::Pod>{&cluster_.pods}),
+      policyIndex_(0, SlotHash<model::NetworkPolicy>{&cluster_.policies},
+                   SlotEq<model::NetworkPolicy>{&cluster_.policies}) {}
+
+void ClusterStore::clear() {
+  namespaceIndex_.clear();
+  podIndex_.clear();
+  policyIndex_.clear();
+  cluster_ = model::Cluster();
+  discardChanges();
+}
 
 bool sameNamespace(const model::Namespace& a, const model::Namespace& b) {
   return a.name == b.name && a.labels == b.labels;

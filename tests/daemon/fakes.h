@@ -41,7 +41,7 @@ class FakeCompiler final : public PolicyCompiler {
   compiler::Diff update(const model::Cluster& cluster, const compiler::NodeContext& node) override {
     {
       std::lock_guard lock(mu_);
-      held_ = source::ClusterStore();
+      held_.clear();
       source::Changes c;
       c.namespaceUpserts = cluster.namespaces;
       c.podUpserts = cluster.pods;

@@ -74,6 +74,35 @@ TEST(ClusterStoreTest, ChangesCoalesceIntoOneNetSet) {
   EXPECT_EQ(s.findPod("ns/a"), nullptr);
 }
 
+TEST(ClusterStoreTest, LookupsFollowObjectsMovedByDeletes) {
+  ClusterStore s;
+  Changes c;
+  for (int i = 0; i < 200; ++i) c.podUpserts.push_back(pod("p" + std::to_string(i), "x"));
+  s.apply(std::move(c));
+  Changes del;
+  for (int i = 199; i >= 0; i -= 3) del.podDeletes.push_back("ns/p" + std::to_string(i));
+  for (int i = 1; i < 200; i += 7) del.podDeletes.push_back("ns/p" + std::to_string(i));
+  s.apply(std::move(del));
+  std::set<std::string> gone;
+  for (int i = 199; i >= 0; i -= 3) gone.insert("p" + std::to_string(i));
+  for (int i = 1; i < 200; i += 7) gone.insert("p" + std::to_string(i));
+  EXPECT_EQ(s.cluster().pods.size(), 200 - gone.size());
+  for (int i = 0; i < 200; ++i) {
+    const std::string name = "p" + std::to_string(i);
+    const model::Pod* p = s.findPod("ns/" + name);
+    if (gone.contains(name)) {
+      EXPECT_EQ(p, nullptr) << name;
+    } else {
+      ASSERT_NE(p, nullptr) << name;
+      EXPECT_EQ(p->name, name);
+    }
+  }
+  // A key that is a prefix or extension of another is not confused with it.
+  EXPECT_EQ(s.findPod("ns/p"), nullptr);
+  EXPECT_EQ(s.findPod("ns/p10x"), nullptr);
+  EXPECT_EQ(s.findPod("nsx/p2"), nullptr);
+}
+
 TEST(ClusterStoreTest, DeletesOfUnknownKeysAreNoChange) {
   ClusterStore s;
   Changes c;

@@ -95,7 +95,7 @@ class Collector {
   void reset() {
     std::lock_guard lock(mu_);
     snapshots_.clear();
-    store_ = ClusterStore();
+    store_.clear();
     errors_.clear();
   }
 
