@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "policyd/daemon/state_files.h"
 #include "policyd/source/cluster_store.h"
@@ -283,6 +284,23 @@ TEST_F(DirSourceTest, AFinishedWriteIsReadAtOnceWithoutADebounce) {
   ASSERT_TRUE(got.waitFor([](const Snapshot& s) { return findPod(s, "web") != nullptr; }, 2s));
   // The write's IN_CLOSE_WRITE, not a quiet period, started the read.
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+}
+
+TEST_F(DirSourceTest, WritesToFilesThatAreNotManifestsCauseNoRead) {
+  DirSourceOptions o;
+  o.root = dir.path();
+  o.maxDelay = 10s;
+  source = std::make_unique<DirSource>(o);
+  ASSERT_TRUE(source->start([this](Update u) { got(std::move(u)); }).ok());
+  got.clear();
+  // An atomic writer's temporary file: read at its close, the tree would not hold the rename.
+  writeText(dir / "web.yaml.tmp.123.1", podYaml("web", "web"));
+  writeText(dir / ".swap", "x");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(got.count(), 0u);
+  std::filesystem::rename(dir / "web.yaml.tmp.123.1", dir / "web.yaml");
+  ASSERT_TRUE(got.waitFor([](const Snapshot& s) { return findPod(s, "web") != nullptr; }, 2s));
+  EXPECT_EQ(got.count(), 1u);
 }
 
 TEST_F(DirSourceTest, UpdatesCarryOnlyTheObjectsThatChanged) {

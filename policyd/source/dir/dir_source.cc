@@ -259,6 +259,16 @@ void DirSource::drainEvents(bool& now, bool& later) {
         now = true;
         continue;
       }
+      // Writes to files the tree does not read (an atomic writer's "x.yaml.tmp.123", an editor's
+      // swap file) change nothing; reading at their close would read the tree before the
+      // writer's rename. Renames and deletes of any name still count (a ConfigMap swaps its
+      // "..data" symlink by rename).
+      const bool contentEvent = (ev->mask & (IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE | IN_ATTRIB)) &&
+                                !(ev->mask & (IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE));
+      if (contentEvent && !(ev->mask & IN_ISDIR) && ev->len > 0) {
+        const std::string name(ev->name);
+        if (name.starts_with(".") || !model::isManifestFile(fs::path(name))) continue;
+      }
       // A new directory must be watched before files appear in it.
       if ((ev->mask & kCompleteMask) || ((ev->mask & IN_CREATE) && (ev->mask & IN_ISDIR))) {
         now = true;
