@@ -58,7 +58,7 @@ inline void feed(NodeAgent& agent, FullState state) {
   u.initialComplete = true;
   u.eventSeen = state.eventSeen;
   u.readWallNs = state.readWallNs;
-  u.errors = std::vector<Error>{};
+  u.errors.emplace();
   {
     std::lock_guard lock(mu);
     const model::Cluster& before = previous[&agent];
