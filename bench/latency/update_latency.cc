@@ -2,7 +2,7 @@
 // datapath. For one pod relabel and one policy change (each repeated), the time from the
 // manifest write to the daemon's backend apply returning is read from <state-dir>/sync.json, and
 // a real probe checks that the verdict actually flipped. The baseline, measured in the same run,
-// is a no-op change through the same pipeline (file event, debounce, decode, compile, apply).
+// is a no-op change through the same pipeline (file event, decode, compile, apply; no debounce).
 //
 //   sudo build/bench/latency/update_latency [--iterations N]
 #include <unistd.h>
@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
     wrongVerdicts += !r80.ok() || (*r80 == "ok") != (port == 80);
   }
   std::printf("policy update latency, event (manifest written) -> enforced (backend apply returned)\n");
-  std::printf("1 node, 20 pods, %d iterations each; daemon debounce 100 ms (default)\n\n", iterations);
+  std::printf("1 node, 20 pods, %d iterations each; no source debounce (default)\n\n", iterations);
   std::printf("%-28s %10s %10s %16s %8s\n", "change", "median ms", "p99 ms", "compile+apply ms",
               "/noop");
   double base = pct(noop, 0.5);

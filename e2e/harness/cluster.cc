@@ -602,11 +602,12 @@ Status SimCluster::waitSyncedKube(std::chrono::milliseconds timeout) {
 
 Status SimCluster::waitSyncedDir(std::chrono::milliseconds timeout) {
   // Each daemon records in <state-dir>/applied the wall-clock time (ns) at which its source
-  // began reading the snapshot it last applied. We write a no-op manifest (a comment) to make
-  // every daemon read again and wait for a read that began after that write returned: such a
-  // snapshot holds every change written before. If a read raced with the write itself (began
-  // between the rename and our clock read), no further event would come, so the barrier is
-  // re-armed with a fresh write until the deadline.
+  // began reading the state it last applied. We read the clock, then write a no-op manifest (a
+  // comment) to make every daemon read again, and wait for a read that began after that clock
+  // read: it holds every change written before waitSynced was called. The clock is read before
+  // the write because the directory source reads at once on the write's event (no debounce):
+  // that read may begin before a clock read taken after the write returned. Should a read still
+  // be missed, the barrier is re-armed with a fresh write until the deadline.
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto wallNs = [] {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -615,9 +616,9 @@ Status SimCluster::waitSyncedDir(std::chrono::milliseconds timeout) {
   };
   std::vector<long long> seen(opts_.nodes, 0);
   while (std::chrono::steady_clock::now() < deadline) {
+    long long target = wallNs();
     SLUICE_RETURN_IF_ERROR(
         writeManifest("zz-sync.yaml", "# harness sync barrier " + std::to_string(++syncRound_) + "\n"));
-    long long target = wallNs();
     auto roundEnd = std::min(deadline, std::chrono::steady_clock::now() + 3s);
     bool all = false;
     while (!all && std::chrono::steady_clock::now() < roundEnd) {

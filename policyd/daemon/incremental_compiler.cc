@@ -7,9 +7,11 @@ namespace {
 
 class IncrementalCompiler final : public PolicyCompiler {
  public:
-  compiler::Diff update(const model::Cluster& cluster,
-                        const compiler::NodeContext& node) override {
+  compiler::Diff update(const model::Cluster& cluster, const compiler::NodeContext& node) override {
     return compiler_.update(cluster, node);
+  }
+  compiler::Diff update(const compiler::ChangeSet& changes) override {
+    return compiler_.update(changes);
   }
   const compiler::State& state() const override { return compiler_.state(); }
 

@@ -4,6 +4,7 @@
 // Shutdown (SIGTERM/SIGINT): stop watching the source, answer waiting requests, close the
 // endpoint socket, remove the ready marker. BPF programs and pinned maps stay in place, so
 // enforcement never lapses while the daemon is down.
+#include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -251,6 +252,9 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<source::Source> source;
   if (opts.source == "kube") {
+    // One malloc arena: the informer threads decode list pages in bursts; with an arena per
+    // thread, what they free stays resident in their arenas (about 70 MB at 100,000 pods).
+    mallopt(M_ARENA_MAX, 1);
     // Starts without waiting for the API server: until every kind is listed the agent stays not
     // ready and pinned state keeps enforcing.
     auto kube = source::kube::makeKubeSource(
@@ -268,7 +272,7 @@ int main(int argc, char** argv) {
     };
     source = std::make_unique<source::DirSource>(sourceOptions);
   }
-  if (auto st = source->start([&agent](source::Snapshot s) { agent.onSnapshot(std::move(s)); });
+  if (auto st = source->start([&agent](source::Update u) { agent.onUpdate(std::move(u)); });
       !st.ok()) {
     return fail(st.error().message);
   }

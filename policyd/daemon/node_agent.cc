@@ -1,5 +1,6 @@
 #include "policyd/daemon/node_agent.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -157,7 +158,7 @@ Status NodeAgent::recoverFromDatapath(bool registryLost) {
     // between attach and save): keep it registered, hence enforced, under the id its datapath
     // state already carries. The CNI plugin's alias on the host veth names its attachment, the
     // host routes through the veth its addresses; its pod is matched by address once the
-    // source's snapshot arrives.
+    // source's objects arrive.
     EndpointRecord rec;
     rec.id = ep.id;
     rec.hostVeth = ep.ifname;
@@ -193,7 +194,7 @@ bool NodeAgent::matchPodsByAddress() {
   std::vector<EndpointRecord> updated;
   for (const auto& [id, rec] : registry_.endpoints()) {
     if (!rec.podName.empty() || !rec.podNamespace.empty() || rec.ips.empty()) continue;
-    for (const auto& p : cluster_.pods) {
+    for (const auto& p : store_.cluster().pods) {
       if (p.hostNetwork) continue;
       const bool match = std::any_of(rec.ips.begin(), rec.ips.end(), [&](const IpAddr& a) {
         return std::find(p.ips.begin(), p.ips.end(), a) != p.ips.end();
@@ -292,22 +293,11 @@ void NodeAgent::writeAppliedVersions() {
   pendingVersions_.clear();
 }
 
-void NodeAgent::onSnapshot(source::Snapshot snapshot) {
+void NodeAgent::onUpdate(source::Update update) {
   {
     std::lock_guard lock(mu_);
-    if (snapshot.versionsOnly && latest_) {
-      // The pending snapshot stays; it now also covers these (later) versions.
-      for (auto& [resource, rv] : snapshot.resourceVersions)
-        latest_->resourceVersions[resource] = rv;
-      return;
-    }
-    if (latest_) {
-      // Not synced yet: the newer one replaces it, but the latency clock keeps running from the
-      // older change.
-      snapshot.eventSeen = std::min(snapshot.eventSeen, latest_->eventSeen);
-    }
-    latest_ = std::move(snapshot);
-    snapshotSeen_ = true;
+    if (update.initialComplete) initialSeen_ = true;
+    updates_.push_back(std::move(update));
   }
   cv_.notify_all();
 }
@@ -317,7 +307,7 @@ Reply NodeAgent::handle(const Request& request) {
   if (request.op == Op::Status) {
     return ready() ? okReply()
                    : errorReply(
-                         "sluice-policyd is not ready: its first policy snapshot is not "
+                         "sluice-policyd is not ready: the initial cluster state is not "
                          "applied yet");
   }
   auto op = std::make_shared<PendingOp>();
@@ -361,28 +351,28 @@ Clock::TimePoint NodeAgent::nextTimer() const {
 void NodeAgent::run(std::stop_token stop) {
   while (!stop.stop_requested()) {
     std::vector<OpPtr> ops;
-    std::optional<source::Snapshot> snapshot;
+    std::vector<source::Update> updates;
     {
       std::unique_lock lock(mu_);
       for (;;) {
         if (stopping_) return;
         const bool timerDue = clock_.now() >= timerAt_;
-        if (latest_ || (snapshotSeen_ && !ops_.empty()) || timerDue || wakeRequested_) break;
+        if (!updates_.empty() || (initialSeen_ && !ops_.empty()) || timerDue || wakeRequested_)
+          break;
         // Real time bounded, so a ManualClock that moved without wake() is noticed too.
         auto wait = std::clamp<std::chrono::nanoseconds>(
             timerAt_ - clock_.now(), std::chrono::milliseconds(1), std::chrono::seconds(1));
         cv_.wait_for(lock, wait);
       }
       wakeRequested_ = false;
-      snapshot = std::move(latest_);
-      latest_.reset();
-      if (snapshotSeen_) {
+      updates.swap(updates_);
+      if (initialSeen_) {
         ops.assign(std::make_move_iterator(ops_.begin()), std::make_move_iterator(ops_.end()));
         ops_.clear();
       }
     }
     try {
-      syncOnce(std::move(ops), std::move(snapshot));
+      syncOnce(std::move(ops), std::move(updates));
     } catch (const std::exception& e) {
       // Nothing below throws by design; if something does, keep the daemon alive and retry.
       spdlog::error("sync failed with exception error=\"{}\"", e.what());
@@ -396,7 +386,7 @@ void NodeAgent::run(std::stop_token stop) {
 }
 
 bool NodeAgent::podKnown(const EndpointRecord& rec) const {
-  return podKeys_.contains(rec.podKey());
+  return store_.findPod(rec.podKey()) != nullptr;
 }
 
 bool NodeAgent::refreshAddresses() {
@@ -584,48 +574,50 @@ void NodeAgent::handleDel(const OpPtr& op, std::vector<Completion>& done, bool& 
   done.push_back({op, okReply()});
 }
 
-void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot> snapshot) {
+void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::vector<source::Update> updates) {
   const auto now = clock_.now();
-  if (snapshot && snapshot->versionsOnly) {
-    // Nothing to compile: what is applied already reflects these events. Record how far the
-    // source has got; written at once when no sync is due, else after the next one.
-    for (auto& [resource, rv] : snapshot->resourceVersions) pendingVersions_[resource] = rv;
-    snapshot.reset();
-    if (haveSnapshot_ && ops.empty() && !needFullSync_ && !pendingAppliedWallNs_ &&
-        !retryPending_) {
+  bool stateRead = false;     // some Update re-read the source's state (not versionsOnly)
+  bool modelChanged = false;  // and some object in the store changed
+  for (auto& u : updates) {
+    for (auto& [resource, rv] : u.resourceVersions) pendingVersions_[resource] = rv;
+    if (u.initialComplete) haveInitial_ = true;
+    if (u.versionsOnly) continue;  // what is applied already reflects these events
+    stateRead = true;
+    if (!u.changes.empty()) {
+      std::unique_lock model(modelMu_);
+      if (store_.apply(std::move(u.changes)) > 0) {
+        ++modelGeneration_;
+        modelChanged = true;
+      }
+    }
+    pendingAppliedWallNs_ = u.readWallNs;
+    pendingEventSeen_ = pendingEventSeen_ ? std::min(*pendingEventSeen_, u.eventSeen) : u.eventSeen;
+    std::lock_guard lock(statsMu_);
+    ++stats_.updates;
+    stats_.lastGeneration = u.generation;
+    if (u.errors) stats_.invalidObjects = u.errors->size();
+  }
+  if (!updates.empty() && !stateRead) {
+    // Only versions moved: record how far the source has got; written at once when no sync is
+    // due, else after the next one.
+    if (haveInitial_ && ops.empty() && !needFullSync_ && !pendingAppliedWallNs_ && !retryPending_) {
       writeAppliedVersions();
       return;
     }
   }
-  if (snapshot) haveSnapshot_ = true;
-  // Nothing is compiled before the source has delivered its first snapshot: an empty model
-  // would strip the policy of every recovered endpoint.
-  if (!haveSnapshot_) return;
+  // Nothing is compiled before the source's initial state is complete: an empty or partial model
+  // would strip the policy of recovered endpoints.
+  if (!haveInitial_) return;
   bool needCompile = needFullSync_;
 
-  if (snapshot) {
-    {
-      std::unique_lock model(modelMu_);
-      cluster_ = std::move(snapshot->cluster);
-      ++modelGeneration_;
-    }
-    podKeys_.clear();
-    for (const auto& p : cluster_.pods) podKeys_.insert(p.key());
-    if (matchPodsByAddress()) {
+  if (stateRead) {
+    if (modelChanged && matchPodsByAddress()) {
       if (auto st = registry_.save(); !st.ok()) {
         // Only the names are unsaved: the next restart matches them again.
         spdlog::warn("registry save failed error=\"{}\"", st.error().message);
       }
     }
-    pendingAppliedWallNs_ = snapshot->readWallNs;
-    for (auto& [resource, rv] : snapshot->resourceVersions) pendingVersions_[resource] = rv;
-    pendingEventSeen_ =
-        pendingEventSeen_ ? std::min(*pendingEventSeen_, snapshot->eventSeen) : snapshot->eventSeen;
     needCompile = true;
-    std::lock_guard lock(statsMu_);
-    ++stats_.snapshots;
-    stats_.lastGeneration = snapshot->generation;
-    stats_.invalidObjects = snapshot->errors.size();
   }
 
   std::vector<Completion> done;
@@ -711,7 +703,31 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
   }
 
   const auto t0 = std::chrono::steady_clock::now();
-  compiler::Diff diff = compiler_.update(cluster_, nodeContext());
+  bool trimAfterInitial = false;
+  compiler::NodeContext node = nodeContext();
+  compiler::Diff diff;
+  if (!compiledOnce_) {
+    // The whole store, read in place (no change set copying every object).
+    diff = compiler_.update(store_.cluster(), node);
+    store_.discardChanges();
+    compiledOnce_ = true;
+    compiledNode_ = std::move(node);
+    trimAfterInitial = true;
+  } else {
+    source::Changes c = store_.takeChanges();
+    compiler::ChangeSet changes;
+    changes.namespaceUpserts = std::move(c.namespaceUpserts);
+    changes.namespaceDeletes = std::move(c.namespaceDeletes);
+    changes.podUpserts = std::move(c.podUpserts);
+    changes.podDeletes = std::move(c.podDeletes);
+    changes.policyUpserts = std::move(c.policyUpserts);
+    changes.policyDeletes = std::move(c.policyDeletes);
+    if (node != compiledNode_) {
+      changes.node = node;
+      compiledNode_ = std::move(node);
+    }
+    diff = compiler_.update(changes);
+  }
   const auto t1 = std::chrono::steady_clock::now();
   const bool full = needFullSync_;
   Status st;
@@ -782,6 +798,17 @@ void NodeAgent::syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot>
               registry_.endpoints().size(), diffSize(diff), millis(t1 - t0), millis(t2 - t1),
               latency ? fmt::format("{:.3f}", millis(*latency)) : std::string("-"));
 
+  if (trimAfterInitial) {
+    // The initial state passed through list pages, decoded objects and one large batch on the
+    // source's and this thread's malloc arenas; what is free now goes back to the system
+    // instead of staying in the daemon's resident memory.
+    {
+      std::unique_lock model(modelMu_);
+      store_.shrink();
+    }
+    diff = compiler::Diff();
+    ::malloc_trim(0);
+  }
   const std::string dir = options_.stateDir + "/";
   if (pendingAppliedWallNs_) {
     if (auto w = writeFileAtomic(dir + std::string(kAppliedFile),
@@ -832,7 +859,7 @@ AgentStats NodeAgent::stats() const {
 
 void NodeAgent::readModel(const Reader& fn) const {
   std::shared_lock model(modelMu_);
-  fn(cluster_, modelGeneration_);
+  fn(store_.cluster(), modelGeneration_);
 }
 
 std::string NodeAgent::endpointName(compiler::EndpointId id) const {
@@ -866,7 +893,8 @@ std::string NodeAgent::metricsText() {
   MetricsWriter w;
   std::lock_guard lock(statsMu_);
   const AgentStats& s = stats_;
-  w.family("sluice_ready", "gauge", "1 once the first snapshot has been compiled and applied.");
+  w.family("sluice_ready", "gauge",
+           "1 once the source's initial state has been compiled and applied.");
   w.sample("sluice_ready", s.ready ? 1 : 0);
   w.family("sluice_endpoints", "gauge", "Endpoints (pod interfaces) registered on this node.");
   w.sample("sluice_endpoints", static_cast<double>(s.endpoints));
@@ -880,8 +908,9 @@ std::string NodeAgent::metricsText() {
   w.family("sluice_full_syncs_total", "counter",
            "Successful full (read back and reconcile) syncs.");
   w.sample("sluice_full_syncs_total", static_cast<double>(s.fullSyncs));
-  w.family("sluice_source_snapshots_total", "counter", "Source snapshots consumed.");
-  w.sample("sluice_source_snapshots_total", static_cast<double>(s.snapshots));
+  w.family("sluice_source_updates_total", "counter",
+           "Source updates (per-object change batches) consumed.");
+  w.sample("sluice_source_updates_total", static_cast<double>(s.updates));
   w.family("sluice_source_invalid_objects", "gauge",
            "Objects or files the source currently rejects (last good version enforced).");
   w.sample("sluice_source_invalid_objects", static_cast<double>(s.invalidObjects));

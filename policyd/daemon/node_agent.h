@@ -1,23 +1,27 @@
-// The node agent: owns the current model, the endpoint registry, the compiler and the datapath
-// backend, and is the one path through which state changes (kube-network-policies style:
-// events only mark state dirty, one runner thread syncs).
+// The node agent: owns the cluster store (the daemon's one model::Cluster), the endpoint
+// registry, the compiler and the datapath backend, and is the one path through which state
+// changes (kube-network-policies style: events only mark state dirty, one runner thread syncs).
 //
 // Inputs:
-//   onSnapshot()  a new source snapshot replaces the model (the newest wins; older ones that
-//                 were not synced yet are dropped)
+//   onUpdate()    a source's per-object changes (source.h); queued, applied by the runner
 //   handle()      an endpoint request from the CNI plugin; blocks until it is done
-// The runner takes everything pending at once (so concurrent CNI ADDs share one compile), then:
+// The runner takes everything pending at once (so concurrent CNI ADDs share one compile, and the
+// source changes that arrived while a sync ran become one net change set: cluster_store.h),
+// applies the source changes to the store (no-op upserts dropped), then:
 //   add   backend.attach (fail closed: the pod's traffic is dropped until its policy is
 //         applied), register + persist, compile, apply, then reply ok. When the source does not
 //         know the Pod object yet, the endpoint stays out of the compiled state (still dropped)
-//         for up to `podWait`, then proceeds without labels; the next snapshot that carries the
-//         pod corrects it.
+//         for up to `podWait`, then proceeds without labels; the Update that brings the pod
+//         corrects it.
 //   del   backend.detach, unregister + persist, compile, apply, reply.
 //   check the endpoint is registered, the backend says it is attached, and the addresses match.
-// Nothing is synced and no request is answered before the first snapshot arrives. The first
-// sync (and any sync after a failed one) is a full backend.sync() of the compiled state; the
-// others apply the compiler's diff. Host addresses are read on every sync and re-checked every
-// `addressRecheck`; so are the endpoints' host veths (one gone without a DEL is unregistered).
+// Nothing is compiled and no request is answered before the source's initial state is complete
+// (Update::initialComplete). The first compile reads the whole store; later ones hand the
+// compiler only the store's net change set (and the node context when it changed), O(change).
+// The first sync (and any sync after a failed one) is a full backend.sync() of the compiled
+// state; the others apply the compiler's diff. Host addresses are read on every sync and re-checked
+// every `addressRecheck`; so are the endpoints' host veths (one gone without a DEL is
+// unregistered).
 //
 // start() recovers the registry from <state-dir>: endpoints whose host veth is gone are
 // detached and dropped, the others are re-attached (programs replaced in place; their pinned
@@ -54,6 +58,7 @@
 #include "policyd/daemon/registry.h"
 #include "policyd/datapath/backend.h"
 #include "policyd/model/types.h"
+#include "policyd/source/cluster_store.h"
 #include "policyd/source/source.h"
 
 namespace sluice::daemon {
@@ -72,7 +77,7 @@ struct AgentStats {
   uint64_t syncs = 0;  // successful
   uint64_t syncErrors = 0;
   uint64_t fullSyncs = 0;  // backend.sync() calls that succeeded
-  uint64_t snapshots = 0;  // snapshots consumed
+  uint64_t updates = 0;    // source Updates that carried state (not versionsOnly) consumed
   uint64_t lastGeneration = 0;
   size_t endpoints = 0;
   size_t waitingForPod = 0;
@@ -97,7 +102,7 @@ class NodeAgent final : public ModelView {
   // Leaves the datapath as it is: enforcement continues while the daemon is down.
   void stop();
 
-  void onSnapshot(source::Snapshot snapshot);
+  void onUpdate(source::Update update);
   endpoint_api::Reply handle(const endpoint_api::Request& request);
   // Re-evaluates timers now (tests with a ManualClock call it after advancing).
   void wake();
@@ -130,7 +135,7 @@ class NodeAgent final : public ModelView {
   };
 
   void run(std::stop_token stop);
-  void syncOnce(std::vector<OpPtr> ops, std::optional<source::Snapshot> snapshot);
+  void syncOnce(std::vector<OpPtr> ops, std::vector<source::Update> updates);
   void handleAdd(const OpPtr& op, std::vector<Completion>& done, bool& changed,
                  std::vector<compiler::EndpointId>& added);
   void handleDel(const OpPtr& op, std::vector<Completion>& done, bool& changed);
@@ -163,8 +168,8 @@ class NodeAgent final : public ModelView {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<OpPtr> ops_;
-  std::optional<source::Snapshot> latest_;
-  bool snapshotSeen_ = false;
+  std::vector<source::Update> updates_;
+  bool initialSeen_ = false;  // an Update with initialComplete was queued
   bool stopping_ = false;
   bool started_ = false;
   bool wakeRequested_ = false;
@@ -176,17 +181,20 @@ class NodeAgent final : public ModelView {
 
   // Runner-owned.
   Registry registry_;
-  model::Cluster cluster_;  // written by the runner under modelMu_ (readModel reads it)
+  // The model: written by the runner under modelMu_ (readModel reads it under a shared lock),
+  // read by the runner without it.
+  source::ClusterStore store_;
   mutable std::shared_mutex modelMu_;
   uint64_t modelGeneration_ = 0;
-  std::set<std::string> podKeys_;
+  bool compiledOnce_ = false;           // the compiler has been given the whole store
+  compiler::NodeContext compiledNode_;  // the node context the compiler last saw
   std::map<compiler::EndpointId, Waiter> waiting_;
   std::vector<IpAddr> hostAddresses_;
   Clock::TimePoint nextAddressCheck_{};
   Clock::TimePoint retryAt_{};
   bool retryPending_ = false;
   bool needFullSync_ = true;
-  bool haveSnapshot_ = false;
+  bool haveInitial_ = false;
   std::optional<int64_t> pendingAppliedWallNs_;
   std::map<std::string, std::string> pendingVersions_;
   std::optional<std::chrono::steady_clock::time_point> pendingEventSeen_;

@@ -61,7 +61,7 @@ std::string usage() {
                             for the CNI IPAM `usePodCidr` mode
   --log-level LEVEL         trace, debug, info, warn, error (default info)
   --pod-wait-ms N           how long an endpoint registration waits for its Pod object (2000)
-  --source-debounce-ms N    quiet period before a changed manifest directory is re-read (100)
+  --source-debounce-ms N    quiet period before a changed manifest directory is re-read (0)
   -h, --help                this text
 )";
 }

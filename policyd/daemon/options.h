@@ -31,7 +31,7 @@ struct DaemonOptions {
   std::string logLevel = "info";
   std::vector<std::string> podCidrs;
   std::chrono::milliseconds podWait{2000};
-  std::chrono::milliseconds sourceDebounce{100};
+  std::chrono::milliseconds sourceDebounce{0};
   bool help = false;
 };
 

@@ -36,7 +36,7 @@ TEST(AgentWithCompilerTest, PolicyIsolatesRegisteredEndpointAndLabelsComeFromThe
   NodeAgent agent(o, backend, *compiler, host, clock);
   ASSERT_TRUE(agent.start().ok());
 
-  agent.onSnapshot(snapshot({pod("default", "web", {{"app", "web"}})}));
+  feed(agent, snapshot({pod("default", "web", {{"app", "web"}})}));
   auto reply = agent.handle(addRequest("web", 1));
   ASSERT_TRUE(reply.ok) << reply.error;
   ASSERT_EQ(compiler->state().endpoints.size(), 1u);
@@ -45,7 +45,7 @@ TEST(AgentWithCompilerTest, PolicyIsolatesRegisteredEndpointAndLabelsComeFromThe
   // The registration's addresses are classified (host routes for the pod).
   EXPECT_TRUE(compiler->state().classes.contains(Prefix::host(IpAddr::parse("10.1.0.1").value())));
 
-  agent.onSnapshot(snapshot({pod("default", "web", {{"app", "web"}})}, {denyIngress("web")}));
+  feed(agent, snapshot({pod("default", "web", {{"app", "web"}})}, {denyIngress("web")}));
   ASSERT_TRUE(waitFor([&] {
     auto p = backend.policies();
     return p.contains(id) && p.at(id);
@@ -53,7 +53,7 @@ TEST(AgentWithCompilerTest, PolicyIsolatesRegisteredEndpointAndLabelsComeFromThe
   EXPECT_TRUE(compiler->state().endpoints.at(id).ingressIsolated);
 
   // Relabel the pod: the policy no longer selects it.
-  agent.onSnapshot(snapshot({pod("default", "web", {{"app", "other"}})}, {denyIngress("web")}));
+  feed(agent, snapshot({pod("default", "web", {{"app", "other"}})}, {denyIngress("web")}));
   ASSERT_TRUE(waitFor([&] { return !backend.policies().at(id); }));
   agent.stop();
 }

@@ -78,7 +78,7 @@ class EndpointServerTest : public ::testing::Test {
     ASSERT_TRUE(harness->agent->start().ok());
     std::vector<model::Pod> pods = {pod("default", "web")};
     for (int i = 1; i <= 20; ++i) pods.push_back(pod("default", "p" + std::to_string(i)));
-    harness->agent->onSnapshot(snapshot(pods));
+    feed(*harness->agent, snapshot(pods));
     EndpointServerOptions o;
     o.socketPath = sock.path() + "/run/policyd.sock";
     o.maxLineBytes = 4096;

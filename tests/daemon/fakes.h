@@ -11,12 +11,54 @@
 
 #include "policyd/daemon/host_network.h"
 #include "policyd/daemon/policy_compiler.h"
+#include "policyd/source/cluster_store.h"
 
 namespace sluice::daemon::testing {
 
 class FakeCompiler final : public PolicyCompiler {
  public:
+  // Change sets are folded into the model the fake holds, then compiled like a whole model.
+  compiler::Diff update(const compiler::ChangeSet& changes) override {
+    source::Changes c;
+    c.namespaceUpserts = changes.namespaceUpserts;
+    c.namespaceDeletes = changes.namespaceDeletes;
+    c.podUpserts = changes.podUpserts;
+    c.podDeletes = changes.podDeletes;
+    c.policyUpserts = changes.policyUpserts;
+    c.policyDeletes = changes.policyDeletes;
+    model::Cluster cluster;
+    compiler::NodeContext node;
+    {
+      std::lock_guard lock(mu_);
+      ++changeSets_;
+      held_.apply(std::move(c));
+      held_.discardChanges();
+      cluster = held_.cluster();
+      node = changes.node ? *changes.node : lastNode_;
+    }
+    return compile(cluster, node);
+  }
   compiler::Diff update(const model::Cluster& cluster, const compiler::NodeContext& node) override {
+    {
+      std::lock_guard lock(mu_);
+      held_.clear();
+      source::Changes c;
+      c.namespaceUpserts = cluster.namespaces;
+      c.podUpserts = cluster.pods;
+      c.policyUpserts = cluster.policies;
+      held_.apply(std::move(c));
+      held_.discardChanges();
+    }
+    return compile(cluster, node);
+  }
+  // Change-set updates so far (the agent's steady-state path).
+  int changeSets() const {
+    std::lock_guard lock(mu_);
+    return changeSets_;
+  }
+
+ private:
+  compiler::Diff compile(const model::Cluster& cluster, const compiler::NodeContext& node) {
     std::lock_guard lock(mu_);
     ++updates_;
     lastCluster_ = cluster;
@@ -57,6 +99,8 @@ class FakeCompiler final : public PolicyCompiler {
     state_ = std::move(next);
     return d;
   }
+
+ public:
   const compiler::State& state() const override { return state_; }
 
   compiler::NodeContext lastNode() const {
@@ -77,7 +121,9 @@ class FakeCompiler final : public PolicyCompiler {
   compiler::State state_;
   compiler::NodeContext lastNode_;
   model::Cluster lastCluster_;
+  source::ClusterStore held_;
   int updates_ = 0;
+  int changeSets_ = 0;
 };
 
 class FakeHostNetwork final : public HostNetwork {

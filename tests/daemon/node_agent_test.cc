@@ -40,7 +40,7 @@ class NodeAgentTest : public ::testing::Test {
 
 TEST_F(NodeAgentTest, AddAttachesRegistersAppliesThenReplies) {
   auto& agent = start();
-  agent.onSnapshot(snapshot({pod("default", "web", {{"app", "web"}})}));
+  feed(agent, snapshot({pod("default", "web", {{"app", "web"}})}));
   ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
   EXPECT_TRUE(std::filesystem::exists(file(kReadyFile)));
   EXPECT_EQ(sluice::testing::slurp(file(kAppliedFile)), "1234567890123\n");
@@ -79,14 +79,89 @@ TEST_F(NodeAgentTest, StatusIsNotReadyUntilTheFirstSnapshotIsApplied) {
   auto before = agent.handle(status);
   EXPECT_FALSE(before.ok);
   EXPECT_NE(before.error.find("not ready"), std::string::npos) << before.error;
-  agent.onSnapshot(snapshot({pod("default", "web")}));
+  feed(agent, snapshot({pod("default", "web")}));
   ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
   EXPECT_TRUE(agent.handle(status).ok);
 }
 
+TEST_F(NodeAgentTest, NothingIsCompiledBeforeTheInitialStateIsComplete) {
+  auto& agent = start();
+  source::Update partial;
+  partial.changes.podUpserts.push_back(pod("default", "web"));
+  agent.onUpdate(std::move(partial));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_FALSE(agent.ready());
+  EXPECT_EQ(harness->compiler.updates(), 0);
+  EXPECT_EQ(backend.syncs(), 0);
+  source::Update rest;
+  rest.changes.podUpserts.push_back(pod("default", "db"));
+  rest.initialComplete = true;
+  agent.onUpdate(std::move(rest));
+  ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
+  // The first compile reads the whole store: both parts.
+  auto seen = harness->compiler.lastCluster();
+  EXPECT_EQ(seen.pods.size(), 2u);
+  EXPECT_EQ(harness->compiler.changeSets(), 0);
+}
+
+TEST_F(NodeAgentTest, AfterTheFirstCompileOnlyChangeSetsReachTheCompiler) {
+  auto& agent = start();
+  feed(agent, snapshot({pod("default", "web"), pod("default", "db", {{"role", "web"}})}));
+  ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
+  ASSERT_TRUE(agent.handle(addRequest("db", 2)).ok);
+  const int changeSets = harness->compiler.changeSets();
+  EXPECT_GE(changeSets, 1);  // the endpoint add: a node-context change
+
+  // A relabel: the compiler is handed the change (it sees the new label: role=db isolates).
+  source::Update relabel;
+  relabel.changes.podUpserts.push_back(pod("default", "db", {{"role", "db"}}));
+  relabel.eventSeen = std::chrono::steady_clock::now();
+  agent.onUpdate(std::move(relabel));
+  ASSERT_TRUE(waitFor([&] { return harness->compiler.changeSets() == changeSets + 1; }));
+  ASSERT_TRUE(waitFor([&] {
+    auto p = backend.policies();
+    auto it = p.find(1);
+    return it != p.end() && it->second;
+  }));
+  uint64_t generation = 0;
+  agent.readModel([&](const model::Cluster& c, uint64_t g) {
+    generation = g;
+    for (const auto& p : c.pods) {
+      if (p.name == "db") {
+        EXPECT_EQ(p.labels.at("role"), "db");
+      }
+    }
+  });
+
+  // The same content again: dropped by the store (the model generation stays), yet the update
+  // is still recorded as applied (a rewrite that changed nothing is enforced too).
+  std::filesystem::remove(file(kAppliedFile));
+  source::Update same;
+  same.changes.podUpserts.push_back(pod("default", "db", {{"role", "db"}}));
+  same.readWallNs = 42;
+  agent.onUpdate(std::move(same));
+  ASSERT_TRUE(waitFor([&] { return std::filesystem::exists(file(kAppliedFile)); }));
+  agent.readModel([&](const model::Cluster&, uint64_t g) { EXPECT_EQ(g, generation); });
+  EXPECT_EQ(agent.stats().fullSyncs, 1u);
+
+  // A delete then an upsert of another pod while nothing syncs are one change set.
+  source::Update del;
+  del.changes.podDeletes.push_back("default/web");
+  agent.onUpdate(std::move(del));
+  ASSERT_TRUE(waitFor([&] {
+    bool gone = true;
+    agent.readModel([&](const model::Cluster& c, uint64_t) {
+      for (const auto& p : c.pods) {
+        if (p.name == "web") gone = false;
+      }
+    });
+    return gone;
+  }));
+}
+
 TEST_F(NodeAgentTest, RepeatedAddIsIdempotent) {
   auto& agent = start();
-  agent.onSnapshot(snapshot({pod("default", "web")}));
+  feed(agent, snapshot({pod("default", "web")}));
   ASSERT_TRUE(agent.handle(addRequest("web", 1)).ok);
   ASSERT_TRUE(agent.handle(addRequest("web", 1)).ok);
   EXPECT_EQ(agent.stats().endpoints, 1u);
@@ -97,14 +172,14 @@ TEST_F(NodeAgentTest, RequestsWaitForTheFirstSnapshot) {
   auto f = submit(agent, addRequest("web", 1));
   EXPECT_FALSE(answeredWithin(f, 50ms));
   EXPECT_EQ(backend.syncs(), 0);
-  agent.onSnapshot(snapshot({pod("default", "web")}));
+  feed(agent, snapshot({pod("default", "web")}));
   ASSERT_TRUE(answeredWithin(f, 5s));
   EXPECT_TRUE(f.get().ok);
 }
 
 TEST_F(NodeAgentTest, UnknownPodWaitsThenProceedsThenIsCorrected) {
   auto& agent = start(2s);
-  agent.onSnapshot(snapshot({}));
+  feed(agent, snapshot({}));
   ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
   auto f = submit(agent, addRequest("db", 2));
   // Attached (fail closed) and registered, but not compiled and not answered yet.
@@ -126,16 +201,16 @@ TEST_F(NodeAgentTest, UnknownPodWaitsThenProceedsThenIsCorrected) {
   EXPECT_FALSE(backend.policies().at(id));  // no labels known: not isolated
 
   // The Pod object arrives: the next sync uses its labels.
-  agent.onSnapshot(snapshot({pod("default", "db", {{"role", "db"}})}));
+  feed(agent, snapshot({pod("default", "db", {{"role", "db"}})}));
   ASSERT_TRUE(waitFor([&] { return backend.policies().at(id); }));
 }
 
 TEST_F(NodeAgentTest, PodArrivingWhileWaitingReleasesTheRegistration) {
   auto& agent = start(60s);
-  agent.onSnapshot(snapshot({}));
+  feed(agent, snapshot({}));
   auto f = submit(agent, addRequest("db", 2));
   ASSERT_TRUE(waitFor([&] { return agent.stats().waitingForPod == 1; }));
-  agent.onSnapshot(snapshot({pod("default", "db", {{"role", "db"}})}));
+  feed(agent, snapshot({pod("default", "db", {{"role", "db"}})}));
   ASSERT_TRUE(answeredWithin(f, 5s));
   EXPECT_TRUE(f.get().ok);
   auto node = harness->compiler.lastNode();
@@ -145,7 +220,7 @@ TEST_F(NodeAgentTest, PodArrivingWhileWaitingReleasesTheRegistration) {
 
 TEST_F(NodeAgentTest, DelDetachesAndUnregisters) {
   auto& agent = start();
-  agent.onSnapshot(snapshot({pod("default", "web")}));
+  feed(agent, snapshot({pod("default", "web")}));
   ASSERT_TRUE(agent.handle(addRequest("web", 1)).ok);
   const auto id = harness->compiler.lastNode().endpoints.at(0).id;
   auto reply = agent.handle(withOp(addRequest("web", 1), Op::Del));
@@ -160,7 +235,7 @@ TEST_F(NodeAgentTest, DelDetachesAndUnregisters) {
 
 TEST_F(NodeAgentTest, CheckVerifiesRegistrationAttachmentAndAddresses) {
   auto& agent = start();
-  agent.onSnapshot(snapshot({pod("default", "web")}));
+  feed(agent, snapshot({pod("default", "web")}));
   auto unknown = agent.handle(withOp(addRequest("web", 1), Op::Check));
   EXPECT_FALSE(unknown.ok);
   EXPECT_NE(unknown.error.find("not registered"), std::string::npos);
@@ -184,7 +259,7 @@ TEST_F(NodeAgentTest, CheckVerifiesRegistrationAttachmentAndAddresses) {
 
 TEST_F(NodeAgentTest, AttachFailureIsReportedAndNothingIsRegistered) {
   auto& agent = start();
-  agent.onSnapshot(snapshot({pod("default", "web")}));
+  feed(agent, snapshot({pod("default", "web")}));
   backend.setFailAttach(true);
   auto reply = agent.handle(addRequest("web", 1));
   EXPECT_FALSE(reply.ok);
@@ -194,7 +269,7 @@ TEST_F(NodeAgentTest, AttachFailureIsReportedAndNothingIsRegistered) {
 
 TEST_F(NodeAgentTest, RejectsInvalidRegistrations) {
   auto& agent = start();
-  agent.onSnapshot(snapshot({}));
+  feed(agent, snapshot({}));
   auto r = addRequest("web", 1);
   r.ips = {"10.1.0.300"};
   auto reply = agent.handle(r);
@@ -208,7 +283,7 @@ TEST_F(NodeAgentTest, RejectsInvalidRegistrations) {
 
 TEST_F(NodeAgentTest, FailedApplyFailsTheAddThenRetriesWithAFullSync) {
   auto& agent = start();
-  agent.onSnapshot(snapshot({pod("default", "web")}));
+  feed(agent, snapshot({pod("default", "web")}));
   ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
   backend.setFailApply(true);
   auto reply = agent.handle(addRequest("web", 1));
@@ -229,7 +304,7 @@ TEST_F(NodeAgentTest, ConcurrentAddsAllSucceedWithDistinctIds) {
   auto& agent = start();
   std::vector<model::Pod> pods;
   for (int i = 1; i <= 24; ++i) pods.push_back(pod("default", "p" + std::to_string(i)));
-  agent.onSnapshot(snapshot(pods));
+  feed(agent, snapshot(pods));
   std::vector<std::future<endpoint_api::Reply>> replies;
   for (int i = 1; i <= 24; ++i)
     replies.push_back(submit(agent, addRequest("p" + std::to_string(i), i)));
@@ -251,7 +326,7 @@ TEST_F(NodeAgentTest, RestartRecoversEndpointsDropsVanishedOnesAndSyncs) {
   compiler::EndpointId webId = 0, dbId = 0;
   {
     auto& agent = start();
-    agent.onSnapshot(snapshot({pod("default", "web"), pod("default", "db")}));
+    feed(agent, snapshot({pod("default", "web"), pod("default", "db")}));
     ASSERT_TRUE(agent.handle(addRequest("web", 1)).ok);
     ASSERT_TRUE(agent.handle(addRequest("db", 2)).ok);
     for (const auto& e : harness->compiler.lastNode().endpoints) {
@@ -269,7 +344,7 @@ TEST_F(NodeAgentTest, RestartRecoversEndpointsDropsVanishedOnesAndSyncs) {
   EXPECT_TRUE(second.isAttached(webId));
   EXPECT_FALSE(second.isAttached(dbId));
   EXPECT_EQ(second.syncs(), 0);  // nothing is written before the first snapshot
-  restarted.agent->onSnapshot(snapshot({pod("default", "web"), pod("default", "api")}));
+  feed(*restarted.agent, snapshot({pod("default", "web"), pod("default", "api")}));
   ASSERT_TRUE(waitFor([&] { return restarted.agent->ready(); }));
   EXPECT_EQ(second.syncs(), 1);
   EXPECT_EQ(second.applies(), 0);
@@ -290,7 +365,7 @@ TEST_F(NodeAgentTest, RestartRecoversEndpointsDropsVanishedOnesAndSyncs) {
 TEST_F(NodeAgentTest, CorruptRegistryStartsEmpty) {
   sluice::testing::writeText(file(kRegistryFile), "garbage");
   auto& agent = start();
-  agent.onSnapshot(snapshot({}));
+  feed(agent, snapshot({}));
   ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
   EXPECT_EQ(agent.stats().endpoints, 0u);
   bool kept = false;
@@ -302,7 +377,7 @@ TEST_F(NodeAgentTest, CorruptRegistryStartsEmpty) {
 
 TEST_F(NodeAgentTest, StopAnswersWaitingRequests) {
   auto& agent = start(60s);
-  agent.onSnapshot(snapshot({}));
+  feed(agent, snapshot({}));
   auto f = submit(agent, addRequest("ghost", 3));
   ASSERT_TRUE(waitFor([&] { return agent.stats().waitingForPod == 1; }));
   agent.stop();
@@ -315,7 +390,7 @@ TEST_F(NodeAgentTest, StopAnswersWaitingRequests) {
 
 TEST_F(NodeAgentTest, HostAddressChangesAreNoticed) {
   auto& agent = start();
-  agent.onSnapshot(snapshot({}));
+  feed(agent, snapshot({}));
   ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
   host.setAddresses({IpAddr::parse("192.168.1.10").value(), IpAddr::parse("fd00:1::10").value()});
   clock.advance(11s);
@@ -325,7 +400,7 @@ TEST_F(NodeAgentTest, HostAddressChangesAreNoticed) {
 
 TEST_F(NodeAgentTest, AnEndpointWhoseVethVanishedWithoutADelIsRemoved) {
   auto& agent = start();
-  agent.onSnapshot(snapshot({pod("default", "web"), pod("default", "db")}));
+  feed(agent, snapshot({pod("default", "web"), pod("default", "db")}));
   ASSERT_TRUE(agent.handle(addRequest("web", 1)).ok);
   ASSERT_TRUE(agent.handle(addRequest("db", 2)).ok);
   ASSERT_EQ(agent.stats().endpoints, 2u);
@@ -341,7 +416,7 @@ TEST_F(NodeAgentTest, AnEndpointWhoseVethVanishedWithoutADelIsRemoved) {
 TEST_F(NodeAgentTest, MetricsNameRulesAndLatency) {
   auto& agent = start();
   backend.setCounters({{0, 7, 700}});
-  agent.onSnapshot(snapshot({pod("default", "web")}));
+  feed(agent, snapshot({pod("default", "web")}));
   ASSERT_TRUE(agent.handle(addRequest("web", 1)).ok);
   std::string text = agent.metricsText();
   for (const char* want : {"sluice_ready 1", "sluice_endpoints 1", "sluice_syncs_total ",
@@ -368,7 +443,7 @@ TEST_F(NodeAgentTest, CorruptRegistryIsRebuiltFromTheDatapath) {
   };
   {
     auto& agent = start();
-    agent.onSnapshot(pods());
+    feed(agent, pods());
     ASSERT_TRUE(agent.handle(addRequest("web", 1)).ok);
     ASSERT_TRUE(agent.handle(addRequest("db", 2)).ok);
     ASSERT_TRUE(agent.handle(addRequest("ghost", 3)).ok);
@@ -389,7 +464,7 @@ TEST_F(NodeAgentTest, CorruptRegistryIsRebuiltFromTheDatapath) {
   EXPECT_TRUE(backend.isAttached(webId));
   EXPECT_TRUE(backend.isAttached(dbId));
   EXPECT_FALSE(backend.isAttached(ghostId));
-  agent.onSnapshot(pods());
+  feed(agent, pods());
   ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
   EXPECT_EQ(agent.stats().endpoints, 2u);
   // Matched to their pods by address: the db pod is still isolated (same verdicts as before).
@@ -426,7 +501,7 @@ TEST_F(NodeAgentTest, UnreadableRegistryIsRebuiltToo) {
   std::filesystem::create_directories(file(kRegistryFile));  // a directory: EISDIR on read
   backend.markAttached({5, "slp5", 105, {IpAddr::parse("10.1.0.5").value()}});
   auto& agent = start();
-  agent.onSnapshot(snapshot({pod("default", "p5", {}, {"10.1.0.5"})}));
+  feed(agent, snapshot({pod("default", "p5", {}, {"10.1.0.5"})}));
   ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
   EXPECT_EQ(agent.endpointName(5), "default/p5");
 }
@@ -440,8 +515,8 @@ TEST_F(NodeAgentTest, PinnedEndpointsTheRegistryLacksAreAdoptedAndTheirIdsNeverR
       {107, "slp7", "sluice:k8s:pod-net:eth0:ctr-7", {IpAddr::parse("10.1.0.7").value()}});
   auto& agent = start();
   EXPECT_FALSE(backend.isAttached(9));
-  agent.onSnapshot(
-      snapshot({pod("default", "p7", {{"role", "db"}}, {"10.1.0.7"}), pod("default", "web")}));
+  feed(agent,
+       snapshot({pod("default", "p7", {{"role", "db"}}, {"10.1.0.7"}), pod("default", "web")}));
   ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
   EXPECT_EQ(agent.endpointName(7), "default/p7");
   EXPECT_TRUE(backend.policies().at(7));
@@ -461,7 +536,7 @@ TEST_F(NodeAgentTest, AddRefusesAnInterfaceThatIsNotAPodVeth) {
   host.addNonVeth("lo");
   host.setPeerNetns("slweb", "/var/run/netns/elsewhere");
   auto& agent = start();
-  agent.onSnapshot(snapshot({pod("default", "web"), pod("default", "lo")}));
+  feed(agent, snapshot({pod("default", "web"), pod("default", "lo")}));
   ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
 
   auto lo = addRequest("lo", 1);
@@ -487,7 +562,7 @@ TEST_F(NodeAgentTest, AddRefusesAnInterfaceThatIsNotAPodVeth) {
 
 TEST_F(NodeAgentTest, AScrapeWithSlowCountersNeverBlocksAnAdd) {
   auto& agent = start();
-  agent.onSnapshot(snapshot({pod("default", "web")}));
+  feed(agent, snapshot({pod("default", "web")}));
   ASSERT_TRUE(waitFor([&] { return agent.ready(); }));
   backend.blockCounters();
   auto scrape = std::async(std::launch::async, [&] { return agent.metricsText(); });
@@ -503,7 +578,7 @@ TEST_F(NodeAgentTest, AScrapeWithSlowCountersNeverBlocksAnAdd) {
 TEST_F(NodeAgentTest, MetricsExportDropsByReason) {
   backend.setDropCounts({{"policy", 5, 500}, {"spoofed", 3, 180}});
   auto& agent = start();
-  agent.onSnapshot(snapshot({}));
+  feed(agent, snapshot({}));
   std::string text = agent.metricsText();
   for (const char* want :
        {"# TYPE sluice_dropped_packets_total counter", "sluice_datapath_drops_ok 1",

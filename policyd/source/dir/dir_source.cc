@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -16,10 +17,9 @@
 #include <set>
 #include <utility>
 
-#include <spdlog/spdlog.h>
-
 #include "common/file_util.h"
 #include "policyd/model/decode.h"
+#include "policyd/source/cluster_store.h"
 
 namespace sluice::source {
 
@@ -48,6 +48,50 @@ std::string errnoText(int err) { return std::strerror(err); }
 
 size_t objectCount(const model::Cluster& c) {
   return c.namespaces.size() + c.pods.size() + c.policies.size();
+}
+
+// Events after which a file's content (or the tree) is complete: act at once. IN_MODIFY and
+// IN_CREATE of a file come while a writer is still writing; its IN_CLOSE_WRITE follows.
+constexpr uint32_t kCompleteMask = IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE |
+                                   IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
+
+template <class T>
+void diffInto(std::map<std::string, T>& before, std::map<std::string, T>& after,
+              const std::string& path, std::map<std::string, std::vector<std::string>>& owners,
+              std::set<std::string>& touched, bool (*same)(const T&, const T&)) {
+  for (const auto& [key, obj] : before) {
+    if (after.contains(key)) continue;
+    touched.insert(key);
+    auto o = owners.find(key);
+    if (o == owners.end()) continue;
+    std::erase(o->second, path);
+    if (o->second.empty()) owners.erase(o);
+  }
+  for (const auto& [key, obj] : after) {
+    auto old = before.find(key);
+    if (old == before.end()) {
+      auto& files = owners[key];
+      files.insert(std::lower_bound(files.begin(), files.end(), path), path);
+      touched.insert(key);
+    } else if (!same(old->second, obj)) {
+      touched.insert(key);
+    }
+  }
+}
+
+template <class T>
+std::map<std::string, T> byKey(std::vector<T>&& objects) {
+  std::map<std::string, T> out;
+  for (auto& o : objects) {
+    std::string key;
+    if constexpr (std::is_same_v<T, model::Namespace>) {
+      key = o.name;
+    } else {
+      key = o.key();
+    }
+    out.emplace(std::move(key), std::move(o));  // a file holds each key once (the decoder)
+  }
+  return out;
 }
 
 // State file format: a header line, then per file "<path bytes> <text bytes>\n<path><text>\n".
@@ -139,9 +183,9 @@ DirSource::~DirSource() { stop(); }
 
 std::string DirSource::describe() const { return "dir:" + options_.root; }
 
-Status DirSource::start(Callback onSnapshot) {
+Status DirSource::start(Callback onUpdate) {
   if (thread_.joinable()) return makeError(describe() + ": already started");
-  callback_ = std::move(onSnapshot);
+  callback_ = std::move(onUpdate);
   std::error_code ec;
   if (!fs::is_directory(options_.root, ec)) {
     return makeError(describe() + ": not a directory" + (ec ? ": " + ec.message() : ""));
@@ -155,7 +199,9 @@ Status DirSource::start(Callback onSnapshot) {
   if (!watchRoot()) {
     return makeError(describe() + ": inotify_add_watch: " + errnoText(errno), errno);
   }
-  deliver(rescan(Clock::now()));
+  Update initial = rescan(Clock::now());
+  initial.initialComplete = true;
+  deliver(std::move(initial));
   thread_ = std::jthread([this](std::stop_token st) { run(std::move(st)); });
   return Status::Ok();
 }
@@ -185,8 +231,7 @@ void DirSource::watchDirectory(const std::string& path) {
   watches_[wd] = path;
 }
 
-bool DirSource::drainEvents() {
-  bool relevant = false;
+void DirSource::drainEvents(bool& now, bool& later) {
   alignas(inotify_event) char buf[16384];
   for (;;) {
     ssize_t n = ::read(inotify_.get(), buf, sizeof buf);
@@ -201,7 +246,7 @@ bool DirSource::drainEvents() {
       p += sizeof(inotify_event) + ev->len;
       if (ev->mask & IN_Q_OVERFLOW) {
         spdlog::warn("manifest watch queue overflow dir={}; rescanning", options_.root);
-        relevant = true;
+        now = true;
         continue;
       }
       if (ev->mask & IN_IGNORED) {
@@ -211,26 +256,46 @@ bool DirSource::drainEvents() {
           spdlog::warn("manifest dir={} removed; keeping the last good state until it is back",
                        options_.root);
         }
-        relevant = true;
+        now = true;
         continue;
       }
-      relevant = true;
+      // Writes to files the tree does not read (an atomic writer's "x.yaml.tmp.123", an editor's
+      // swap file) change nothing; reading at their close would read the tree before the
+      // writer's rename. Renames and deletes of any name still count (a ConfigMap swaps its
+      // "..data" symlink by rename).
+      const bool contentEvent = (ev->mask & (IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE | IN_ATTRIB)) &&
+                                !(ev->mask & (IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE));
+      if (contentEvent && !(ev->mask & IN_ISDIR) && ev->len > 0) {
+        const std::string name(ev->name);
+        if (name.starts_with(".") || !model::isManifestFile(fs::path(name))) continue;
+      }
+      // A new directory must be watched before files appear in it.
+      if ((ev->mask & kCompleteMask) || ((ev->mask & IN_CREATE) && (ev->mask & IN_ISDIR))) {
+        now = true;
+      } else {
+        later = true;
+      }
     }
   }
-  return relevant;
 }
 
 void DirSource::run(std::stop_token stop) {
-  bool pending = false;
+  // pendingNow: a complete change is waiting (read after `debounce` of quiet, 0 by default);
+  // pendingLater: only events that may be the start of one (read after maxDelay).
+  bool pendingNow = false, pendingLater = false;
   Clock::time_point first{}, last{};
   Clock::time_point nextRootTry = Clock::now() + options_.missingRetry;
+  auto due = [&] {
+    Clock::time_point d = first + options_.maxDelay;
+    if (pendingNow) d = std::min(d, last + options_.debounce);
+    return d;
+  };
   while (!stop.stop_requested()) {
     int timeoutMs = -1;
     auto now = Clock::now();
-    if (pending) {
-      auto due = std::min(last + options_.debounce, first + options_.maxDelay);
+    if (pendingNow || pendingLater) {
       timeoutMs = static_cast<int>(
-          std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(due - now).count()));
+          std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(due() - now).count()));
     }
     if (rootWd_ < 0) {
       int retry = static_cast<int>(std::max<int64_t>(
@@ -245,23 +310,28 @@ void DirSource::run(std::stop_token stop) {
     }
     if (stop.stop_requested() || (r > 0 && (fds[1].revents & POLLIN))) return;
     now = Clock::now();
-    if (r > 0 && (fds[0].revents & POLLIN) && drainEvents()) {
-      if (!pending) first = now;
-      pending = true;
-      last = now;
+    if (r > 0 && (fds[0].revents & POLLIN)) {
+      bool complete = false, partial = false;
+      drainEvents(complete, partial);
+      if ((complete || partial) && !pendingNow && !pendingLater) first = now;
+      if (complete) {
+        pendingNow = true;
+        last = now;
+      }
+      if (partial) pendingLater = true;
     }
     if (rootWd_ < 0 && now >= nextRootTry) {
       nextRootTry = now + options_.missingRetry;
       std::error_code ec;
       if (fs::is_directory(options_.root, ec) && watchRoot()) {
         spdlog::info("manifest dir={} is back", options_.root);
-        if (!pending) first = now;
-        pending = true;
+        if (!pendingNow && !pendingLater) first = now;
+        pendingNow = true;
         last = now - options_.debounce;  // nothing to wait for
       }
     }
-    if (pending && now >= std::min(last + options_.debounce, first + options_.maxDelay)) {
-      pending = false;
+    if ((pendingNow || pendingLater) && now >= due()) {
+      pendingNow = pendingLater = false;
       try {
         deliver(rescan(first));
       } catch (const std::exception& e) {
@@ -321,17 +391,25 @@ void DirSource::saveState() {
   lastSaved_ = std::move(text);
 }
 
-void DirSource::deliver(Snapshot snapshot) {
+void DirSource::deliver(Update update) {
   try {
-    callback_(std::move(snapshot));
+    callback_(std::move(update));
   } catch (const std::exception& e) {
-    spdlog::error("manifest snapshot consumer threw error=\"{}\"", e.what());
+    spdlog::error("manifest update consumer threw error=\"{}\"", e.what());
   } catch (...) {
-    spdlog::error("manifest snapshot consumer threw");
+    spdlog::error("manifest update consumer threw");
   }
 }
 
-void DirSource::loadFile(const std::string& path, const FileKey& key, FileState& st) {
+std::optional<DirSource::Objects> DirSource::loadFile(const std::string& path, const FileKey& key,
+                                                      FileState& st) {
+  auto objectsOf = [](model::Cluster&& c) {
+    Objects o;
+    o.namespaces = byKey(std::move(c.namespaces));
+    o.pods = byKey(std::move(c.pods));
+    o.policies = byKey(std::move(c.policies));
+    return o;
+  };
   st.key = key;
   model::Decoded decoded;
   Result<std::string> text = std::string();
@@ -345,13 +423,13 @@ void DirSource::loadFile(const std::string& path, const FileKey& key, FileState&
   }
   for (const auto& note : decoded.notes) spdlog::info("manifest file={} note=\"{}\"", path, note);
   if (decoded.errors.empty()) {
-    st.objects = std::move(decoded.cluster);
     st.errors.clear();
     st.everClean = true;
     st.goodText = std::move(*text);
     spdlog::info("manifest file={} loaded namespaces={} pods={} policies={}", path,
-                 st.objects.namespaces.size(), st.objects.pods.size(), st.objects.policies.size());
-    return;
+                 decoded.cluster.namespaces.size(), decoded.cluster.pods.size(),
+                 decoded.cluster.policies.size());
+    return objectsOf(std::move(decoded.cluster));
   }
   st.errors = std::move(decoded.errors);
   for (const auto& e : st.errors) {
@@ -362,15 +440,14 @@ void DirSource::loadFile(const std::string& path, const FileKey& key, FileState&
     if (auto p = persisted_.find(path); p != persisted_.end()) {
       model::Decoded old = model::decodeText(p->second, path);
       if (old.errors.empty()) {
-        st.objects = std::move(old.cluster);
         st.everClean = true;
         st.goodText = std::move(p->second);
         spdlog::warn(
             "manifest file={} using its last good version from before the restart "
             "objects={}",
-            path, objectCount(st.objects));
+            path, objectCount(old.cluster));
         persisted_.erase(p);
-        return;
+        return objectsOf(std::move(old.cluster));
       }
       spdlog::error(
           "manifest file={} persisted last good version does not decode error=\"{}\"; "
@@ -381,19 +458,30 @@ void DirSource::loadFile(const std::string& path, const FileKey& key, FileState&
   }
   if (st.everClean) {
     spdlog::warn("manifest file={} keeping its last good version objects={}", path,
-                 objectCount(st.objects));
-  } else {
-    st.objects = std::move(decoded.cluster);
-    spdlog::warn("manifest file={} never decoded cleanly; using its valid objects objects={}", path,
-                 objectCount(st.objects));
+                 st.objects.size());
+    return std::nullopt;
   }
+  spdlog::warn("manifest file={} never decoded cleanly; using its valid objects objects={}", path,
+               objectCount(decoded.cluster));
+  return objectsOf(std::move(decoded.cluster));
 }
 
-Snapshot DirSource::rescan(Clock::time_point eventSeen) {
-  Snapshot snap;
-  snap.eventSeen = eventSeen;
-  snap.readWallNs = wallNowNs();
-  snap.generation = ++generation_;
+void DirSource::replaceObjects(const std::string& path, FileState& st, Objects&& next,
+                               Touched& touched) {
+  diffInto(st.objects.namespaces, next.namespaces, path, namespaceOwners_, touched.namespaces,
+           &sameNamespace);
+  diffInto(st.objects.pods, next.pods, path, podOwners_, touched.pods, &samePod);
+  diffInto(st.objects.policies, next.policies, path, policyOwners_, touched.policies, &samePolicy);
+  st.objects = std::move(next);
+}
+
+Update DirSource::rescan(Clock::time_point eventSeen) {
+  Update update;
+  update.eventSeen = eventSeen;
+  update.readWallNs = wallNowNs();
+  update.generation = ++generation_;
+  std::vector<Error> errors;
+  Touched touched;
 
   // List the tree; (re)watch every non-hidden directory (new ones appear between rescans).
   std::vector<std::string> found;
@@ -421,9 +509,9 @@ Snapshot DirSource::rescan(Clock::time_point eventSeen) {
   }
   if (!listed) {
     // Never mistake "cannot list" for "every file was deleted".
-    snap.errors.push_back(makeError(options_.root + ": cannot list" +
-                                    (ec ? ": " + ec.message() : std::string(": not a directory")) +
-                                    "; keeping the last good state"));
+    errors.push_back(makeError(options_.root + ": cannot list" +
+                               (ec ? ": " + ec.message() : std::string(": not a directory")) +
+                               "; keeping the last good state"));
     for (const auto& f : files_) found.push_back(f.first);
   } else {
     std::sort(found.begin(), found.end());
@@ -433,8 +521,8 @@ Snapshot DirSource::rescan(Clock::time_point eventSeen) {
         ++it;
         continue;
       }
-      spdlog::info("manifest file={} removed objects={}", it->first,
-                   objectCount(it->second.objects));
+      spdlog::info("manifest file={} removed objects={}", it->first, it->second.objects.size());
+      replaceObjects(it->first, it->second, Objects(), touched);
       it = files_.erase(it);
     }
     for (const auto& path : found) {
@@ -445,7 +533,9 @@ Snapshot DirSource::rescan(Clock::time_point eventSeen) {
       }
       auto fit = files_.find(path);
       if (fit != files_.end() && fit->second.key == key) continue;
-      loadFile(path, key, files_[path]);
+      FileState& st = files_[path];
+      // Nothing back: the file keeps contributing its last good objects.
+      if (auto next = loadFile(path, key, st)) replaceObjects(path, st, std::move(*next), touched);
     }
     if (!persisted_.empty()) {
       for (const auto& [path, text] : persisted_) {
@@ -461,18 +551,55 @@ Snapshot DirSource::rescan(Clock::time_point eventSeen) {
     saveState();
   }
 
-  model::Decoded merged;
+  // Each touched key: the definition of the first file (in path order) that has it, or none.
+  Changes& c = update.changes;
+  for (const auto& key : touched.namespaces) {
+    auto o = namespaceOwners_.find(key);
+    if (o == namespaceOwners_.end()) {
+      c.namespaceDeletes.push_back(key);
+    } else {
+      c.namespaceUpserts.push_back(files_.at(o->second.front()).objects.namespaces.at(key));
+    }
+  }
+  for (const auto& key : touched.pods) {
+    auto o = podOwners_.find(key);
+    if (o == podOwners_.end()) {
+      c.podDeletes.push_back(key);
+    } else {
+      c.podUpserts.push_back(files_.at(o->second.front()).objects.pods.at(key));
+    }
+  }
+  for (const auto& key : touched.policies) {
+    auto o = policyOwners_.find(key);
+    if (o == policyOwners_.end()) {
+      c.policyDeletes.push_back(key);
+    } else {
+      c.policyUpserts.push_back(files_.at(o->second.front()).objects.policies.at(key));
+    }
+  }
+
   for (const auto& path : found) {
     auto fit = files_.find(path);
     if (fit == files_.end()) continue;
-    model::Decoded one;
-    one.cluster = fit->second.objects;
-    merged.merge(std::move(one));
-    snap.errors.insert(snap.errors.end(), fit->second.errors.begin(), fit->second.errors.end());
+    errors.insert(errors.end(), fit->second.errors.begin(), fit->second.errors.end());
   }
-  // Cross-file duplicates: report each once, not on every rescan.
+  // Cross-file duplicates (the first file in path order wins): report each once, not on every
+  // rescan.
+  std::vector<Error> duplicates;
+  auto reportDuplicates = [&](const Owners& owners, const char* kind) {
+    for (const auto& [key, files] : owners) {
+      for (size_t i = 1; i < files.size(); ++i) {
+        duplicates.push_back(makeError(files[i] + ": " + kind + " " + key +
+                                       ": duplicate: already defined in " + files[0] +
+                                       "; keeping the first definition"));
+      }
+    }
+  };
+  reportDuplicates(namespaceOwners_, "Namespace");
+  reportDuplicates(podOwners_, "Pod");
+  reportDuplicates(policyOwners_, "NetworkPolicy");
   std::vector<std::string> mergeErrors;
-  for (const auto& e : merged.errors) {
+  for (const auto& e : duplicates) {
     mergeErrors.push_back(e.message);
     if (std::find(lastMergeErrors_.begin(), lastMergeErrors_.end(), e.message) ==
         lastMergeErrors_.end()) {
@@ -480,9 +607,9 @@ Snapshot DirSource::rescan(Clock::time_point eventSeen) {
     }
   }
   lastMergeErrors_ = std::move(mergeErrors);
-  snap.errors.insert(snap.errors.end(), merged.errors.begin(), merged.errors.end());
-  snap.cluster = std::move(merged.cluster);
-  return snap;
+  errors.insert(errors.end(), duplicates.begin(), duplicates.end());
+  update.errors = std::move(errors);
+  return update;
 }
 
 }  // namespace sluice::source

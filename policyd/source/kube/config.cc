@@ -2,7 +2,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include "common/file_util.h"
 
@@ -98,34 +100,91 @@ Result<ClusterConfig> inClusterConfig(const std::map<std::string, std::string>& 
   return c;
 }
 
+namespace {
+
+// One file of a (possibly merged) kubeconfig.
+struct KubeconfigFile {
+  std::string path;
+  YAML::Node root;
+};
+
+// A named entry and the file it came from (relative paths are relative to that file).
+struct Found {
+  YAML::Node body;
+  const KubeconfigFile* file = nullptr;
+};
+
+// kubectl's merge: the first file that defines a name wins.
+Result<Found> findNamedIn(const std::vector<KubeconfigFile>& files, const char* list,
+                          const char* inner, const std::string& name) {
+  std::optional<Error> first;
+  for (const auto& f : files) {
+    YAML::Node seq = f.root[list];
+    if (!seq && files.size() > 1) continue;  // a merged file may hold only some of the lists
+    auto r = findNamed(f.root, list, inner, name);
+    if (r.ok()) return Found{*r, &f};
+    const bool notHere = r.error().message.find(": no entry named") != std::string::npos;
+    if (!notHere) return makeError("kubeconfig " + f.path + ": " + r.error().message);
+    if (!first) first = r.error();
+  }
+  std::string where = files.size() == 1 ? "kubeconfig " + files[0].path : "kubeconfig (merged)";
+  return makeError(where + ": " +
+                   (first ? first->message : std::string(list) + ": missing or not a list"));
+}
+
+Result<ClusterConfig> loadMerged(const std::vector<std::string>& paths, const std::string& context);
+
+}  // namespace
+
 Result<ClusterConfig> loadKubeconfig(const std::string& path, const std::string& context) {
+  return loadMerged({path}, context);
+}
+
+namespace {
+
+Result<ClusterConfig> loadMerged(const std::vector<std::string>& paths,
+                                 const std::string& context) {
+  std::vector<KubeconfigFile> files;
+  for (const auto& path : paths) {
+    auto text = readFile(path);
+    if (!text.ok()) return makeError("kubeconfig: " + text.error().message);
+    YAML::Node root;
+    try {
+      root = YAML::Load(*text);
+    } catch (const YAML::Exception& e) {
+      return makeError("kubeconfig " + path + ": line " + std::to_string(e.mark.line + 1) +
+                       ": invalid YAML: " + e.msg);
+    }
+    if (root.IsNull() && paths.size() > 1) continue;  // an empty file adds nothing
+    if (!root.IsMap()) return makeError("kubeconfig " + path + ": expected a map at the top level");
+    files.push_back({path, root});
+  }
+  if (files.empty()) return makeError("kubeconfig: no usable file in $KUBECONFIG");
+  // Errors name the file an entry came from; `fail` is for the file of the current entry.
+  std::string path = files[0].path;
   auto fail = [&](const std::string& what) {
     return makeError("kubeconfig " + path + ": " + what);
-  };
-  auto text = readFile(path);
-  if (!text.ok()) return makeError("kubeconfig: " + text.error().message);
-  YAML::Node root;
-  try {
-    root = YAML::Load(*text);
-  } catch (const YAML::Exception& e) {
-    return fail("line " + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
-  }
-  if (!root.IsMap()) return fail("expected a map at the top level");
-  std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  auto resolvePath = [&](const std::string& p) {
-    if (p.empty() || std::filesystem::path(p).is_absolute()) return p;
-    return (dir / p).string();
   };
 
   std::string ctxName = context;
   if (ctxName.empty()) {
-    auto cur = scalar(root, "current-context", "");
-    if (!cur.ok()) return fail("current-context: expected a string");
-    ctxName = *cur;
-    if (ctxName.empty()) return fail("current-context: not set and no --context given");
+    // The first file that sets current-context wins.
+    for (const auto& f : files) {
+      path = f.path;
+      auto cur = scalar(f.root, "current-context", "");
+      if (!cur.ok()) return fail("current-context: expected a string");
+      ctxName = *cur;
+      if (!ctxName.empty()) break;
+    }
+    if (ctxName.empty()) {
+      path = files.size() == 1 ? files[0].path : "(merged)";
+      return fail("current-context: not set and no --context given");
+    }
   }
-  auto ctx = findNamed(root, "contexts", "context", ctxName);
-  if (!ctx.ok()) return fail(ctx.error().message);
+  auto ctxFound = findNamedIn(files, "contexts", "context", ctxName);
+  if (!ctxFound.ok()) return ctxFound.error();
+  path = ctxFound->file->path;
+  const YAML::Node* ctx = &ctxFound->body;
   std::string ctxWhere = "contexts(" + ctxName + ").context";
   auto clusterName = scalar(*ctx, "cluster", ctxWhere);
   if (!clusterName.ok()) return fail(clusterName.error().message);
@@ -134,9 +193,17 @@ Result<ClusterConfig> loadKubeconfig(const std::string& path, const std::string&
   if (!userName.ok()) return fail(userName.error().message);
 
   ClusterConfig c;
-  c.origin = "kubeconfig " + path + " context " + ctxName;
-  auto cluster = findNamed(root, "clusters", "cluster", *clusterName);
-  if (!cluster.ok()) return fail(cluster.error().message);
+  c.origin =
+      "kubeconfig " + (files.size() == 1 ? path : "(merged $KUBECONFIG)") + " context " + ctxName;
+  auto clusterFound = findNamedIn(files, "clusters", "cluster", *clusterName);
+  if (!clusterFound.ok()) return clusterFound.error();
+  path = clusterFound->file->path;
+  const YAML::Node* cluster = &clusterFound->body;
+  std::string dirOf = path;
+  auto resolvePath = [&](const std::string& p) {
+    if (p.empty() || std::filesystem::path(p).is_absolute()) return p;
+    return (std::filesystem::path(dirOf).parent_path() / p).string();
+  };
   std::string cw = "clusters(" + *clusterName + ").cluster";
   auto get = [&](const YAML::Node& m, const char* key, const std::string& where,
                  std::string& out) -> Status {
@@ -170,8 +237,11 @@ Result<ClusterConfig> loadKubeconfig(const std::string& path, const std::string&
   c.caFile = resolvePath(c.caFile);
 
   if (!userName->empty()) {
-    auto user = findNamed(root, "users", "user", *userName);
-    if (!user.ok()) return fail(user.error().message);
+    auto userFound = findNamedIn(files, "users", "user", *userName);
+    if (!userFound.ok()) return userFound.error();
+    path = userFound->file->path;
+    dirOf = path;
+    const YAML::Node* user = &userFound->body;
     std::string uw = "users(" + *userName + ").user";
     SLUICE_RETURN_IF_ERROR(get(*user, "token", uw, c.token));
     SLUICE_RETURN_IF_ERROR(get(*user, "tokenFile", uw, c.tokenFile));
@@ -199,12 +269,27 @@ Result<ClusterConfig> loadKubeconfig(const std::string& path, const std::string&
   return c;
 }
 
+}  // namespace
+
 Result<ClusterConfig> resolveConfig(const std::string& kubeconfig, const std::string& context,
                                     const std::map<std::string, std::string>& env) {
   if (!kubeconfig.empty()) return loadKubeconfig(kubeconfig, context);
   if (auto it = env.find("KUBECONFIG"); it != env.end() && !it->second.empty()) {
-    std::string first = it->second.substr(0, it->second.find(':'));
-    return loadKubeconfig(first, context);
+    // Several files, ':'-separated, merged as kubectl does: the first file to set a key wins;
+    // files that do not exist are skipped.
+    std::vector<std::string> paths;
+    std::string_view rest = it->second;
+    while (!rest.empty()) {
+      auto colon = rest.find(':');
+      std::string one(rest.substr(0, colon));
+      rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+      if (one.empty() || std::find(paths.begin(), paths.end(), one) != paths.end()) continue;
+      std::error_code ec;
+      if (!std::filesystem::exists(one, ec)) continue;
+      paths.push_back(std::move(one));
+    }
+    if (paths.empty()) return makeError("$KUBECONFIG=" + it->second + ": none of its files exists");
+    return loadMerged(paths, context);
   }
   if (!context.empty())
     return makeError("--context needs a kubeconfig (--kubeconfig or $KUBECONFIG)");

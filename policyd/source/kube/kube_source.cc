@@ -4,6 +4,8 @@
 
 #include <ctime>
 
+#include "policyd/source/cluster_store.h"
+
 namespace sluice::source::kube {
 
 namespace {
@@ -41,8 +43,8 @@ Result<std::unique_ptr<KubeSource>> KubeSource::create(KubeSourceOptions options
 
 std::string KubeSource::describe() const { return "kube:" + options_.cluster.server; }
 
-Status KubeSource::start(Callback onSnapshot) {
-  callback_ = std::move(onSnapshot);
+Status KubeSource::start(Callback onUpdate) {
+  callback_ = std::move(onUpdate);
   deliver_ = std::jthread([this](std::stop_token st) { deliverLoop(st); });
   for (auto& i : informers_) i->start();
   return Status::Ok();
@@ -57,8 +59,23 @@ void KubeSource::stop() {
   }
 }
 
-void KubeSource::record(Kind kind, const std::optional<Change>& c) {
-  if (c && keepLog_) log_.emplace_back(kind, *c);
+bool KubeSource::record(Kind kind, Change&& c) {
+  if (keepLog_) log_.emplace_back(kind, Change{c.op, c.key});
+  if (kind == Kind::Node) return true;
+  const auto& entries = stores_[idx(kind)].entries();
+  auto e = entries.find(c.key);
+  std::string errorKey = std::string(kindName(kind)) + " " + c.key;
+  if (e != entries.end() && e->second.error) {
+    errors_.insert_or_assign(std::move(errorKey), *e->second.error);
+    errorsDirty_ = true;
+  } else if (errors_.erase(errorKey) > 0) {
+    errorsDirty_ = true;
+  }
+  if (c.errorOnly) return true;  // the last good version stays in effect
+  // Deleted, or no usable version (rejected from the start, a finished Pod): the consumer drops
+  // the object. Deleting what the consumer never had is harmless.
+  pending_[idx(kind)].insert_or_assign(std::move(c.key), std::move(c.value));
+  return true;
 }
 
 void KubeSource::markDirty(Kind kind, Clock::time_point received) {
@@ -98,13 +115,15 @@ void KubeSource::listed(Kind kind, std::vector<Object> items, Clock::time_point 
     }
   }
   auto changes = stores_[idx(kind)].replace(std::move(items));
-  for (const auto& c : changes) record(kind, c);
+  const size_t changed = changes.size();
+  for (auto& c : changes) record(kind, std::move(c));
+  changes = {};  // the list's values now live in pending_ only
   bool first = !listed_[idx(kind)];
   listed_[idx(kind)] = true;
   ++stats_.lists;
   spdlog::info("kube list kind={} objects={} changes={} {}", kindName(kind),
-               stores_[idx(kind)].entries().size(), changes.size(), first ? "initial" : "relist");
-  if (first || !changes.empty()) {
+               stores_[idx(kind)].entries().size(), changed, first ? "initial" : "relist");
+  if (first || changed > 0) {
     markDirty(kind, received);
   } else if (advanced && kind != Kind::Node) {
     // A relist that brought only updates the engine does not read still moves the versions on.
@@ -125,8 +144,7 @@ void KubeSource::event(Kind kind, EventType type, Object object, Clock::time_poi
     if (object.error) spdlog::warn("kube rejected {}", object.error->message);
     c = stores_[idx(kind)].upsert(std::move(object));
   }
-  record(kind, c);
-  if (c) {
+  if (c && record(kind, std::move(*c))) {
     markDirty(kind, received);
   } else if (kind != Kind::Node && listed_[idx(kind)]) {
     versionsDirty_ = true;
@@ -141,32 +159,44 @@ void KubeSource::failed(Kind kind, const Error& error) {
   spdlog::warn("kube informer kind={} error=\"{}\"", kindName(kind), error.message);
 }
 
-Snapshot KubeSource::buildSnapshot() {
-  Snapshot s;
-  for (Kind k : {Kind::Namespace, Kind::Pod, Kind::NetworkPolicy}) {
-    for (const auto& [key, e] : stores_[idx(k)].entries()) {
-      if (e.error) s.errors.push_back(*e.error);
-      if (!e.good) continue;
-      std::visit(
-          [&](const auto& v) {
-            using T = std::decay_t<decltype(v)>;
-            if constexpr (std::is_same_v<T, model::Namespace>) {
-              s.cluster.namespaces.push_back(v);
-            } else if constexpr (std::is_same_v<T, model::Pod>) {
-              s.cluster.pods.push_back(v);
-            } else if constexpr (std::is_same_v<T, model::NetworkPolicy>) {
-              s.cluster.policies.push_back(v);
-            }
-          },
-          *e.good);
+Update KubeSource::takeUpdate() {
+  Update u;
+  Changes& c = u.changes;
+  for (auto& [key, v] : pending_[idx(Kind::Namespace)]) {
+    if (v) {
+      c.namespaceUpserts.push_back(std::get<model::Namespace>(std::move(*v)));
+    } else {
+      c.namespaceDeletes.push_back(key);
     }
   }
-  return s;
+  for (auto& [key, v] : pending_[idx(Kind::Pod)]) {
+    if (v) {
+      c.podUpserts.push_back(std::get<model::Pod>(std::move(*v)));
+    } else {
+      c.podDeletes.push_back(key);
+    }
+  }
+  for (auto& [key, v] : pending_[idx(Kind::NetworkPolicy)]) {
+    if (v) {
+      c.policyUpserts.push_back(std::get<model::NetworkPolicy>(std::move(*v)));
+    } else {
+      c.policyDeletes.push_back(key);
+    }
+  }
+  for (auto& p : pending_) p.clear();
+  if (errorsDirty_ || !synced_) {
+    std::vector<Error> errors;
+    errors.reserve(errors_.size());
+    for (const auto& [key, e] : errors_) errors.push_back(e);
+    u.errors = std::move(errors);
+    errorsDirty_ = false;
+  }
+  return u;
 }
 
 void KubeSource::deliverLoop(std::stop_token stop) {
   for (;;) {
-    Snapshot snap;
+    Update update;
     bool deliver = false;
     std::map<std::string, Node> nodes;
     bool routeNodes = false;
@@ -177,34 +207,35 @@ void KubeSource::deliverLoop(std::stop_token stop) {
           if (!l) return false;
         return true;
       };
-      // The first snapshot waits for every kind, Nodes included (routes before readiness).
+      // The initial state waits for every kind, Nodes included (routes before readiness).
       cv_.wait(lock, stop, [&] {
         return (dirty_ || versionsDirty_ || (nodesDirty_ && router_)) && allListed();
       });
       if (stop.stop_requested()) return;
       deliver = dirty_ || versionsDirty_;
       if (dirty_) {
-        snap = buildSnapshot();
-        snap.eventSeen = firstPending_;
-        snap.readWallNs = firstPendingWallNs_;
-        snap.generation = ++generation_;
+        update = takeUpdate();
+        update.initialComplete = !synced_;
+        update.eventSeen = firstPending_;
+        update.readWallNs = firstPendingWallNs_;
+        update.generation = ++generation_;
         dirty_ = false;
       } else if (versionsDirty_) {
         // Only objects the engine does not read changed: what is applied already holds them, the
         // daemon just learns how far the watches have got.
-        snap.versionsOnly = true;
-        snap.eventSeen = Clock::now();
+        update.versionsOnly = true;
+        update.eventSeen = Clock::now();
       }
       versionsDirty_ = false;
       for (Kind k : kAllKinds) {
         if (!newestVersion_[idx(k)].empty()) {
           std::string resource = resourceName(k);  // plural, without the API group
-          snap.resourceVersions[resource.substr(0, resource.find('.'))] = newestVersion_[idx(k)];
+          update.resourceVersions[resource.substr(0, resource.find('.'))] = newestVersion_[idx(k)];
         }
       }
       if (nodesDirty_ && router_) {
         for (const auto& [key, e] : stores_[idx(Kind::Node)].entries())
-          if (e.good) nodes.emplace(key, std::get<Node>(*e.good));
+          if (e.node) nodes.emplace(key, *e.node);
         routeNodes = true;
       }
       nodesDirty_ = false;
@@ -216,10 +247,10 @@ void KubeSource::deliverLoop(std::stop_token stop) {
         spdlog::warn("kube node routes error=\"{}\"", e.message);
     }
     if (!deliver) continue;
-    if (callback_) callback_(std::move(snap));
+    if (callback_) callback_(std::move(update));
     {
       std::lock_guard lock(mu_);
-      ++stats_.snapshots;
+      ++stats_.updates;
       synced_ = true;
     }
     syncedCv_.notify_all();
@@ -273,21 +304,28 @@ Result<Snapshot> readClusterOnce(const ClusterConfig& config, std::chrono::milli
   auto src = KubeSource::create(std::move(o));
   if (!src.ok()) return src.error();
   std::mutex m;
-  std::optional<Snapshot> got;
-  auto st = (*src)->start([&](Snapshot s) {
+  ClusterStore store;
+  Snapshot got;
+  bool complete = false;
+  auto st = (*src)->start([&](Update u) {
     std::lock_guard lock(m);
-    if (!got) got = std::move(s);
+    if (complete) return;
+    store.apply(std::move(u.changes));
+    if (u.errors) got.errors = std::move(*u.errors);
+    for (auto& [resource, rv] : u.resourceVersions) got.resourceVersions[resource] = rv;
+    complete = u.initialComplete;
   });
   if (!st.ok()) return st.error();
   bool ok = (*src)->waitSynced(timeout);
   (*src)->stop();
-  if (!ok || !got) {
+  if (!ok || !complete) {
     auto e = (*src)->lastError();
     std::string why = e ? e->message : "no answer";
     return makeError("reading the cluster at " + config.server + " (" + config.origin +
                      "): not complete after " + std::to_string(timeout.count()) + "ms: " + why);
   }
-  return std::move(*got);
+  got.cluster = store.cluster();
+  return got;
 }
 
 }  // namespace sluice::source::kube

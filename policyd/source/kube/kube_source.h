@@ -1,20 +1,22 @@
 // The Kubernetes API server as the cluster source: one informer (list+watch) per kind —
 // Namespaces, Pods, NetworkPolicies, Nodes — feeding per-kind stores (store.h) that know every
-// per-object add, update and delete.
+// per-object add, update and delete (by resourceVersion and content hash, not whole objects).
 //
-// Delivery: the source still hands the daemon whole snapshots (source.h). There is no fixed
-// debounce: a snapshot is built as soon as the events that arrived are in the stores, and
-// whatever arrives while the consumer is busy with the previous one is coalesced into the next.
-// Snapshot::eventSeen is when the first event of that batch was received.
+// Delivery: each watch event becomes a per-object upsert or delete (source.h Update); a relist
+// after 410 Gone hands on only the differences. There is no fixed debounce: changes go out as
+// soon as they are in the stores, and whatever arrives while the consumer is busy with the
+// previous Update is coalesced (per key, the newest wins) into the next. Update::eventSeen is
+// when the first event of that batch was received.
 //
-// Readiness: the first snapshot is delivered only once the initial list of every kind is
-// complete. start() does not wait for it: with the API server down at start the daemon stays
-// up and not ready (pinned state keeps enforcing) while the informers retry.
+// Readiness: the first Update (initialComplete) is delivered only once the initial list of every
+// kind is complete. start() does not wait for it: with the API server down at start the daemon
+// stays up and not ready (pinned state keeps enforcing) while the informers retry.
 //
-// Updates that change nothing the engine reads (pod status conditions) cause no snapshot.
-// Nodes never reach the snapshot and their changes cause none: this node's spec.podCIDRs go to
-// `onLocalPodCidrs` (the podcidrs file the CNI `usePodCidr` mode reads) and every other node's
-// podCIDRs are routed via its InternalIP (node_routes.h), in step as Nodes come, change and go.
+// Updates that change nothing the engine reads (pod status conditions) cause a versionsOnly
+// Update (the applied-versions barrier still moves). Nodes never reach the Updates: this node's
+// spec.podCIDRs go to `onLocalPodCidrs` (the podcidrs file the CNI `usePodCidr` mode reads) and
+// every other node's podCIDRs are routed via its InternalIP (node_routes.h), in step as Nodes
+// come, change and go.
 #pragma once
 
 #include <array>
@@ -46,11 +48,11 @@ class KubeSource final : public Source, private InformerSink {
   static Result<std::unique_ptr<KubeSource>> create(KubeSourceOptions options);
   ~KubeSource() override;
 
-  Status start(Callback onSnapshot) override;
+  Status start(Callback onUpdate) override;
   void stop() override;
   std::string describe() const override;
 
-  // Waits until the first snapshot has been delivered (sluicectl's one-shot read). False on
+  // Waits until the initial state has been delivered (sluicectl's one-shot read). False on
   // timeout.
   bool waitSynced(std::chrono::milliseconds timeout);
   // The most recent informer failure (for sluicectl's error message and tests).
@@ -61,7 +63,7 @@ class KubeSource final : public Source, private InformerSink {
     uint64_t lists = 0;   // complete lists applied (initial + relists)
     uint64_t events = 0;  // watch events applied
     uint64_t failures = 0;
-    uint64_t snapshots = 0;
+    uint64_t updates = 0;  // Updates delivered
   };
   Stats stats() const;
   // Every store change so far, in order (tests: relist diffs).
@@ -78,9 +80,11 @@ class KubeSource final : public Source, private InformerSink {
   void failed(Kind kind, const Error& error) override;
 
   void markDirty(Kind kind, std::chrono::steady_clock::time_point received);
-  void record(Kind kind, const std::optional<Change>& c);
+  // Logs the change (tests), queues it for the next Update and tracks the object's error.
+  // True when the consumer has something new (an object or an error changed).
+  bool record(Kind kind, Change&& c);
   void deliverLoop(std::stop_token stop);
-  Snapshot buildSnapshot();
+  Update takeUpdate();
 
   KubeSourceOptions options_;
   Callback callback_;
@@ -90,6 +94,12 @@ class KubeSource final : public Source, private InformerSink {
   std::condition_variable_any cv_;
   std::array<KindStore, kKindCount> stores_;
   std::array<bool, kKindCount> listed_{};
+  // Per engine kind (Namespace, Pod, NetworkPolicy), what the next Update carries: key -> the
+  // newest usable version, or nothing (delete).
+  std::array<std::map<std::string, std::optional<Value>>, 3> pending_;
+  // "Kind key" -> the error of an object the decoder rejects.
+  std::map<std::string, Error> errors_;
+  bool errorsDirty_ = false;
   bool dirty_ = false;
   bool nodesDirty_ = false;
   bool versionsDirty_ = false;  // an event changed nothing the engine reads (versionsOnly)
@@ -119,7 +129,7 @@ struct KubeSourceFactoryOptions {
 Result<std::unique_ptr<Source>> makeKubeSource(const KubeSourceFactoryOptions& options);
 
 // One consistent read of the cluster (sluicectl): lists every kind once and returns the
-// snapshot, or the error that kept it from completing within `timeout`.
+// complete state, or the error that kept it from completing within `timeout`.
 Result<Snapshot> readClusterOnce(const ClusterConfig& config, std::chrono::milliseconds timeout);
 
 }  // namespace sluice::source::kube

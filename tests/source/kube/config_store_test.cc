@@ -127,6 +127,39 @@ TEST_F(ConfigTest, ErrorsNameTheFileAndField) {
   EXPECT_NE(r.error().message.find("absent"), std::string::npos) << r.error().message;
 }
 
+TEST_F(ConfigTest, KubeconfigListIsMergedFirstFileWins) {
+  // first: sets current-context and defines user u1; second: defines cluster c1 (and a u1 that
+  // loses), its CA path relative to its own directory; a missing file in the list is skipped.
+  std::filesystem::create_directories(dir / "other");
+  auto first = write("first",
+                     "current-context: dev\ncontexts:\n- name: dev\n  context: {cluster: c1, "
+                     "user: u1}\nusers:\n- name: u1\n  user: {token: from-first}\n");
+  auto second = write("other/second",
+                      "current-context: prod\nclusters:\n- name: c1\n  cluster:\n    server: "
+                      "https://10.0.0.9:6443\n    certificate-authority: ca.crt\nusers:\n- name: "
+                      "u1\n  user: {token: from-second}\n");
+  write("other/ca.crt", "pem");
+  std::map<std::string, std::string> env = {
+      {"KUBECONFIG", first + ":" + (dir / "missing").string() + ":" + second}};
+  auto c = resolveConfig("", "", env);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->server, "https://10.0.0.9:6443");
+  EXPECT_EQ(c->token, "from-first");
+  EXPECT_EQ(c->caFile, (dir / "other" / "ca.crt").string());
+
+  // A problem names the file the entry came from.
+  auto broken = write("broken", "clusters:\n- name: c1\n  cluster:\n    server: ftp://x\n");
+  env["KUBECONFIG"] = first + ":" + broken;
+  auto r = resolveConfig("", "", env);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("kubeconfig " + broken + ": clusters(c1).cluster.server"),
+            std::string::npos)
+      << r.error().message;
+
+  env["KUBECONFIG"] = (dir / "missing").string();
+  EXPECT_FALSE(resolveConfig("", "", env).ok());
+}
+
 TEST_F(ConfigTest, InClusterAndKubeconfigFromTheEnvironment) {
   write("token", "sa-token\n");
   write("ca.crt", "pem");
@@ -149,9 +182,7 @@ TEST_F(ConfigTest, InClusterAndKubeconfigFromTheEnvironment) {
   EXPECT_EQ(viaEnv->token, "abc");
 }
 
-model::Pod podValue(const KindStore& s, const std::string& key) {
-  return std::get<model::Pod>(*s.entries().at(key).good);
-}
+model::Pod podValue(const Change& c) { return std::get<model::Pod>(*c.value); }
 
 Object decoded(Kind k, const nlohmann::json& j) {
   auto o = decodeObject(k, j);
@@ -182,7 +213,10 @@ TEST(KindStoreTest, RelistReportsExactlyTheDifferences) {
       {Change::Op::Updated, "ns/b"}, {Change::Op::Added, "ns/d"}, {Change::Op::Deleted, "ns/c"}};
   EXPECT_EQ(c2, want);
   EXPECT_EQ(s.entries().size(), 3u);
-  EXPECT_EQ(podValue(s, "ns/b").labels.at("v"), "2");
+  // The changes carry the new versions (the store itself keeps only versions and hashes).
+  EXPECT_EQ(podValue(c2[0]).labels.at("v"), "2");
+  EXPECT_EQ(podValue(c2[1]).name, "d");
+  EXPECT_FALSE(c2[2].value);
 }
 
 TEST(KindStoreTest, RepeatedEventIsNoChangeAndDeleteOfUnknownIsNone) {
@@ -202,7 +236,11 @@ TEST(KindStoreTest, InvalidVersionKeepsTheLastGood) {
   auto bad = withRv(testing::policyJson("ns", "p", {{"podSelector", {{"matchLabels", 5}}}}), "2");
   Object badObj = decoded(Kind::NetworkPolicy, bad);
   ASSERT_TRUE(badObj.error);
-  EXPECT_EQ(s.upsert(std::move(badObj)), (Change{Change::Op::Updated, "ns/p"}));
+  auto c = s.upsert(std::move(badObj));
+  EXPECT_EQ(c, (Change{Change::Op::Updated, "ns/p"}));
+  // Only the error changed: the consumer keeps the last good version.
+  EXPECT_TRUE(c->errorOnly);
+  EXPECT_FALSE(c->value);
   const auto& e = s.entries().at("ns/p");
   ASSERT_TRUE(e.good);
   ASSERT_TRUE(e.error);

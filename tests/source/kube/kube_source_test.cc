@@ -11,6 +11,7 @@
 #include <fstream>
 #include <set>
 
+#include "policyd/source/cluster_store.h"
 #include "tests/source/kube/fake_apiserver.h"
 
 namespace sluice::source::kube {
@@ -64,6 +65,19 @@ class FakeRoutes : public RouteTable {
   int writes = 0;
 };
 
+// The source's state after one Update: its Updates folded into a ClusterStore, as the daemon
+// does.
+struct Snapshot {
+  model::Cluster cluster;
+  std::vector<Error> errors;
+  Changes changes;  // what this Update carried
+  std::chrono::steady_clock::time_point eventSeen;
+  std::map<std::string, std::string> resourceVersions;
+  bool versionsOnly = false;
+  bool initialComplete = false;
+  uint64_t generation = 0;
+};
+
 std::set<std::string> podKeys(const Snapshot& s) {
   std::set<std::string> out;
   for (const auto& p : s.cluster.pods) out.insert(p.key());
@@ -105,7 +119,21 @@ class KubeSourceTest : public ::testing::Test {
     source = std::move(*s);
     source->keepChangeLog(true);
     ASSERT_TRUE(source
-                    ->start([this](Snapshot snap) {
+                    ->start([this](Update u) {
+                      Snapshot snap;
+                      {
+                        std::lock_guard lock(foldMu);
+                        snap.changes = u.changes;
+                        folded.apply(std::move(u.changes));
+                        if (u.errors) foldedErrors = *u.errors;
+                        snap.cluster = folded.cluster();
+                        snap.errors = foldedErrors;
+                        snap.eventSeen = u.eventSeen;
+                        snap.resourceVersions = u.resourceVersions;
+                        snap.versionsOnly = u.versionsOnly;
+                        snap.initialComplete = u.initialComplete;
+                        snap.generation = u.generation;
+                      }
                       if (snap.versionsOnly) {
                         // Only resourceVersions moved: not a model the daemon would compile.
                         std::lock_guard lock(mu);
@@ -157,6 +185,9 @@ class KubeSourceTest : public ::testing::Test {
   std::shared_ptr<FakeRoutes> routes = std::make_shared<FakeRoutes>();
   std::unique_ptr<KubeSource> source;
   std::function<void(const Snapshot&)> onSnapshot;
+  std::mutex foldMu;
+  ClusterStore folded;
+  std::vector<Error> foldedErrors;
   std::mutex mu;
   std::condition_variable cv;
   std::vector<Snapshot> snapshots;
@@ -169,6 +200,8 @@ TEST_F(KubeSourceTest, InitialListIsPaginatedAndCompleteInTheFirstSnapshot) {
   ASSERT_TRUE(waitFor([](const Snapshot&) { return true; }));
   Snapshot s = last();
   EXPECT_EQ(s.generation, 1u);
+  EXPECT_TRUE(s.initialComplete);
+  EXPECT_EQ(s.changes.podUpserts.size(), 10u);
   EXPECT_EQ(s.cluster.pods.size(), 10u);
   EXPECT_EQ(s.cluster.namespaces.size(), 2u);
   ASSERT_EQ(s.cluster.policies.size(), 1u);
@@ -223,7 +256,7 @@ TEST_F(KubeSourceTest, NothingListeningIsRetriedWithoutCrashing) {
   o.informer = fastOptions();
   auto s = KubeSource::create(std::move(o));
   ASSERT_TRUE(s.ok());
-  ASSERT_TRUE((*s)->start([](Snapshot) { ADD_FAILURE() << "no snapshot without a server"; }).ok());
+  ASSERT_TRUE((*s)->start([](Update) { ADD_FAILURE() << "no snapshot without a server"; }).ok());
   ASSERT_TRUE(eventually([&] { return (*s)->stats().failures >= 8; }));
   EXPECT_NE((*s)->lastError()->message.find("127.0.0.1:1"), std::string::npos)
       << (*s)->lastError()->message;
@@ -263,7 +296,7 @@ TEST_F(KubeSourceTest, UpdatesWithNothingNewCauseNoSnapshot) {
     std::lock_guard lock(mu);
     for (const auto& v : versionsOnly) {
       auto it = v.resourceVersions.find("pods");
-      if (v.cluster.pods.empty() && it != v.resourceVersions.end() && it->second == podVersion) {
+      if (v.changes.empty() && it != v.resourceVersions.end() && it->second == podVersion) {
         return true;
       }
     }
@@ -350,6 +383,11 @@ TEST_F(KubeSourceTest, GoneEventRelistsAndAppliesOnlyTheDifferences) {
   std::sort(relist.begin(), relist.end(), [](auto& a, auto& b) { return a.key < b.key; });
   EXPECT_EQ(relist, want);
   Snapshot s = last();
+  // The daemon is handed the same differences, not the whole list.
+  std::set<std::string> upserted;
+  for (const auto& p : s.changes.podUpserts) upserted.insert(p.key());
+  EXPECT_EQ(upserted, (std::set<std::string>{"prod/added", "prod/p1"}));
+  EXPECT_EQ(s.changes.podDeletes, (std::vector<std::string>{"prod/p2"}));
   EXPECT_EQ(s.cluster.pods.size(), 10u);
   for (const auto& p : s.cluster.pods) {
     if (p.name == "p1") {
