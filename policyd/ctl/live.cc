@@ -94,7 +94,7 @@ void renderStatus(const json& j, std::ostream& out) {
   out << "datapath:    " << j.value("datapath", "") << "\n";
   out << "sync:        " << j.value("sync", "") << " (revision " << j.value("revision", 0) << ", "
       << j.value("syncs", 0) << " syncs, " << j.value("syncErrors", 0) << " errors, "
-      << j.value("snapshots", 0) << " snapshots)\n";
+      << j.value("updates", 0) << " source updates)\n";
   if (j.contains("model")) {
     const auto& m = j["model"];
     out << "model:       " << m.value("namespaces", 0) << " namespaces, " << m.value("pods", 0)

@@ -211,7 +211,7 @@ int main(int argc, char** argv) {
                      {"revision", s.revision},
                      {"syncs", s.syncs},
                      {"syncErrors", s.syncErrors},
-                     {"snapshots", s.snapshots},
+                     {"updates", s.updates},
                      {"endpoints", s.endpoints},
                      {"waitingForPod", s.waitingForPod},
                      {"invalidObjects", s.invalidObjects},

@@ -104,7 +104,7 @@ class ScriptedDaemon {
 
 TEST(LiveClientTest, StatusIsRendered) {
   ScriptedDaemon d({nlohmann::json::parse(R"({"ok":true,"node":"n1","source":"kube",
-    "datapath":"bpf","sync":"synced","revision":12,"syncs":3,"syncErrors":0,"snapshots":4,
+    "datapath":"bpf","sync":"synced","revision":12,"syncs":3,"syncErrors":0,"updates":4,
     "endpoints":2,"waitingForPod":0,"invalidObjects":0,"lastSyncSeconds":0.001,
     "lastUpdateLatencySeconds":0.25})")
                         .dump()});
