@@ -12,8 +12,8 @@ namespace sluice::daemon {
 
 struct DaemonOptions {
   std::string nodeName;
-  std::string source;     // "kube" or "dir:PATH"
-  std::string sourceDir;  // PATH of dir:PATH
+  std::string source;      // "kube" or "dir:PATH"
+  std::string sourceDir;   // PATH of dir:PATH
   std::string kubeconfig;  // --source kube: empty = $KUBECONFIG, else in-cluster
   std::string context;     // kubeconfig context; empty = current-context
   std::string datapath = "bpf";
@@ -28,6 +28,9 @@ struct DaemonOptions {
   std::chrono::milliseconds podWait{2000};
   std::chrono::milliseconds sourceDebounce{100};
   bool help = false;
+  // --uninstall: remove what --datapath left in the kernel (nft table; bpf tc filters and pinned
+  // maps) and exit. Needs no --node-name or --source.
+  bool uninstall = false;
 };
 
 // Accepts `--flag value` and `--flag=value`. Errors name the flag.
