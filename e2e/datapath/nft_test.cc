@@ -749,5 +749,37 @@ TEST_F(DatapathNftTest, ApplyBeforeSyncOnAnEarlierTableIsAnError) {
   ASSERT_TRUE(datapath::nft::uninstall(opts).ok());
 }
 
+// `sluice-policyd --uninstall --datapath nft` removes the table from the namespace it runs in:
+// enforcement ends, and a second run (nothing left) succeeds too.
+TEST_F(DatapathNftTest, UninstallCommandRemovesTheTable) {
+  Topology topo;
+  ASSERT_TRUE(topo.ok()) << "could not build the namespaces";
+  const std::string node = topo.node(), a = topo.pod('a'), b = topo.pod('b');
+  EchoServer serverB(b, kB, {7000});
+  ASSERT_TRUE(serverB.ok());
+  NftOptions opts;
+  NftBackend backend(opts);
+  {
+    auto guard = NetnsGuard::enter(node);
+    ASSERT_TRUE(guard.ok());
+    ASSERT_TRUE(backend.attach(attachmentOf(topo, 1, 'a', kA)).ok());
+    ASSERT_TRUE(backend.attach(attachmentOf(topo, 2, 'b', kB)).ok());
+    ASSERT_TRUE(backend.sync(clusterState(1)).ok());
+  }
+  ASSERT_FALSE(canConnect(a, kB, 7000)) << "denied while the table enforces";
+  const std::string cmd = std::string(SLUICE_BINARY_DIR) +
+                          "/policyd/daemon/sluice-policyd --uninstall --datapath nft "
+                          ">/dev/null 2>&1";
+  for (int run = 0; run < 2; ++run) {
+    auto guard = NetnsGuard::enter(node);  // the command acts on the namespace it runs in
+    ASSERT_TRUE(guard.ok());
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << " (run " << run << ")";
+    auto names = datapath::nft::readTableNames(opts);
+    ASSERT_TRUE(names.ok());
+    EXPECT_FALSE(names->exists);
+  }
+  EXPECT_TRUE(canConnect(a, kB, 7000)) << "no enforcement after uninstall";
+}
+
 }  // namespace
 }  // namespace sluice::e2e

@@ -5,7 +5,13 @@
 // back the names of what the table holds and rewrites the contents in one batch (renderReplace),
 // so there is no moment without enforcement and counters that are still wanted keep their
 // values. After that, the backend keeps a mirror of what it wrote and every apply, attach and
-// detach writes only the difference (element adds/deletes, chain rewrites).
+// detach writes only the difference (element adds/deletes, chain rewrites), computed from the
+// part of the IR that changed (lowerDiffInPlace; attach/detach lower one endpoint).
+//
+// Restart (backend.h contract): until this process has written the table, attach() of an
+// endpoint the table already dispatches and detach() change nothing in the kernel (the earlier
+// instance's policy keeps enforcing; a write without the IR would turn every endpoint
+// not-ready), and apply() fails: sync() comes first.
 //
 // Element-only changes (per-pod churn: pods joining or leaving classes, revision bumps, most
 // allow-set changes) are written as a libnftnl batch without the nft binary (element_writer.h).
