@@ -4,6 +4,7 @@
 #include <linux/netfilter/nfnetlink_log.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include <cerrno>
@@ -146,6 +147,10 @@ Result<std::unique_ptr<FlowEventReader>> openNflogReader(uint16_t group) {
   }
   int rcvbuf = 1 << 20;
   (void)setsockopt(mnl_socket_get_fd(sock.get()), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  // Bounds the wait for a config ack (poll() reads without blocking).
+  timeval timeout{2, 0};
+  (void)setsockopt(mnl_socket_get_fd(sock.get()), SOL_SOCKET, SO_RCVTIMEO, &timeout,
+                   sizeof(timeout));
   auto reader = std::make_unique<NflogReader>(std::move(sock), group);
   SLUICE_RETURN_IF_ERROR(reader->configure());
   return std::unique_ptr<FlowEventReader>(std::move(reader));
