@@ -242,12 +242,27 @@ struct Lowering {
     for (const char* hook : {"forward", "input", "output"}) {
       Chain c;
       c.base = std::string("type filter hook ") + hook + " priority filter; policy accept;";
-      // Link-local neighbour discovery the pod needs in any state (the bpf bypass).
-      c.rules.push_back(
-          "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, "
-          "nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 accept");
       const bool from = std::string(hook) != "output";
       const bool to = std::string(hook) != "input";
+      // Neighbour discovery the pod needs in any state, on its own link only (as the bpf
+      // program's nd_valid): hop limit 255, a type the direction may carry, link-scope
+      // addresses. A forwarded packet is never on-link, so the forward chain bypasses nothing;
+      // every other ND-typed message reaches the endpoint chains, which drop it as nd-invalid.
+      const std::string onLink = "{ fe80::/10, ff02::1, ff02::2, ff02::1:ff00:0/104 }";
+      if (std::string(hook) == "input") {
+        const std::string nd =
+            "iifname @pod_ifaces icmpv6 type { nd-router-solicit, nd-neighbor-solicit, "
+            "nd-neighbor-advert } ip6 hoplimit 255 ";
+        c.rules.push_back(nd + "ip6 saddr { ::, fe80::/10 } ip6 daddr " + onLink + " accept");
+        c.rules.push_back(nd + "iifname . ip6 saddr @pod_src6 ip6 daddr " + onLink + " accept");
+      }
+      if (std::string(hook) == "output") {
+        const std::string nd =
+            "oifname @pod_ifaces icmpv6 type { nd-router-advert, nd-neighbor-solicit, "
+            "nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 ";
+        c.rules.push_back(nd + "ip6 daddr " + onLink + " accept");
+        c.rules.push_back(nd + "oifname . ip6 daddr @pod_src6 accept");
+      }
       if (from) c.rules.push_back("iifname vmap @from_pod");
       if (to) c.rules.push_back("oifname vmap @to_pod");
       if (!opts.podIfPrefix.empty()) {
@@ -286,6 +301,17 @@ struct Lowering {
 
   void endpoint(EndpointId id, const compiler::EndpointPolicy& ep) {
     Chain from, to;
+    // ND-typed messages the base chains did not pass as on-link (see globals()).
+    const std::string ndTypes =
+        "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, "
+        "nd-neighbor-advert, nd-redirect } goto ";
+    from.rules.push_back(ndTypes + epChain(id, "nd_from"));
+    to.rules.push_back(ndTypes + epChain(id, "nd_to"));
+    Chain ndFrom, ndTo;
+    logAndDrop(ndFrom, "nd-invalid", Direction::Egress, id);
+    logAndDrop(ndTo, "nd-invalid", Direction::Ingress, id);
+    t.chains[epChain(id, "nd_from")] = std::move(ndFrom);
+    t.chains[epChain(id, "nd_to")] = std::move(ndTo);
     if (auto it = attachments.find(id); it != attachments.end() && !it->second.ips.empty()) {
       // Only the pod's own source addresses (pod_src4/6); a family it has no address in is
       // spoofed too.
@@ -296,7 +322,42 @@ struct Lowering {
       logAndDrop(drop, "spoofed", Direction::Egress, id);
       t.chains[spoofed] = std::move(drop);
     }
+    if (auto it = attachments.find(id); it != attachments.end() && !it->second.ips.empty()) {
+      // An ICMP error the pod sends quotes a packet sent to it (the bpf program: the error's
+      // source is the quoted packet's destination). Conntrack relates an error to a flow by the
+      // quoted tuple alone, so without this a third pod could reset or probe another pod's flow
+      // by quoting it; the source is already known to be the pod's own (spoof check above).
+      const std::string icmp4 =
+          "ct state related icmp type { destination-unreachable, time-exceeded, "
+          "parameter-problem } iifname . ct original ip saddr != @pod_src4 iifname . ct original "
+          "ip daddr != @pod_src4 goto ";
+      const std::string icmp6 =
+          "ct state related icmpv6 type { destination-unreachable, packet-too-big, "
+          "time-exceeded, parameter-problem } iifname . ct original ip6 saddr != @pod_src6 "
+          "iifname . ct original ip6 daddr != @pod_src6 goto ";
+      from.rules.push_back(icmp4 + epChain(id, "icmp_from"));
+      from.rules.push_back(icmp6 + epChain(id, "icmp_from"));
+    }
     for (Chain* c : {&from, &to}) c->rules.push_back(established());
+    // ICMP errors pass only as related to a tracked flow (conntrack matched the quoted header);
+    // a related one whose flow is marked with an older revision is re-checked below like its
+    // flow. Anything else is dropped as icmp-unrelated whatever the policy, so errors cannot
+    // probe or reset others' connections (the bpf program's rule).
+    const std::string icmpErrors =
+        "ct state != related icmp type { destination-unreachable, "
+        "time-exceeded, parameter-problem } goto ";
+    const std::string icmp6Errors =
+        "ct state != related icmpv6 type { destination-unreachable, packet-too-big, "
+        "time-exceeded, parameter-problem } goto ";
+    from.rules.push_back(icmpErrors + epChain(id, "icmp_from"));
+    from.rules.push_back(icmp6Errors + epChain(id, "icmp_from"));
+    to.rules.push_back(icmpErrors + epChain(id, "icmp_to"));
+    to.rules.push_back(icmp6Errors + epChain(id, "icmp_to"));
+    Chain icmpFrom, icmpTo;
+    logAndDrop(icmpFrom, "icmp-unrelated", Direction::Egress, id);
+    logAndDrop(icmpTo, "icmp-unrelated", Direction::Ingress, id);
+    t.chains[epChain(id, "icmp_from")] = std::move(icmpFrom);
+    t.chains[epChain(id, "icmp_to")] = std::move(icmpTo);
     from.rules.push_back("ct direction original goto " + epChain(id, "egress"));
     from.rules.push_back("goto " + epChain(id, "ingress"));
     to.rules.push_back("ct direction original goto " + epChain(id, "ingress"));
@@ -398,8 +459,8 @@ void diffKeys(const std::map<K, V>& have, const std::map<K, V>& want, std::set<K
 std::string ruleCounterName(RuleId rule) { return "rule_" + std::to_string(rule); }
 
 const std::vector<std::string>& dropReasons() {
-  static const std::vector<std::string> kReasons = {"policy", "not-ready", "no-endpoint",
-                                                    "spoofed"};
+  static const std::vector<std::string> kReasons = {"policy",  "not-ready",  "no-endpoint",
+                                                    "spoofed", "nd-invalid", "icmp-unrelated"};
   return kReasons;
 }
 

@@ -5,8 +5,12 @@
 //
 //   base chains   forward (pod<->pod, pod<->off-node), input (pod -> node), output
 //                 (node -> pod), all `type filter ... policy accept`: traffic that touches no
-//                 pod interface is not ours. Each starts with the IPv6 neighbour discovery
-//                 bypass (hop limit 255, as the bpf program), then
+//                 pod interface is not ours. input and output start with the IPv6 neighbour
+//                 discovery bypass, as the bpf program's nd_valid: hop limit 255, a type the
+//                 direction may carry (from the pod RS/NS/NA, to it RA/NS/NA/redirect),
+//                 link-scope addresses or the pod's own; forward bypasses nothing (a routed
+//                 packet is never on-link). The endpoint chains drop every other ND-typed
+//                 message as nd-invalid (ep_<id>_nd_from/_nd_to), whatever the policy. Then
 //                     iifname vmap @from_pod      packets the pod sends (its egress)
 //                     oifname vmap @to_pod        packets delivered to the pod (its ingress)
 //                 An attached endpoint without applied policy maps to `not_ready` (drop); an
@@ -58,7 +62,7 @@
 // parses it back) under one shared rate limit (`limit drop_log`), for the flow log: the policy
 // drop at the end of ep_<id>_<dir>, ep_<id>_spoofed, the not-ready endpoint chains, and
 // drop_no_endpoint_<dir> (endpoint 0) from the base chains. Reasons: policy, not-ready,
-// no-endpoint, spoofed.
+// no-endpoint, spoofed, nd-invalid.
 #pragma once
 
 #include <compare>
