@@ -13,7 +13,7 @@ apt-get install -y -q --no-install-recommends \
   libnl-3-dev libnl-route-3-dev libmnl-dev libnftnl-dev nftables \
   nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev \
   libcurl4-openssl-dev libyaml-cpp-dev libssl-dev openssl \
-  iproute2 iputils-ping procps util-linux kmod \
+  iproute2 iputils-ping procps util-linux kmod iperf3 \
   containernetworking-plugins python3 \
   etcd-server etcd-client curl \
   librsvg2-bin libxml2-utils libpng-dev

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -32,6 +33,7 @@
 #include "common/unique_fd.h"
 #include "e2e/datapath/tcp_probe.h"
 #include "e2e/datapath/test_support.h"
+#include "policyd/datapath/flow_event.h"
 #include "policyd/datapath/nft/element_writer.h"
 #include "policyd/datapath/nft/nft_backend.h"
 
@@ -625,6 +627,158 @@ TEST_F(DatapathNftTest, KeepModeLeavesOpenConnections) {
   EXPECT_FALSE(canConnect(a, kB, 8050)) << "a new connection is denied";
   auto guard = NetnsGuard::enter(node);
   ASSERT_TRUE(datapath::nft::uninstall(opts).ok());
+}
+
+// Dropped packets reach the flow log: nflog events name the endpoint, the direction, the reason
+// and the packet's addresses and ports.
+TEST_F(DatapathNftTest, FlowEventsReportDeniedPackets) {
+  Topology topo;
+  ASSERT_TRUE(topo.ok()) << "could not build the namespaces";
+  const std::string node = topo.node(), a = topo.pod('a'), b = topo.pod('b');
+  EchoServer serverB(b, kB, {7000, 8101});
+  ASSERT_TRUE(serverB.ok());
+  NftOptions opts;
+  NftBackend backend(opts);
+  std::unique_ptr<datapath::FlowEventReader> reader;
+  EndpointAttachment attA, attB;
+  {
+    auto guard = NetnsGuard::enter(node);
+    ASSERT_TRUE(guard.ok());
+    auto r = backend.openFlowEvents();  // its socket lives in the node namespace
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    reader = std::move(*r);
+    attA = attachmentOf(topo, 1, 'a', kA);
+    attB = attachmentOf(topo, 2, 'b', kB);
+    ASSERT_TRUE(backend.attach(attA).ok());
+    ASSERT_TRUE(backend.attach(attB).ok());
+    auto st = backend.sync(clusterState(1));
+    ASSERT_TRUE(st.ok()) << st.error().message;
+  }
+  EXPECT_FALSE(canConnect(a, kB, 8101)) << "B's ingress allows 8000-8100 only";
+  EXPECT_FALSE(canConnect(a, kB, 7000)) << "A's egress allows 8000-9000 only";
+
+  std::vector<datapath::FlowEvent> events;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  auto seen = [&](uint16_t port) {
+    return std::any_of(events.begin(), events.end(),
+                       [&](const auto& e) { return e.dstPort == port; });
+  };
+  while ((!seen(8101) || !seen(7000)) && std::chrono::steady_clock::now() < deadline) {
+    auto n = reader->poll(200, [&](const datapath::FlowEvent& e) { events.push_back(e); });
+    ASSERT_TRUE(n.ok()) << n.error().message;
+  }
+  const auto find = [&](uint16_t port) -> const datapath::FlowEvent* {
+    for (const auto& e : events) {
+      if (e.dstPort == port) return &e;
+    }
+    return nullptr;
+  };
+  const datapath::FlowEvent* in = find(8101);
+  ASSERT_NE(in, nullptr) << "no event for the denied connection to B:8101";
+  EXPECT_EQ(in->reason, "policy");
+  EXPECT_EQ(in->verdict, datapath::FlowVerdict::Denied);
+  EXPECT_EQ(in->endpoint, 2u);
+  EXPECT_EQ(in->direction, Direction::Ingress);
+  EXPECT_EQ(in->ifindex, attB.ifindex);
+  EXPECT_EQ(in->src.toString(), kA);
+  EXPECT_EQ(in->dst.toString(), kB);
+  EXPECT_EQ(in->protocol, 6);
+  EXPECT_NE(in->srcPort, 0);
+  EXPECT_GT(in->wallNs, 0);
+  const datapath::FlowEvent* out = find(7000);
+  ASSERT_NE(out, nullptr) << "no event for A's denied egress to B:7000";
+  EXPECT_EQ(out->reason, "policy");
+  EXPECT_EQ(out->endpoint, 1u);
+  EXPECT_EQ(out->direction, Direction::Egress);
+  EXPECT_EQ(out->ifindex, attA.ifindex);
+  reader.reset();
+  auto guard = NetnsGuard::enter(node);
+  ASSERT_TRUE(datapath::nft::uninstall(opts).ok());
+}
+
+// Backend contract (backend.h): after a restart, sync before applying diffs. A new backend on a
+// table an earlier instance wrote refuses a diff until it has synced; on no table, the first
+// diff is a diff from the empty State.
+TEST_F(DatapathNftTest, ApplyBeforeSyncOnAnEarlierTableIsAnError) {
+  Topology topo;
+  ASSERT_TRUE(topo.ok()) << "could not build the namespaces";
+  const std::string node = topo.node(), a = topo.pod('a'), b = topo.pod('b');
+  EchoServer serverB(b, kB, {8050, 9000});
+  ASSERT_TRUE(serverB.ok());
+  NftOptions opts;
+  const compiler::State state = clusterState(1);
+  {
+    auto guard = NetnsGuard::enter(node);
+    ASSERT_TRUE(guard.ok());
+    NftBackend first(opts);
+    ASSERT_TRUE(first.attach(attachmentOf(topo, 1, 'a', kA)).ok());
+    ASSERT_TRUE(first.attach(attachmentOf(topo, 2, 'b', kB)).ok());
+    auto st = first.apply(compiler::computeDiff(compiler::State{}, state));
+    ASSERT_TRUE(st.ok()) << "a fresh table: the first diff is from empty: " << st.error().message;
+  }
+  EXPECT_TRUE(canConnect(a, kB, 8050));
+
+  compiler::State next = clusterState(2);
+  next.endpoints[2].entries.erase(AllowEntry{Direction::Ingress, 16, 6, {8000, 8100}, 1});
+  NftBackend second(opts);
+  {
+    auto guard = NetnsGuard::enter(node);
+    ASSERT_TRUE(guard.ok());
+    // A restart re-attaches before syncing: that must not disturb the earlier table.
+    ASSERT_TRUE(second.attach(attachmentOf(topo, 1, 'a', kA)).ok());
+    ASSERT_TRUE(second.attach(attachmentOf(topo, 2, 'b', kB)).ok());
+  }
+  EXPECT_TRUE(canConnect(a, kB, 8050)) << "re-attach before sync kept the earlier policy";
+  {
+    auto guard = NetnsGuard::enter(node);
+    auto st = second.apply(compiler::computeDiff(state, next));
+    ASSERT_FALSE(st.ok()) << "apply before sync on an earlier instance's table";
+    EXPECT_NE(st.error().message.find("sync before applying diffs"), std::string::npos)
+        << st.error().message;
+  }
+  EXPECT_TRUE(canConnect(a, kB, 8050)) << "the refused diff changed nothing";
+  {
+    auto guard = NetnsGuard::enter(node);
+    ASSERT_TRUE(second.sync(state).ok());
+    auto st = second.apply(compiler::computeDiff(state, next));
+    ASSERT_TRUE(st.ok()) << st.error().message;
+  }
+  EXPECT_FALSE(canConnect(a, kB, 8050)) << "after sync the diff applies";
+  EXPECT_TRUE(canConnect(a, kB, 9000));
+  auto guard = NetnsGuard::enter(node);
+  ASSERT_TRUE(datapath::nft::uninstall(opts).ok());
+}
+
+// `sluice-policyd --uninstall --datapath nft` removes the table from the namespace it runs in:
+// enforcement ends, and a second run (nothing left) succeeds too.
+TEST_F(DatapathNftTest, UninstallCommandRemovesTheTable) {
+  Topology topo;
+  ASSERT_TRUE(topo.ok()) << "could not build the namespaces";
+  const std::string node = topo.node(), a = topo.pod('a'), b = topo.pod('b');
+  EchoServer serverB(b, kB, {7000});
+  ASSERT_TRUE(serverB.ok());
+  NftOptions opts;
+  NftBackend backend(opts);
+  {
+    auto guard = NetnsGuard::enter(node);
+    ASSERT_TRUE(guard.ok());
+    ASSERT_TRUE(backend.attach(attachmentOf(topo, 1, 'a', kA)).ok());
+    ASSERT_TRUE(backend.attach(attachmentOf(topo, 2, 'b', kB)).ok());
+    ASSERT_TRUE(backend.sync(clusterState(1)).ok());
+  }
+  ASSERT_FALSE(canConnect(a, kB, 7000)) << "denied while the table enforces";
+  const std::string cmd = std::string(SLUICE_BINARY_DIR) +
+                          "/policyd/daemon/sluice-policyd --uninstall --datapath nft "
+                          ">/dev/null 2>&1";
+  for (int run = 0; run < 2; ++run) {
+    auto guard = NetnsGuard::enter(node);  // the command acts on the namespace it runs in
+    ASSERT_TRUE(guard.ok());
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << " (run " << run << ")";
+    auto names = datapath::nft::readTableNames(opts);
+    ASSERT_TRUE(names.ok());
+    EXPECT_FALSE(names->exists);
+  }
+  EXPECT_TRUE(canConnect(a, kB, 7000)) << "no enforcement after uninstall";
 }
 
 }  // namespace

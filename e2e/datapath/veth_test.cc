@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string_view>
 #include <thread>
@@ -304,6 +305,64 @@ TEST_F(DatapathVethTest, NodeAddressIsTrustedOnlyForPacketsTheNodeSends) {
   auto guard = NetnsGuard::enter(topo.nodeNs());
   ASSERT_TRUE(guard.ok());
   EXPECT_TRUE(backend->detach(att).ok());
+}
+
+// Backend contract (backend.h): on maps an earlier instance pinned, a diff before the first sync
+// is refused (nothing changes). Then `sluice-policyd --uninstall --datapath bpf` detaches the
+// programs and removes the pins: the pod is reachable as without policy.
+TEST_F(DatapathVethTest, ApplyBeforeSyncIsRefusedAndUninstallRemovesEverything) {
+  Topology topo;
+  ASSERT_TRUE(topo.ok()) << "could not build the namespaces (iproute2 missing?)";
+  PinDir pin("uninstall");
+  EchoServer podServer(topo.podNs(), kPodAddr, {8080, 8081});
+  ASSERT_TRUE(podServer.ok());
+  const std::string node = topo.nodeNs();
+  datapath::EndpointAttachment att;
+  auto opened = openAndAttach(pin.path(), topo, &att);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  const compiler::State state = podState();
+  ASSERT_TRUE((*opened)->sync(state).ok());
+  opened->reset();
+
+  opened = openAndAttach(pin.path(), topo, &att);  // a restart
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  ASSERT_TRUE((*opened)->reusedPinnedMaps());
+  compiler::Diff allow8081;  // a diff from `state`: endpoint 1 also admits tcp/8081
+  compiler::Diff::EndpointChange change;
+  change.endpoint = 1;
+  change.ingressIsolated = change.egressIsolated = true;
+  change.add.push_back(AllowEntry{Direction::Ingress, 20, 6, {8081, 8081}, 0});
+  allow8081.endpoints.push_back(change);
+  allow8081.revision = 2;
+  auto st = (*opened)->apply(allow8081);
+  ASSERT_FALSE(st.ok()) << "apply before sync on reused maps";
+  EXPECT_NE(st.error().message.find("sync before applying diffs"), std::string::npos)
+      << st.error().message;
+  EXPECT_FALSE(canConnect(node, kPodAddr, 8081)) << "the refused diff changed nothing";
+  EXPECT_TRUE(canConnect(node, kPodAddr, 8080));
+  opened->reset();
+
+  const std::string cmd = std::string(SLUICE_BINARY_DIR) +
+                          "/policyd/daemon/sluice-policyd --uninstall --datapath bpf "
+                          "--bpf-pin-dir " +
+                          pin.path() + " >/dev/null 2>&1";
+  {
+    auto guard = NetnsGuard::enter(node);  // the command acts on the namespace it runs in
+    ASSERT_TRUE(guard.ok());
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  EXPECT_FALSE(std::filesystem::exists(pin.path())) << "pins removed";
+  EXPECT_TRUE(canConnect(node, kPodAddr, 8081)) << "no enforcement after uninstall";
+  for (const char* dir : {"ingress", "egress"}) {
+    EXPECT_FALSE(sh("tc -n " + runPrefix() + "h filter show dev " + topo.hostVeth() + " " + dir +
+                    " | grep -q bpf"))
+        << "a tc filter is left on the " << dir << " hook";
+  }
+  {
+    auto guard = NetnsGuard::enter(node);
+    ASSERT_TRUE(guard.ok());
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << "nothing to remove is success";
+  }
 }
 
 }  // namespace

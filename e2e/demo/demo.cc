@@ -1,9 +1,12 @@
 // sluice-demo: the local demo. Builds a simulated cluster of network-namespace nodes, creates the
 // pods of a scenario directory with the real CNI plugin, lets each node's sluice-policyd enforce
-// the scenario's NetworkPolicies with eBPF, and prints, per port, the reachability predicted by
-// `sluicectl matrix` beside the one measured with real packets. Exit 0 when they agree.
+// the scenario's NetworkPolicies with eBPF or nftables, and prints, per port, the reachability
+// predicted by `sluicectl matrix` beside the one measured with real packets. Exit 0 when they
+// agree.
 //
-//   sluice-demo [--nodes N] [--probe PORT/PROTO]... SCENARIO_DIR
+//   sluice-demo [--nodes N] [--datapath bpf|nft] [--probe PORT/PROTO]... SCENARIO_DIR
+//
+// --datapath defaults to $SLUICE_E2E_DATAPATH, else bpf.
 //
 // Scenario files holding Pods are turned into real pods (spec.nodeName n0/n1/... picks the
 // node, otherwise round-robin); every other file (Namespaces, NetworkPolicies) is applied as is.
@@ -82,7 +85,9 @@ void printSideBySide(const e2e::Matrix& predicted, const e2e::Matrix& measured) 
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: sluice-demo [--nodes N] [--probe PORT/PROTO]... SCENARIO_DIR\n");
+  std::fprintf(stderr,
+               "usage: sluice-demo [--nodes N] [--datapath bpf|nft] [--probe PORT/PROTO]... "
+               "SCENARIO_DIR\n");
   return 2;
 }
 
@@ -90,12 +95,16 @@ int usage() {
 
 int main(int argc, char** argv) {
   int nodes = 2;
+  std::string datapath = e2e::ClusterOptions::defaultDatapath();
   std::vector<ProbeSpec> probes;
   std::string scenario;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--nodes" && i + 1 < argc) {
       nodes = std::atoi(argv[++i]);
+    } else if (a == "--datapath" && i + 1 < argc) {
+      datapath = argv[++i];
+      if (datapath != "bpf" && datapath != "nft") return usage();
     } else if (a == "--probe" && i + 1 < argc) {
       std::string p = argv[++i];
       auto slash = p.find('/');
@@ -112,7 +121,7 @@ int main(int argc, char** argv) {
   if (scenario.empty()) return usage();
   if (probes.empty()) probes = {{80, "TCP"}, {53, "UDP"}};
   if (geteuid() != 0) {
-    std::fprintf(stderr, "sluice-demo: needs root (network namespaces, eBPF)\n");
+    std::fprintf(stderr, "sluice-demo: needs root (network namespaces, eBPF or nftables)\n");
     return 2;
   }
 
@@ -147,13 +156,17 @@ int main(int argc, char** argv) {
   std::set<uint16_t> tcp{80}, udp{53};
   for (const auto& p : probes) (p.protocol == "TCP" ? tcp : udp).insert(p.port);
   for (const auto& pod : pods) {
-    for (const auto& cp : pod.ports) (cp.protocol == model::Protocol::UDP ? udp : tcp).insert(cp.port);
+    for (const auto& cp : pod.ports)
+      (cp.protocol == model::Protocol::UDP ? udp : tcp).insert(cp.port);
   }
 
   e2e::ClusterOptions opts;
   opts.nodes = nodes;
+  opts.datapath = datapath;
   opts.binaryDir = fs::canonical("/proc/self/exe").parent_path().parent_path().parent_path();
-  std::printf("== creating a %d-node cluster (network namespaces, one sluice-policyd each)\n", nodes);
+  std::printf(
+      "== creating a %d-node cluster (network namespaces, one sluice-policyd each, datapath %s)\n",
+      nodes, datapath.c_str());
   auto cluster = e2e::SimCluster::create(opts);
   if (!cluster.ok()) {
     std::fprintf(stderr, "sluice-demo: %s\n", cluster.error().message.c_str());

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
@@ -86,6 +87,11 @@ void removeLeftovers() {
 
 }  // namespace
 
+std::string ClusterOptions::defaultDatapath() {
+  const char* env = std::getenv("SLUICE_E2E_DATAPATH");
+  return env && *env ? env : "bpf";
+}
+
 std::string SimCluster::podCidrV4(int node) {
   return "10.244." + std::to_string(node) + ".0/24";
 }
@@ -134,6 +140,10 @@ SimCluster::SimCluster(ClusterOptions opts) : opts_(std::move(opts)) {
 Result<std::unique_ptr<SimCluster>> SimCluster::create(const ClusterOptions& opts) {
   if (geteuid() != 0) return makeError("the simulated cluster needs root");
   if (opts.nodes < 1 || opts.nodes > kMaxNodes) return makeError("nodes must be 1..8");
+  if (opts.datapath != "bpf" && opts.datapath != "nft") {
+    return makeError("datapath (SLUICE_E2E_DATAPATH): want bpf or nft, got \"" + opts.datapath +
+                     "\"");
+  }
   removeLeftovers();
   std::unique_ptr<SimCluster> c(new SimCluster(opts));  // private constructor
   if (auto st = c->setUp(); !st.ok()) return st.error().wrap("set up cluster " + c->prefix_);
@@ -258,7 +268,7 @@ Status SimCluster::startDaemon(int node, bool waitReady) {
   Command cmd;
   cmd.argv = {binary("policyd/daemon/sluice-policyd").string(),
               "--node-name", nodeName(node),
-              "--datapath", "bpf",
+              "--datapath", opts_.datapath,
               "--socket", (dir / "policyd.sock").string(),
               "--state-dir", (dir / "state").string(),
               "--bpf-pin-dir", "/sys/fs/bpf/" + prefix_ + "-" + nodeName(node),

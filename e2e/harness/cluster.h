@@ -29,6 +29,10 @@ struct ClusterOptions {
   // also applied through the API, and pods get their IPs by a status PATCH, as from kubelet).
   std::string source = "dir";
   std::filesystem::path kubeBinDir;  // kube mode: where kube-apiserver is (findKubeBinDir())
+  // The daemons' --datapath: "bpf" or "nft". Defaults to $SLUICE_E2E_DATAPATH (else bpf), so
+  // every suite built on this harness runs on either backend unchanged.
+  std::string datapath = defaultDatapath();
+  static std::string defaultDatapath();
 };
 
 struct PodSpec {

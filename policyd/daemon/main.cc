@@ -2,8 +2,8 @@
 // libraries beside this file (node_agent.h explains the sync path).
 //
 // Shutdown (SIGTERM/SIGINT): stop watching the source, answer waiting requests, close the
-// endpoint socket, remove the ready marker. BPF programs and pinned maps stay in place, so
-// enforcement never lapses while the daemon is down.
+// endpoint socket, remove the ready marker. BPF programs and pinned maps (or the nft table) stay
+// in place, so enforcement never lapses while the daemon is down; --uninstall removes them.
 #include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -28,7 +28,7 @@
 #include "policyd/daemon/policy_compiler.h"
 #include "policyd/daemon/policy_metrics.h"
 #include "policyd/daemon/state_files.h"
-#include "policyd/datapath/bpf/bpf_backend.h"
+#include "policyd/datapath/factory.h"
 #include "policyd/source/dir/dir_source.h"
 #include "policyd/source/kube/kube_source.h"
 
@@ -122,12 +122,19 @@ int main(int argc, char** argv) {
     std::fputs(usage().c_str(), stdout);
     return 0;
   }
-  if (opts.datapath == "nft") {
-    std::fprintf(stderr, "sluice-policyd: --datapath nft is not implemented yet; use bpf\n");
-    return kExitUsage;
-  }
+  datapath::BackendOptions backendOptions;
+  backendOptions.kind = opts.datapath;
+  backendOptions.bpfPinDir = opts.bpfPinDir;
+  backendOptions.established = opts.established;
+  backendOptions.reportAllowedFlows = opts.flowLogAllowed;
 
   initLogging("sluice-policyd", "-", opts.logLevel);
+  if (opts.uninstall) {
+    if (auto st = datapath::uninstallBackend(backendOptions); !st.ok()) {
+      return fail(st.error().message);
+    }
+    return 0;
+  }
   // Signals are taken synchronously by this thread only; block them before any thread starts.
   sigset_t signals;
   sigemptyset(&signals);
@@ -152,10 +159,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  datapath::bpf::BpfOptions bpfOptions{opts.bpfPinDir, opts.established};
-  bpfOptions.reportAllowedFlows = opts.flowLogAllowed;
-  auto backend = datapath::bpf::makeBpfBackend(bpfOptions);
-  if (!backend.ok()) return fail(backend.error().wrap("bpf datapath").message);
+  auto backend = datapath::makeBackend(backendOptions);
+  if (!backend.ok()) return fail(backend.error().message);
   auto compiler = makeIncrementalCompiler();
   SystemHostNetwork host;
   SteadyClock clock;

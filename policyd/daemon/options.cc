@@ -33,6 +33,7 @@ std::string usage() {
                       [--flow-log-allowed none|new] [--flow-log-rate N] [--flow-log-burst N]
                       [--admin-socket PATH|none]
                       [--pod-cidr CIDR]... [--log-level LEVEL]
+       sluice-policyd --uninstall [--datapath bpf|nft] [--bpf-pin-dir DIR]
 
   --node-name NAME          this node's name (Pod spec.nodeName)
   --source kube|dir:PATH    where Namespaces, Pods and NetworkPolicies come from: the API
@@ -62,6 +63,9 @@ std::string usage() {
   --log-level LEVEL         trace, debug, info, warn, error (default info)
   --pod-wait-ms N           how long an endpoint registration waits for its Pod object (2000)
   --source-debounce-ms N    quiet period before a changed manifest directory is re-read (0)
+  --uninstall               remove the datapath's kernel state (nft: table inet sluice; bpf: the
+                            tc filters of every endpoint in the pinned maps, then --bpf-pin-dir)
+                            from this network namespace and exit; all enforcement ends
   -h, --help                this text
 )";
 }
@@ -99,6 +103,10 @@ Result<DaemonOptions> parseArgs(const std::vector<std::string>& args) {
       o.help = true;
       return o;
     }
+    if (a == "--uninstall") {
+      o.uninstall = true;
+      continue;
+    }
     std::string name = a, value;
     bool inlineValue = false;
     if (auto eq = a.find('='); a.starts_with("--") && eq != std::string::npos) {
@@ -119,6 +127,13 @@ Result<DaemonOptions> parseArgs(const std::vector<std::string>& args) {
     if (name == "--admin-socket") adminSocketSet = true;
   }
 
+  if (o.uninstall) {
+    if (o.datapath != "bpf" && o.datapath != "nft") {
+      return makeError("--datapath: want bpf or nft, got \"" + o.datapath + "\"");
+    }
+    if (o.bpfPinDir.empty()) return makeError("--bpf-pin-dir: empty path");
+    return o;
+  }
   if (o.nodeName.empty()) return makeError("--node-name is required");
   if (o.source.starts_with("dir:") && o.source.size() > 4) {
     o.sourceDir = o.source.substr(4);

@@ -33,6 +33,9 @@ struct DaemonOptions {
   std::chrono::milliseconds podWait{2000};
   std::chrono::milliseconds sourceDebounce{0};
   bool help = false;
+  // --uninstall: remove what --datapath left in the kernel (nft table; bpf tc filters and pinned
+  // maps) and exit. Needs no --node-name or --source.
+  bool uninstall = false;
 };
 
 // Accepts `--flag value` and `--flag=value`. Errors name the flag.

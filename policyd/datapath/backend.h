@@ -67,6 +67,12 @@ class Backend {
   // True when the programs are attached and the endpoint is known to the datapath.
   virtual Result<bool> attached(const EndpointAttachment& ep) = 0;
 
+  // Contract: after a restart, sync before applying diffs. A backend that finds kernel state it
+  // did not write in this process (pinned maps, an existing table) does not know the IR that
+  // state was lowered from, so a diff has no base; apply() before the first sync() then fails
+  // (never a silent loss of the entries the diff does not name). On state this process created
+  // (nothing was there), the first apply() may be a diff from the empty State.
+
   // Applies an incremental change.
   virtual Status apply(const compiler::Diff& diff) = 0;
   // Makes the kernel hold exactly `desired`, reading back what is already there (used at start

@@ -6,11 +6,29 @@ namespace sluice::daemon {
 namespace {
 
 TEST(DaemonOptionsTest, ParsesTheDesignFlagsInBothForms) {
-  auto o = parseArgs({"--node-name", "n1", "--source=dir:/m", "--datapath", "bpf", "--socket",
-                      "/tmp/s.sock", "--state-dir=/tmp/st", "--bpf-pin-dir", "/sys/fs/bpf/x",
-                      "--established", "keep", "--metrics-addr", "127.0.0.1:9090", "--flow-log",
-                      "-", "--pod-cidr", "10.1.0.0/24", "--pod-cidr=fd00:1::/64", "--log-level",
-                      "debug", "--pod-wait-ms", "500"});
+  auto o = parseArgs({"--node-name",
+                      "n1",
+                      "--source=dir:/m",
+                      "--datapath",
+                      "bpf",
+                      "--socket",
+                      "/tmp/s.sock",
+                      "--state-dir=/tmp/st",
+                      "--bpf-pin-dir",
+                      "/sys/fs/bpf/x",
+                      "--established",
+                      "keep",
+                      "--metrics-addr",
+                      "127.0.0.1:9090",
+                      "--flow-log",
+                      "-",
+                      "--pod-cidr",
+                      "10.1.0.0/24",
+                      "--pod-cidr=fd00:1::/64",
+                      "--log-level",
+                      "debug",
+                      "--pod-wait-ms",
+                      "500"});
   ASSERT_TRUE(o.ok()) << o.error().message;
   EXPECT_EQ(o->nodeName, "n1");
   EXPECT_EQ(o->sourceDir, "/m");
@@ -42,6 +60,21 @@ TEST(DaemonOptionsTest, KubeconfigAndContext) {
   ASSERT_TRUE(o.ok()) << o.error().message;
   EXPECT_EQ(o->kubeconfig, "/k/config");
   EXPECT_EQ(o->context, "prod");
+}
+
+TEST(DaemonOptionsTest, UninstallNeedsOnlyTheDatapath) {
+  auto o = parseArgs({"--uninstall", "--datapath", "nft"});
+  ASSERT_TRUE(o.ok()) << o.error().message;
+  EXPECT_TRUE(o->uninstall);
+  EXPECT_EQ(o->datapath, "nft");
+  auto b = parseArgs({"--uninstall", "--bpf-pin-dir=/sys/fs/bpf/x"});
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_EQ(b->datapath, "bpf");
+  EXPECT_EQ(b->bpfPinDir, "/sys/fs/bpf/x");
+  auto bad = parseArgs({"--uninstall", "--datapath", "iptables"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("--datapath"), std::string::npos);
+  EXPECT_FALSE(parseArgs({"--node-name", "n", "--source", "kube"})->uninstall);
 }
 
 TEST(DaemonOptionsTest, BadFlagsNameTheProblem) {

@@ -572,6 +572,13 @@ Result<bool> BpfBackend::attached(const EndpointAttachment& ep) {
 }
 
 Status BpfBackend::apply(const compiler::Diff& diff) {
+  // Backend contract (backend.h): on maps another instance wrote, the IR they came from is
+  // unknown, so a diff has no base. Refuse rather than lose the entries the diff does not name.
+  if (!impl_->synced && impl_->reused) {
+    return makeError("bpf apply revision " + std::to_string(diff.revision) + ": pin dir " +
+                     impl_->options.pinDir +
+                     " holds maps of an earlier instance; sync before applying diffs");
+  }
   // A rule id that gets a new origin is a new rule: it must not inherit the old one's counts.
   std::vector<compiler::RuleId> reused;
   for (const auto& [id, origin] : diff.rulesUpsert) {
@@ -760,6 +767,26 @@ uint64_t BpfBackend::revision() const { return impl_->revision; }
 const std::string& BpfBackend::pinDir() const { return impl_->options.pinDir; }
 int BpfBackend::fromPodProgramFd() const { return bpf_program__fd(impl_->skel->progs.from_pod); }
 int BpfBackend::toPodProgramFd() const { return bpf_program__fd(impl_->skel->progs.to_pod); }
+
+Status uninstall(const BpfOptions& options) {
+  std::error_code ec;
+  if (!std::filesystem::exists(options.pinDir, ec)) return Status::Ok();
+  size_t endpoints = 0;
+  {
+    BpfOptions quiet = options;
+    quiet.conntrack.sweepInterval = std::chrono::milliseconds(0);
+    SLUICE_ASSIGN_OR_RETURN(auto backend, BpfBackend::open(quiet));
+    SLUICE_ASSIGN_OR_RETURN(auto eps, backend->endpoints());
+    for (const EndpointAttachment& ep : eps) {
+      SLUICE_RETURN_IF_ERROR(backend->detach(ep));
+    }
+    endpoints = eps.size();
+  }  // the backend's map fds close before the pins go
+  std::filesystem::remove_all(options.pinDir, ec);
+  if (ec) return makeError("remove bpf pin dir " + options.pinDir + ": " + ec.message());
+  spdlog::info("bpf uninstall pin_dir={} endpoints_detached={} ok", options.pinDir, endpoints);
+  return Status::Ok();
+}
 
 Result<std::unique_ptr<Backend>> makeBpfBackend(const BpfOptions& options) {
   SLUICE_ASSIGN_OR_RETURN(auto backend, BpfBackend::open(options));

@@ -11,9 +11,9 @@
 // methods are called from one thread. A sweeper thread of this object (ConntrackOptions::
 // sweepInterval) runs the conntrack sweep program; the destructor stops and joins it.
 //
-// After opening on reused maps, call sync() with the compiler's full State first (or apply()
-// the compiler's first diff, which is a diff from empty): apply() computes each touched
-// endpoint from the IR it has seen, so a partial diff on an unknown base would lose entries.
+// After opening on reused maps, sync() comes first (backend.h); apply() before it is an error.
+// On maps this instance created, the first apply() may be the compiler's first diff (a diff
+// from empty).
 #pragma once
 
 #include <chrono>
@@ -106,6 +106,10 @@ class BpfBackend final : public Backend {
   explicit BpfBackend(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Detaches the programs from every endpoint the pinned maps list and removes the pin directory
+// (`sluice-policyd --uninstall`). Succeeds when the directory does not exist.
+Status uninstall(const BpfOptions& options);
 
 // The daemon's entry point (--datapath=bpf).
 Result<std::unique_ptr<Backend>> makeBpfBackend(const BpfOptions& options);

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "policyd/datapath/bpf/lowering.h"  // applyDiff, until it moves to the IR (issue 9)
+#include "policyd/datapath/nft/nflog.h"
 
 namespace sluice::datapath::nft {
 
@@ -148,27 +149,53 @@ PeerAllows peerAllows(const std::vector<const AllowEntry*>& entries) {
   return out;
 }
 
+enum class ClassMap { Ports, Any };  // ep_<id>_<dir>_ports4/6 or ep_<id>_<dir>_any4/6
+
+// The elements one address interval of a peer class puts in an endpoint direction's maps.
+template <typename Emit>
+void intervalElements(const PeerAllows& a, const AddrInterval& iv, Emit emit) {
+  const std::string addr = addrRange(iv);
+  for (const auto& [p, pieces] : a.ports) {
+    for (const PortPiece& pc : pieces) {
+      emit(ClassMap::Ports, Element{addr + " . " + protoName(p) + " . " + portRange(pc.ports),
+                                    quoted(ruleCounterName(pc.rule))});
+    }
+  }
+  if (a.anyProtocol) emit(ClassMap::Any, Element{addr, quoted(ruleCounterName(*a.anyProtocol))});
+}
+
 struct Lowering {
   const compiler::State& state;
   const Attachments& attachments;
   const NftOptions& opts;
   std::map<ClassId, std::vector<AddrInterval>> intervals;
   Table t;
+  // Partial lowering (lowerDiffInPlace): the endpoint objects of these endpoints only; the
+  // global objects are always lowered whole. Null: everything.
+  const std::set<EndpointId>* only = nullptr;
+
+  bool wanted(EndpointId id) const { return only == nullptr || only->contains(id); }
+
+  // Logs (rate limited; over the limit the rule does not match) and drops. The log rule sits
+  // where the endpoint and direction are known, so its prefix names them for the flow log.
+  void logAndDrop(Chain& c, const std::string& reason, Direction d, EndpointId id) const {
+    c.rules.push_back("limit name \"drop_log\" log prefix " +
+                      quoted(formatLogPrefix(reason, d, id)) + " group " +
+                      std::to_string(opts.logGroup));
+    c.rules.push_back("goto " + dropChain(reason));
+  }
 
   void dropChains() {
     for (const std::string& reason : dropReasons()) {
       const std::string counter = dropChain(reason);
       t.counters.insert(counter);
-      std::vector<std::string> dirs = {""};
-      if (reason == "policy") dirs = {"_ingress", "_egress"};
-      for (const std::string& d : dirs) {
-        Chain c;
-        const std::string tag = reason + (d.empty() ? "" : ":" + d.substr(1));
-        c.rules.push_back("limit name \"drop_log\" log prefix " + quoted("sluice:" + tag + ": ") +
-                          " group " + std::to_string(opts.logGroup));
-        c.rules.push_back("counter name " + quoted(counter) + " drop");
-        t.chains[counter + d] = std::move(c);
-      }
+      t.chains[counter] = Chain{"", {"counter name " + quoted(counter) + " drop"}};
+    }
+    // No endpoint owns the interface: the base chains know only which side it is on.
+    for (Direction d : {Direction::Ingress, Direction::Egress}) {
+      Chain c;
+      logAndDrop(c, "no-endpoint", d, 0);
+      t.chains[dropChain("no-endpoint") + "_" + dirName(d)] = std::move(c);
     }
   }
 
@@ -197,10 +224,13 @@ struct Lowering {
       for (const IpAddr& a : att.ips) {
         (a.isV4() ? src4 : src6).elements.insert({quoted(att.ifname) + " . " + a.toString(), ""});
       }
-      if (!state.endpoints.contains(id)) {
+      if (!state.endpoints.contains(id) && wanted(id)) {
         // Attached before its policy is applied: fail closed.
-        t.chains[epChain(id, "from")] = Chain{"", {"goto drop_not_ready"}};
-        t.chains[epChain(id, "to")] = Chain{"", {"goto drop_not_ready"}};
+        Chain from, to;
+        logAndDrop(from, "not-ready", Direction::Egress, id);
+        logAndDrop(to, "not-ready", Direction::Ingress, id);
+        t.chains[epChain(id, "from")] = std::move(from);
+        t.chains[epChain(id, "to")] = std::move(to);
       }
     }
     t.sets["pod_src4"] = std::move(src4);
@@ -212,22 +242,39 @@ struct Lowering {
     for (const char* hook : {"forward", "input", "output"}) {
       Chain c;
       c.base = std::string("type filter hook ") + hook + " priority filter; policy accept;";
-      // Link-local neighbour discovery the pod needs in any state (the bpf bypass).
-      c.rules.push_back(
-          "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, "
-          "nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 accept");
       const bool from = std::string(hook) != "output";
       const bool to = std::string(hook) != "input";
+      // Neighbour discovery the pod needs in any state, on its own link only (as the bpf
+      // program's nd_valid): hop limit 255, a type the direction may carry, link-scope
+      // addresses. A forwarded packet is never on-link, so the forward chain bypasses nothing;
+      // every other ND-typed message reaches the endpoint chains, which drop it as nd-invalid.
+      const std::string onLink = "{ fe80::/10, ff02::1, ff02::2, ff02::1:ff00:0/104 }";
+      if (std::string(hook) == "input") {
+        const std::string nd =
+            "iifname @pod_ifaces icmpv6 type { nd-router-solicit, nd-neighbor-solicit, "
+            "nd-neighbor-advert } ip6 hoplimit 255 ";
+        c.rules.push_back(nd + "ip6 saddr { ::, fe80::/10 } ip6 daddr " + onLink + " accept");
+        c.rules.push_back(nd + "iifname . ip6 saddr @pod_src6 ip6 daddr " + onLink + " accept");
+      }
+      if (std::string(hook) == "output") {
+        const std::string nd =
+            "oifname @pod_ifaces icmpv6 type { nd-router-advert, nd-neighbor-solicit, "
+            "nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 ";
+        c.rules.push_back(nd + "ip6 daddr " + onLink + " accept");
+        c.rules.push_back(nd + "oifname . ip6 daddr @pod_src6 accept");
+      }
       if (from) c.rules.push_back("iifname vmap @from_pod");
       if (to) c.rules.push_back("oifname vmap @to_pod");
       if (!opts.podIfPrefix.empty()) {
         // Reached by known pods too (their chains return): only interfaces no endpoint owns.
         const std::string pattern = quoted(opts.podIfPrefix + "*");
         if (from) {
-          c.rules.push_back("iifname " + pattern + " iifname != @pod_ifaces goto drop_no_endpoint");
+          c.rules.push_back("iifname " + pattern +
+                            " iifname != @pod_ifaces goto drop_no_endpoint_egress");
         }
         if (to) {
-          c.rules.push_back("oifname " + pattern + " oifname != @pod_ifaces goto drop_no_endpoint");
+          c.rules.push_back("oifname " + pattern +
+                            " oifname != @pod_ifaces goto drop_no_endpoint_ingress");
         }
       }
       if (from)
@@ -254,13 +301,63 @@ struct Lowering {
 
   void endpoint(EndpointId id, const compiler::EndpointPolicy& ep) {
     Chain from, to;
+    // ND-typed messages the base chains did not pass as on-link (see globals()).
+    const std::string ndTypes =
+        "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, "
+        "nd-neighbor-advert, nd-redirect } goto ";
+    from.rules.push_back(ndTypes + epChain(id, "nd_from"));
+    to.rules.push_back(ndTypes + epChain(id, "nd_to"));
+    Chain ndFrom, ndTo;
+    logAndDrop(ndFrom, "nd-invalid", Direction::Egress, id);
+    logAndDrop(ndTo, "nd-invalid", Direction::Ingress, id);
+    t.chains[epChain(id, "nd_from")] = std::move(ndFrom);
+    t.chains[epChain(id, "nd_to")] = std::move(ndTo);
     if (auto it = attachments.find(id); it != attachments.end() && !it->second.ips.empty()) {
       // Only the pod's own source addresses (pod_src4/6); a family it has no address in is
       // spoofed too.
-      from.rules.push_back("meta nfproto ipv4 iifname . ip saddr != @pod_src4 goto drop_spoofed");
-      from.rules.push_back("meta nfproto ipv6 iifname . ip6 saddr != @pod_src6 goto drop_spoofed");
+      const std::string spoofed = epChain(id, "spoofed");
+      from.rules.push_back("meta nfproto ipv4 iifname . ip saddr != @pod_src4 goto " + spoofed);
+      from.rules.push_back("meta nfproto ipv6 iifname . ip6 saddr != @pod_src6 goto " + spoofed);
+      Chain drop;
+      logAndDrop(drop, "spoofed", Direction::Egress, id);
+      t.chains[spoofed] = std::move(drop);
+    }
+    if (auto it = attachments.find(id); it != attachments.end() && !it->second.ips.empty()) {
+      // An ICMP error the pod sends quotes a packet sent to it (the bpf program: the error's
+      // source is the quoted packet's destination). Conntrack relates an error to a flow by the
+      // quoted tuple alone, so without this a third pod could reset or probe another pod's flow
+      // by quoting it; the source is already known to be the pod's own (spoof check above).
+      const std::string icmp4 =
+          "ct state related icmp type { destination-unreachable, time-exceeded, "
+          "parameter-problem } iifname . ct original ip saddr != @pod_src4 iifname . ct original "
+          "ip daddr != @pod_src4 goto ";
+      const std::string icmp6 =
+          "ct state related icmpv6 type { destination-unreachable, packet-too-big, "
+          "time-exceeded, parameter-problem } iifname . ct original ip6 saddr != @pod_src6 "
+          "iifname . ct original ip6 daddr != @pod_src6 goto ";
+      from.rules.push_back(icmp4 + epChain(id, "icmp_from"));
+      from.rules.push_back(icmp6 + epChain(id, "icmp_from"));
     }
     for (Chain* c : {&from, &to}) c->rules.push_back(established());
+    // ICMP errors pass only as related to a tracked flow (conntrack matched the quoted header);
+    // a related one whose flow is marked with an older revision is re-checked below like its
+    // flow. Anything else is dropped as icmp-unrelated whatever the policy, so errors cannot
+    // probe or reset others' connections (the bpf program's rule).
+    const std::string icmpErrors =
+        "ct state != related icmp type { destination-unreachable, "
+        "time-exceeded, parameter-problem } goto ";
+    const std::string icmp6Errors =
+        "ct state != related icmpv6 type { destination-unreachable, packet-too-big, "
+        "time-exceeded, parameter-problem } goto ";
+    from.rules.push_back(icmpErrors + epChain(id, "icmp_from"));
+    from.rules.push_back(icmp6Errors + epChain(id, "icmp_from"));
+    to.rules.push_back(icmpErrors + epChain(id, "icmp_to"));
+    to.rules.push_back(icmp6Errors + epChain(id, "icmp_to"));
+    Chain icmpFrom, icmpTo;
+    logAndDrop(icmpFrom, "icmp-unrelated", Direction::Egress, id);
+    logAndDrop(icmpTo, "icmp-unrelated", Direction::Ingress, id);
+    t.chains[epChain(id, "icmp_from")] = std::move(icmpFrom);
+    t.chains[epChain(id, "icmp_to")] = std::move(icmpTo);
     from.rules.push_back("ct direction original goto " + epChain(id, "egress"));
     from.rules.push_back("goto " + epChain(id, "ingress"));
     to.rules.push_back("ct direction original goto " + epChain(id, "ingress"));
@@ -310,18 +407,11 @@ struct Lowering {
       auto it = intervals.find(peer);
       if (it == intervals.end()) continue;  // a class with no addresses matches nothing
       for (const AddrInterval& iv : it->second) {
-        const std::string addr = addrRange(iv);
-        Set& sp = iv.first.isV4() ? sPorts4 : sPorts6;
-        for (const auto& [p, pieces] : a.ports) {
-          for (const PortPiece& pc : pieces) {
-            sp.elements.insert({addr + " . " + protoName(p) + " . " + portRange(pc.ports),
-                                quoted(ruleCounterName(pc.rule))});
-          }
-        }
-        if (a.anyProtocol) {
-          (iv.first.isV4() ? sAny4 : sAny6)
-              .elements.insert({addr, quoted(ruleCounterName(*a.anyProtocol))});
-        }
+        intervalElements(a, iv, [&](ClassMap m, Element e) {
+          Set& target = m == ClassMap::Ports ? (iv.first.isV4() ? sPorts4 : sPorts6)
+                                             : (iv.first.isV4() ? sAny4 : sAny6);
+          target.elements.insert(std::move(e));
+        });
       }
     }
     const char* peerField = d == Direction::Ingress ? "saddr" : "daddr";
@@ -342,7 +432,7 @@ struct Lowering {
     c.rules.push_back(l4 + "counter name meta l4proto . ct original proto-dst map @" + anyPeer +
                       " return");
     c.rules.push_back("counter name meta nfproto map @" + anyAll + " return");
-    c.rules.push_back(std::string("goto drop_policy_") + dirName(d));
+    logAndDrop(c, "policy", d, id);
     t.chains[chainName] = std::move(c);
     t.sets[ports4] = std::move(sPorts4);
     t.sets[ports6] = std::move(sPorts6);
@@ -369,8 +459,8 @@ void diffKeys(const std::map<K, V>& have, const std::map<K, V>& want, std::set<K
 std::string ruleCounterName(RuleId rule) { return "rule_" + std::to_string(rule); }
 
 const std::vector<std::string>& dropReasons() {
-  static const std::vector<std::string> kReasons = {"policy", "not-ready", "no-endpoint",
-                                                    "spoofed"};
+  static const std::vector<std::string> kReasons = {"policy",  "not-ready",  "no-endpoint",
+                                                    "spoofed", "nd-invalid", "icmp-unrelated"};
   return kReasons;
 }
 
@@ -418,12 +508,183 @@ Table lower(const compiler::State& state, const Attachments& attachments, const 
   return std::move(l.t);
 }
 
+namespace {
+
+std::string endpointPrefix(EndpointId id) { return "ep_" + std::to_string(id) + "_"; }
+
+// The objects of `t` named ep_<id>_... ("ep_1_" is not a prefix of "ep_10_...": the id ends at
+// the underscore).
+template <typename V>
+void copyEndpointObjects(const std::map<std::string, V>& from, EndpointId id,
+                         std::map<std::string, V>& to) {
+  const std::string p = endpointPrefix(id);
+  for (auto it = from.lower_bound(p); it != from.end() && it->first.starts_with(p); ++it) {
+    to.insert(*it);
+  }
+}
+
+template <typename V>
+void copyGlobalObjects(const std::map<std::string, V>& from, std::map<std::string, V>& to) {
+  for (const auto& [name, v] : from) {
+    if (!name.starts_with("ep_")) to.emplace(name, v);
+  }
+}
+
+}  // namespace
+
+Table scopedTable(const Table& t, const std::set<EndpointId>& endpoints) {
+  Table out;
+  out.counters = t.counters;
+  copyGlobalObjects(t.sets, out.sets);
+  copyGlobalObjects(t.chains, out.chains);
+  for (EndpointId id : endpoints) {
+    copyEndpointObjects(t.sets, id, out.sets);
+    copyEndpointObjects(t.chains, id, out.chains);
+  }
+  return out;
+}
+
+Table lowerEndpoints(const compiler::State& state, const Attachments& attachments,
+                     const NftOptions& opts, const std::set<EndpointId>& endpoints) {
+  Lowering l{state, attachments, opts, flattenClasses(state.classes), {}, &endpoints};
+  l.dropChains();
+  l.globals();
+  l.counters();
+  for (EndpointId id : endpoints) {
+    if (auto it = state.endpoints.find(id); it != state.endpoints.end()) l.endpoint(id, it->second);
+  }
+  return std::move(l.t);
+}
+
+void applyOps(Table& t, const TableOps& ops) {
+  for (const std::string& c : ops.deleteCounters) t.counters.erase(c);
+  t.counters.insert(ops.addCounters.begin(), ops.addCounters.end());
+  for (const auto& [name, set] : ops.deleteSets) t.sets.erase(name);
+  for (const auto& [name, set] : ops.addSets) t.sets[name] = set;
+  for (const auto& [name, es] : ops.deleteElements) {
+    Set& set = t.sets.at(name);
+    for (const Element& e : es) set.elements.erase(e);
+  }
+  for (const auto& [name, es] : ops.addElements) {
+    t.sets.at(name).elements.insert(es.begin(), es.end());
+  }
+  for (const std::string& name : ops.deleteChains) t.chains.erase(name);
+  for (const auto& [name, c] : ops.addChains) t.chains[name] = c;
+  for (const auto& [name, c] : ops.rewriteChains) t.chains[name] = c;
+}
+
+namespace {
+
+void mergeOps(TableOps& into, TableOps&& from) {
+  into.addCounters.merge(from.addCounters);
+  into.deleteCounters.merge(from.deleteCounters);
+  into.addSets.merge(from.addSets);
+  into.deleteSets.merge(from.deleteSets);
+  for (auto& [name, es] : from.addElements) {
+    auto& v = into.addElements[name];
+    v.insert(v.end(), es.begin(), es.end());
+  }
+  for (auto& [name, es] : from.deleteElements) {
+    auto& v = into.deleteElements[name];
+    v.insert(v.end(), es.begin(), es.end());
+  }
+  into.addChains.merge(from.addChains);
+  into.rewriteChains.merge(from.rewriteChains);
+  into.deleteChains.merge(from.deleteChains);
+}
+
+// Per-pod churn on endpoints the diff does not name: a class's address intervals changed, so
+// every endpoint direction with entries for that class swaps the elements of the intervals that
+// went for those of the intervals that came, with the same ports and counters. No other object
+// of the endpoint can change.
+TableOps classDeltas(const compiler::State& state,
+                     const std::map<ClassId, std::vector<AddrInterval>>& was,
+                     const std::map<ClassId, std::vector<AddrInterval>>& is,
+                     const std::set<EndpointId>& skip) {
+  static const std::vector<AddrInterval> kNone;
+  struct Delta {
+    std::vector<AddrInterval> gone, came;
+  };
+  std::map<ClassId, Delta> deltas;
+  auto at = [](const auto& m, ClassId c) -> const std::vector<AddrInterval>& {
+    auto it = m.find(c);
+    return it == m.end() ? kNone : it->second;
+  };
+  std::set<ClassId> classes;
+  for (const auto& [c, ivs] : was) classes.insert(c);
+  for (const auto& [c, ivs] : is) classes.insert(c);
+  for (ClassId c : classes) {
+    if (at(was, c) == at(is, c)) continue;
+    // Sorted by the intervals' own order (flattening orders by family, then address).
+    std::vector<AddrInterval> a = at(was, c), b = at(is, c);
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    Delta d;
+    std::set_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(d.gone));
+    std::set_difference(b.begin(), b.end(), a.begin(), a.end(), std::back_inserter(d.came));
+    deltas.emplace(c, std::move(d));
+  }
+  TableOps ops;
+  if (deltas.empty()) return ops;
+  for (const auto& [id, ep] : state.endpoints) {
+    if (skip.contains(id)) continue;
+    for (Direction dir : {Direction::Ingress, Direction::Egress}) {
+      if (!(dir == Direction::Ingress ? ep.ingressIsolated : ep.egressIsolated)) continue;
+      std::map<ClassId, std::vector<const AllowEntry*>> byPeer;
+      for (const AllowEntry& e : ep.entries) {
+        if (e.direction == dir && deltas.contains(e.peer)) byPeer[e.peer].push_back(&e);
+      }
+      for (const auto& [peer, entries] : byPeer) {
+        const PeerAllows a = peerAllows(entries);
+        const Delta& d = deltas.at(peer);
+        auto emitTo = [&](std::map<std::string, std::vector<Element>>& out,
+                          const AddrInterval& iv) {
+          const bool v4 = iv.first.isV4();
+          intervalElements(a, iv, [&](ClassMap m, Element e) {
+            const char* suffix =
+                m == ClassMap::Ports ? (v4 ? "ports4" : "ports6") : (v4 ? "any4" : "any6");
+            out[epSet(id, dir, suffix)].push_back(std::move(e));
+          });
+        };
+        for (const AddrInterval& iv : d.gone) emitTo(ops.deleteElements, iv);
+        for (const AddrInterval& iv : d.came) emitTo(ops.addElements, iv);
+      }
+    }
+  }
+  return ops;
+}
+
+}  // namespace
+
+TableOps lowerDiffInPlace(Table& table, compiler::State& state, const Attachments& attachments,
+                          const compiler::Diff& diff, const NftOptions& opts) {
+  const bool classesChange = !diff.classesUpsert.empty() || !diff.classesRemove.empty();
+  std::map<ClassId, std::vector<AddrInterval>> was;
+  if (classesChange) was = flattenClasses(state.classes);
+  bpf::applyDiff(state, diff);
+  // Endpoints the diff names are lowered again whole (their allow sets or isolation changed);
+  // the others see only the class deltas.
+  std::set<EndpointId> named;
+  for (const auto& change : diff.endpoints) named.insert(change.endpoint);
+  Lowering l{state, attachments, opts, flattenClasses(state.classes), {}, &named};
+  TableOps ops;
+  if (classesChange) ops = classDeltas(state, was, l.intervals, named);
+  l.dropChains();
+  l.globals();
+  l.counters();
+  for (EndpointId id : named) {
+    if (auto it = state.endpoints.find(id); it != state.endpoints.end()) l.endpoint(id, it->second);
+  }
+  mergeOps(ops, diffTables(scopedTable(table, named), l.t));
+  applyOps(table, ops);
+  return ops;
+}
+
 TableOps lowerDiff(const Table& have, compiler::State& state, const Attachments& attachments,
                    const compiler::Diff& diff, const NftOptions& opts, Table* lowered) {
-  bpf::applyDiff(state, diff);
-  Table want = lower(state, attachments, opts);
-  TableOps ops = diffTables(have, want);
-  if (lowered) *lowered = std::move(want);
+  Table next = have;
+  TableOps ops = lowerDiffInPlace(next, state, attachments, diff, opts);
+  if (lowered) *lowered = std::move(next);
   return ops;
 }
 

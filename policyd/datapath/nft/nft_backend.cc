@@ -8,11 +8,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "common/unique_fd.h"
+#include "policyd/datapath/bpf/lowering.h"
 #include "policyd/datapath/nft/element_writer.h"
+#include "policyd/datapath/nft/nflog.h"
 #include "policyd/datapath/nft/render.h"
 
 extern char** environ;
@@ -20,6 +23,15 @@ extern char** environ;
 namespace sluice::datapath::nft {
 
 namespace {
+
+size_t opCount(const TableOps& ops) {
+  size_t n = ops.addCounters.size() + ops.deleteCounters.size() + ops.addSets.size() +
+             ops.deleteSets.size() + ops.addChains.size() + ops.rewriteChains.size() +
+             ops.deleteChains.size();
+  for (const auto& [name, es] : ops.addElements) n += es.size();
+  for (const auto& [name, es] : ops.deleteElements) n += es.size();
+  return n;
+}
 
 const std::string kTable = std::string(kTableFamily) + " " + kTableName;
 
@@ -181,7 +193,9 @@ Status NftBackend::write(const compiler::State& state) {
     if (names.exists) {
       SLUICE_ASSIGN_OR_RETURN(auto existing, endpoints());
       for (EndpointAttachment& a : existing) {
-        if (!attachments_.contains(a.id)) attachments_.emplace(a.id, std::move(a));
+        if (!attachments_.contains(a.id) && !detachedBeforeWrite_.contains(a.id)) {
+          attachments_.emplace(a.id, std::move(a));
+        }
       }
       want = lower(state, attachments_, opts_);
     }
@@ -189,6 +203,17 @@ Status NftBackend::write(const compiler::State& state) {
   }
   SLUICE_RETURN_IF_ERROR(runNft(opts_, script));
   mirror_ = std::move(want);
+  detachedBeforeWrite_.clear();
+  return Status::Ok();
+}
+
+Status NftBackend::writeScoped(const compiler::State& state, compiler::EndpointId id) {
+  const std::set<compiler::EndpointId> ids{id};
+  const TableOps ops =
+      diffTables(scopedTable(*mirror_, ids), lowerEndpoints(state, attachments_, opts_, ids));
+  if (ops.empty()) return Status::Ok();
+  SLUICE_RETURN_IF_ERROR(writeOps(ops));
+  applyOps(*mirror_, ops);
   return Status::Ok();
 }
 
@@ -201,12 +226,27 @@ Status NftBackend::writeOps(const TableOps& ops) {
 
 Status NftBackend::attach(const EndpointAttachment& ep) {
   std::lock_guard lock(mu_);
+  if (!state_ && !mirror_) {
+    // A restart re-attaches its endpoints before the first sync. Where the table already
+    // dispatches this interface to this endpoint, it stays as the earlier instance left it
+    // (enforcing the last applied policy) until sync() rewrites it: writing now, without the
+    // IR, would turn every endpoint to not-ready until then.
+    SLUICE_ASSIGN_OR_RETURN(auto present, endpoints());
+    for (const EndpointAttachment& a : present) {
+      if (a.id == ep.id && a.ifname == ep.ifname) {
+        attachments_[ep.id] = ep;
+        detachedBeforeWrite_.erase(ep.id);
+        return Status::Ok();
+      }
+    }
+  }
   auto previous = attachments_.find(ep.id);
   std::optional<EndpointAttachment> old;
   if (previous != attachments_.end()) old = previous->second;
   attachments_[ep.id] = ep;
   static const compiler::State kNone;
-  auto st = write(state_ ? *state_ : kNone);
+  auto st =
+      mirror_ ? writeScoped(state_ ? *state_ : kNone, ep.id) : write(state_ ? *state_ : kNone);
   if (!st.ok()) {
     if (old) {
       attachments_[ep.id] = *old;
@@ -220,12 +260,21 @@ Status NftBackend::attach(const EndpointAttachment& ep) {
 
 Status NftBackend::detach(const EndpointAttachment& ep) {
   std::lock_guard lock(mu_);
+  if (!state_ && !mirror_) {
+    // Before this process's first write (a restart dropping an endpoint whose pod went away):
+    // the first write leaves it out instead of carrying it over; until then the table keeps
+    // enforcing what the earlier instance wrote for everyone else.
+    attachments_.erase(ep.id);
+    detachedBeforeWrite_.insert(ep.id);
+    return Status::Ok();
+  }
   auto it = attachments_.find(ep.id);
   if (it == attachments_.end()) return Status::Ok();
   const EndpointAttachment old = it->second;
   attachments_.erase(it);
   static const compiler::State kNone;
-  auto st = write(state_ ? *state_ : kNone);
+  auto st =
+      mirror_ ? writeScoped(state_ ? *state_ : kNone, ep.id) : write(state_ ? *state_ : kNone);
   if (!st.ok()) {
     attachments_[ep.id] = old;
     return st.error().wrap("detach endpoint " + std::to_string(ep.id) + " " + ep.ifname);
@@ -244,20 +293,42 @@ Result<bool> NftBackend::attached(const EndpointAttachment& ep) {
 
 Status NftBackend::apply(const compiler::Diff& diff) {
   std::lock_guard lock(mu_);
-  if (!state_ || !mirror_) {
-    return makeError("apply revision " + std::to_string(diff.revision) +
-                     ": no sync since start (sync before applying diffs)");
+  if (!state_) {
+    // Backend contract (backend.h): a table this process did not write has no known IR, so a
+    // diff has no base. Without a table, the base is the empty State.
+    if (!mirror_) {
+      SLUICE_ASSIGN_OR_RETURN(auto names, readTableNames(opts_));
+      if (names.exists) {
+        return makeError("apply revision " + std::to_string(diff.revision) + ": table " + kTable +
+                         " was written by an earlier instance; sync before applying diffs");
+      }
+    }
+    // This process created the table (or there is none): its base is the empty State.
+    compiler::State first;
+    bpf::applyDiff(first, diff);
+    if (auto st = write(first); !st.ok()) {
+      return st.error().wrap("apply revision " + std::to_string(diff.revision));
+    }
+    state_ = std::move(first);
+    return Status::Ok();
   }
-  compiler::State next = *state_;
-  Table lowered;
-  const TableOps ops = lowerDiff(*mirror_, next, attachments_, diff, opts_, &lowered);
+  // In place: per-pod churn must not cost a copy of the whole state or table.
+  const auto t0 = std::chrono::steady_clock::now();
+  const TableOps ops = lowerDiffInPlace(*mirror_, *state_, attachments_, diff, opts_);
+  const auto t1 = std::chrono::steady_clock::now();
   if (!ops.empty()) {
     if (auto st = writeOps(ops); !st.ok()) {
+      // The transaction did not happen, but the mirror and state already moved on: forget both,
+      // so the next write starts from the kernel (the daemon syncs after a failed apply).
+      mirror_.reset();
+      state_.reset();
       return st.error().wrap("apply revision " + std::to_string(diff.revision));
     }
   }
-  mirror_ = std::move(lowered);
-  state_ = std::move(next);
+  const auto t2 = std::chrono::steady_clock::now();
+  using ms = std::chrono::duration<double, std::milli>;
+  spdlog::info("nft apply revision={} lower_ms={:.1f} write_ms={:.1f} ops={}", diff.revision,
+               ms(t1 - t0).count(), ms(t2 - t1).count(), opCount(ops));
   return Status::Ok();
 }
 
@@ -306,8 +377,9 @@ Result<std::vector<DropCount>> NftBackend::dropCounts() {
 }
 
 Result<std::unique_ptr<FlowEventReader>> NftBackend::openFlowEvents() {
-  // Issue 9: dropped packets reach the flow log through nflog; the reader is not written yet.
-  return makeError("nft datapath: flow events (nflog) are not implemented yet");
+  auto reader = openNflogReader(opts_.logGroup);
+  if (!reader.ok()) return reader.error().wrap("nft datapath flow events");
+  return reader;
 }
 
 Result<std::vector<EndpointAttachment>> NftBackend::endpoints() {

@@ -5,17 +5,25 @@
 // back the names of what the table holds and rewrites the contents in one batch (renderReplace),
 // so there is no moment without enforcement and counters that are still wanted keep their
 // values. After that, the backend keeps a mirror of what it wrote and every apply, attach and
-// detach writes only the difference (element adds/deletes, chain rewrites).
+// detach writes only the difference (element adds/deletes, chain rewrites), computed from the
+// part of the IR that changed (lowerDiffInPlace; attach/detach lower one endpoint).
+//
+// Restart (backend.h contract): until this process has written the table, attach() of an
+// endpoint the table already dispatches and detach() change nothing in the kernel (the earlier
+// instance's policy keeps enforcing; a write without the IR would turn every endpoint
+// not-ready), and apply() fails: sync() comes first.
 //
 // Element-only changes (per-pod churn: pods joining or leaving classes, revision bumps, most
 // allow-set changes) are written as a libnftnl batch without the nft binary (element_writer.h).
+// Dropped packets reach the flow log through nflog (openFlowEvents, nflog.h).
 // Not done yet (issue 9): table, chain and rule writes still go through the nft binary (one
-// `nft -f` input, one atomic batch), not libnftnl; the nflog reader for the flow log.
+// `nft -f` input, one atomic batch), not libnftnl.
 #pragma once
 
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,8 +41,7 @@ class NftBackend : public Backend {
   Status attach(const EndpointAttachment& ep) override;
   Status detach(const EndpointAttachment& ep) override;
   Result<bool> attached(const EndpointAttachment& ep) override;
-  // Requires a sync first (after a start or restart the backend does not know the IR the
-  // kernel's table was lowered from).
+  // On a table an earlier instance wrote, requires a sync first (backend.h contract).
   Status apply(const compiler::Diff& diff) override;
   Status sync(const compiler::State& desired) override;
   Result<std::vector<RuleCounter>> counters() override;
@@ -46,6 +53,8 @@ class NftBackend : public Backend {
   // Writes `state` lowered with the attachments (diff against the mirror, or a replace of what
   // the kernel holds), then makes it the mirror. Caller holds mu_.
   Status write(const compiler::State& state);
+  // The change to the global objects and to endpoint `id`'s (attach, detach). Needs the mirror.
+  Status writeScoped(const compiler::State& state, compiler::EndpointId id);
   // Element-only changes through libnftnl, everything else through nft. Needs the mirror.
   Status writeOps(const TableOps& ops);
 
@@ -54,6 +63,9 @@ class NftBackend : public Backend {
   Attachments attachments_;
   std::optional<compiler::State> state_;  // the IR last synced or applied
   std::optional<Table> mirror_;           // what the kernel's table holds, as we wrote it
+  // Endpoints detached before this process first wrote: the first write does not carry them
+  // over from the earlier instance's table.
+  std::set<compiler::EndpointId> detachedBeforeWrite_;
 };
 
 Result<std::unique_ptr<Backend>> makeNftBackend(const NftOptions& opts);

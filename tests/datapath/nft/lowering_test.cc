@@ -165,8 +165,15 @@ TEST(NftLowering, EmptyStateDropsAttachedEndpoints) {
   NftOptions opts;
   Table t = lower(State{}, sampleAttachments(), opts);
   ASSERT_TRUE(t.chains.contains("ep_1_from"));
-  EXPECT_EQ(t.chains["ep_1_from"].rules, std::vector<std::string>{"goto drop_not_ready"});
-  EXPECT_EQ(t.chains["ep_1_to"].rules, std::vector<std::string>{"goto drop_not_ready"});
+  // Logged with the endpoint and direction (nflog.h), then dropped.
+  EXPECT_EQ(t.chains["ep_1_from"].rules,
+            (std::vector<std::string>{
+                "limit name \"drop_log\" log prefix \"sluice:not-ready:egress:1: \" group 7",
+                "goto drop_not_ready"}));
+  EXPECT_EQ(t.chains["ep_1_to"].rules,
+            (std::vector<std::string>{
+                "limit name \"drop_log\" log prefix \"sluice:not-ready:ingress:1: \" group 7",
+                "goto drop_not_ready"}));
   EXPECT_FALSE(t.chains.contains("ep_1_ingress"));
 }
 
@@ -206,9 +213,64 @@ TEST(NftDiff, EndpointRemovedDeletesItsObjects) {
   EXPECT_TRUE(ops.deleteSets.contains("ep_2_in_ports4"));
   EXPECT_TRUE(ops.deleteChains.contains("ep_2_ingress"));
   EXPECT_TRUE(ops.rewriteChains.contains("ep_2_from"));
-  EXPECT_EQ(ops.rewriteChains.at("ep_2_from").rules,
-            std::vector<std::string>{"goto drop_not_ready"});
+  EXPECT_EQ(ops.rewriteChains.at("ep_2_from").rules.back(), "goto drop_not_ready");
+  EXPECT_TRUE(ops.deleteChains.contains("ep_2_spoofed"));
   expectGolden("diff_endpoint_removed.nft", renderOps(ops));
+}
+
+// The incremental lowering (only global objects and touched endpoints) ends where the whole
+// lowering does, over random chains of pod churn, policy edits and endpoint removals.
+TEST(NftDiff, IncrementalLoweringEqualsWholeLowering) {
+  NftOptions opts;
+  std::mt19937 rng(11);
+  const Attachments atts = sampleAttachments();
+  State cur = sampleState();
+  Table table = lower(cur, atts, opts);
+  for (int step = 0; step < 200; ++step) {
+    State next = cur;
+    next.revision = cur.revision + 1;
+    const uint32_t host = 0x0af40000u + rng() % 64;  // 10.244.0.0/26
+    const compiler::ClassId cls = 16 + rng() % 4;
+    switch (rng() % 6) {
+      case 0:  // a pod joins (or moves to) a class
+        next.classes[Prefix::host(IpAddr::v4(host))] = cls;
+        break;
+      case 1:  // a pod goes away
+        next.classes.erase(Prefix::host(IpAddr::v4(host)));
+        break;
+      case 2: {  // an allow entry appears
+        auto& ep = next.endpoints[1 + rng() % 2];
+        ep.ingressIsolated = true;
+        const uint16_t first = static_cast<uint16_t>(1 + rng() % 1000);
+        ep.entries.insert(allow(rng() % 2 ? Direction::Ingress : Direction::Egress,
+                                rng() % 3 ? cls : compiler::kAnyPeer, rng() % 2 ? 6 : 17, first,
+                                static_cast<uint16_t>(first + rng() % 50),
+                                static_cast<compiler::RuleId>(rng() % 5)));
+        break;
+      }
+      case 3:  // an allow entry goes
+        if (auto& ep = next.endpoints[1 + rng() % 2]; !ep.entries.empty()) {
+          ep.entries.erase(std::next(ep.entries.begin(), rng() % ep.entries.size()));
+        }
+        break;
+      case 4:  // an endpoint's policy goes (not ready) or returns
+        if (next.endpoints.contains(2)) {
+          next.endpoints.erase(2);
+        } else {
+          next.endpoints[2] = sampleState().endpoints.at(2);
+        }
+        break;
+      default:  // an ipBlock edit
+        next.classes[pfx("172.16.0.0/12")] = rng() % 2 ? 18 : 19;
+        break;
+    }
+    State applied = cur;
+    const TableOps ops = lowerDiffInPlace(table, applied, atts, computeDiff(cur, next), opts);
+    ASSERT_EQ(applied.classes, next.classes) << "step " << step;
+    const Table whole = lower(next, atts, opts);
+    ASSERT_EQ(table, whole) << "step " << step << "\n" << renderOps(diffTables(table, whole));
+    cur = next;
+  }
 }
 
 TEST(NftDiff, IdenticalTablesHaveNoOps) {
