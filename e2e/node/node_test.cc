@@ -60,7 +60,7 @@ fs::path kubeBinDir() {
 std::string serverPod(const std::string& ns, const std::string& name,
                       const std::map<std::string, std::string>& labels) {
   std::string l;
-  for (const auto& [k, v] : labels) l += (l.empty() ? "" : ", ") + k + ": " + v;
+  for (const auto& [k, v] : labels) l += (l.empty() ? "" : ", ") + k + ": \"" + v + "\"";
   return R"(
 apiVersion: v1
 kind: Pod
@@ -95,6 +95,7 @@ struct PodAddr {
 class RealNodeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines show up as they happen
     if (geteuid() != 0) {
       skipReason_ = "needs root (kubelet, containerd, CNI in the root namespace)";
       return;
@@ -256,7 +257,8 @@ class RealNodeTest : public ::testing::Test {
                                                const std::vector<std::string>& targets) {
     std::string script;
     for (const auto& t : targets) {
-      script += "(wget -q -T 1 -O /dev/null http://" + t + "/ 2>/dev/null && echo '" + t +
+      // busybox 1.35's wget -T crashes; timeout bounds a dropped SYN instead.
+      script += "(timeout 2 wget -q -O /dev/null http://" + t + "/ 2>/dev/null && echo '" + t +
                 " 1' || echo '" + t + " 0') & ";
     }
     script += "wait";
@@ -400,7 +402,7 @@ metadata: {name: x, labels: {ns: x}}
 ---
 apiVersion: v1
 kind: Namespace
-metadata: {name: y, labels: {ns: y}}
+metadata: {name: "y", labels: {ns: "y"}}
 )";
   // The namespaces' default ServiceAccount must exist before pods are admitted into them.
   apply(yaml);
@@ -479,7 +481,7 @@ kind: NetworkPolicy
 metadata: {name: allow-a, namespace: x}
 spec:
   podSelector: {matchLabels: {pod: a}}
-  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]
+  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: "y"}}}]}]
 )",
        "", "80", "", 21},
       {"namespace AND pod selector: only y/c may reach x/a", R"(
@@ -489,7 +491,7 @@ metadata: {name: allow-a, namespace: x}
 spec:
   podSelector: {matchLabels: {pod: a}}
   ingress:
-  - from: [{namespaceSelector: {matchLabels: {ns: y}}, podSelector: {matchLabels: {pod: c}}}]
+  - from: [{namespaceSelector: {matchLabels: {ns: "y"}}, podSelector: {matchLabels: {pod: c}}}]
 )",
        "", "80", "", 19},
       {"ports: x/a admits anyone on 81 only, probed on 80", R"(
@@ -515,7 +517,7 @@ spec:
       {"egress: y/a may only open connections to x on 81", R"(
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
-metadata: {name: egress-a, namespace: y}
+metadata: {name: egress-a, namespace: "y"}
 spec:
   podSelector: {matchLabels: {pod: a}}
   policyTypes: [Egress]
@@ -609,7 +611,7 @@ metadata: {name: prober, labels: {ns: prober}}
   // Every IPv4 the next pod can get: the allocator hands out addresses of this node's /24.
   std::string script =
       "i=0; while [ $i -lt 150 ]; do i=$((i+1)); for h in $(seq 2 40); do "
-      "(out=$(wget -q -T 1 -O - http://10.244.0.$h:80/ 2>&1); rc=$?; "
+      "(out=$(timeout 1 wget -q -O - http://10.244.0.$h:80/ 2>&1); rc=$?; "
       "case \"$out\" in *refused*) echo \"$(date +%s) 10.244.0.$h refused\";; esac; "
       "[ $rc -eq 0 ] && echo \"$(date +%s) 10.244.0.$h accepted\") & done; wait; done "
       ">/tmp/probes 2>&1";
@@ -661,7 +663,7 @@ kind: NetworkPolicy
 metadata: {name: allow-a, namespace: x}
 spec:
   podSelector: {matchLabels: {pod: a}}
-  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]
+  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: "y"}}}]}]
 )");
   waitEnforced();
   EXPECT_EQ(checkMatrix(pods_, "80"), 21);

@@ -265,7 +265,7 @@ TEST(ManifestsTest, ProbesAndTheInstallStepUseTheDaemonsMetricsAddress) {
   std::regex renameConf(
       R"(mv -f "\$conf_dir/\.10-sluice\.conflist\.tmp" "\$conf_dir/10-sluice\.conflist")");
   EXPECT_TRUE(std::regex_search(script, renameConf));
-  EXPECT_LT(script.find("until wget"), script.find("cp \"$conflist\""));
+  EXPECT_LT(script.find("until timeout 3 wget"), script.find("cp \"$conflist\""));
 }
 
 TEST(ManifestsTest, DaemonFlagsAreOnesTheBinaryAccepts) {
