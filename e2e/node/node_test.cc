@@ -69,6 +69,7 @@ metadata: {name: )" +
 spec:
   automountServiceAccountToken: false
   enableServiceLinks: false
+  dnsPolicy: Default
   terminationGracePeriodSeconds: 2
   containers:
   - name: c
