@@ -559,6 +559,18 @@ Result<std::string> Node::containerdMetrics() {
   return r.out;
 }
 
+Result<std::string> Node::kubeletMetrics() {
+  // As the API server talks to kubelet: its client certificate, kubelet's self-signed serving one.
+  const fs::path api = runDir_ / "api";
+  SLUICE_ASSIGN_OR_RETURN(RunResult r, run(Command{{"curl", "-sS", "-k", "--max-time", "10",
+                                                    "--cert", (api / "kubelet-client.crt").string(),
+                                                    "--key", (api / "kubelet-client.key").string(),
+                                                    "https://" + ipv4_ + ":10250/metrics"}},
+                                           15s));
+  if (r.exitCode != 0) return makeError("kubelet metrics: " + r.err);
+  return r.out;
+}
+
 Status Node::deleteWorkloads(std::vector<std::string>& problems) {
   // Pods first, while the daemon still runs, so every CNI DEL finds it; then the install.
   auto ns = kubectlJson({"get", "namespaces"});

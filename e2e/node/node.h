@@ -86,8 +86,9 @@ class Node {
   Status restartKubelet();
   Status restartContainerd();
 
-  // containerd's CRI metrics (Prometheus text) from its metrics endpoint.
+  // containerd's CRI metrics and kubelet's (Prometheus text).
   Result<std::string> containerdMetrics();
+  Result<std::string> kubeletMetrics();
 
   // Deletes every pod (so kubelet runs CNI DEL), the Sluice install, the Node; stops every
   // process; restores the host. Idempotent; returns what could not be cleaned up.
