@@ -37,7 +37,8 @@ for f in "$build/cni/sluice" "$build/policyd/daemon/sluice-policyd" "$build/poli
   "$kubebin/pause" /bin/busybox; do
   [[ -x $f ]] || die "missing $f (build it first; /bin/busybox is Debian's busybox-static)"
 done
-file -L /bin/busybox | grep -q 'statically linked' || die "/bin/busybox is not static (install busybox-static)"
+# The busybox images have no libraries: /bin/busybox must be Debian's busybox-static.
+if ldd /bin/busybox >/dev/null 2>&1; then die "/bin/busybox is not static (install busybox-static)"; fi
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 

@@ -15,7 +15,8 @@ apt-get install -y -q --no-install-recommends \
   libcurl4-openssl-dev libyaml-cpp-dev libssl-dev openssl \
   iproute2 iputils-ping procps util-linux kmod \
   containernetworking-plugins python3 \
-  etcd-server etcd-client curl
+  etcd-server etcd-client curl \
+  containerd runc busybox-static iptables
 # bpffs is needed by the daemon's pinned maps; mount it if the host did not.
 if ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf || echo "install-deps.sh: could not mount bpffs (continuing)" >&2
