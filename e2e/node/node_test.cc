@@ -64,8 +64,8 @@ std::string serverPod(const std::string& ns, const std::string& name,
   return R"(
 apiVersion: v1
 kind: Pod
-metadata: {name: )" +
-         name + ", namespace: " + ns + ", labels: {" + l + R"(}}
+metadata: {name: ")" +
+         name + R"(", namespace: ")" + ns + R"(", labels: {)" + l + R"(}}
 spec:
   automountServiceAccountToken: false
   enableServiceLinks: false
