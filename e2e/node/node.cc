@@ -542,7 +542,15 @@ Result<std::chrono::milliseconds> Node::installSluice(std::chrono::milliseconds 
 
 Status Node::restartKubelet() {
   kubelet_.stop(10s);
-  return startKubelet();
+  SLUICE_RETURN_IF_ERROR(startKubelet());
+  // Serving again (exec, logs) once its port answers.
+  auto deadline = Clock::now() + 60s;
+  while (Clock::now() < deadline) {
+    if (kubeletMetrics().ok()) return Status::Ok();
+    if (!kubelet_.running()) return makeError("kubelet exited after its restart");
+    std::this_thread::sleep_for(200ms);
+  }
+  return makeError("kubelet not serving 60 s after its restart");
 }
 
 Status Node::restartContainerd() {
