@@ -147,8 +147,7 @@ TEST(ManifestsTest, DaemonSetIsAnUnprivilegedNodeAgentOnEveryNode) {
   EXPECT_TRUE(tolerateAll) << "a node agent must tolerate every taint";
   EXPECT_FALSE(spec["initContainers"]) << "an init container would install the CNI before the "
                                           "daemon is ready";
-  const std::set<std::string> allowedCaps = {"NET_ADMIN", "BPF", "PERFMON", "SYS_ADMIN",
-                                             "DAC_OVERRIDE"};
+  const std::set<std::string> allowedCaps = {"NET_ADMIN", "SYS_ADMIN"};
   for (const auto& c : spec["containers"]) {
     SCOPED_TRACE(c["name"].as<std::string>());
     YAML::Node sc = c["securityContext"];
@@ -166,11 +165,9 @@ TEST(ManifestsTest, DaemonSetIsAnUnprivilegedNodeAgentOnEveryNode) {
       EXPECT_NE(m["mountPropagation"].as<std::string>("None"), "Bidirectional");
     }
   }
-  // Only the policy daemon holds capabilities beyond the install step's.
+  // Only the policy daemon holds any capability.
   YAML::Node install = container(ds, "install-cni");
-  for (const auto& cap : install["securityContext"]["capabilities"]["add"]) {
-    EXPECT_EQ(cap.as<std::string>(), "DAC_OVERRIDE");
-  }
+  EXPECT_FALSE(install["securityContext"]["capabilities"]["add"]);
 }
 
 TEST(ManifestsTest, EveryMountHasAVolumeAndTheNodePathsTheDaemonAndCniUse) {
