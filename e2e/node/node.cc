@@ -140,6 +140,30 @@ std::vector<pid_t> processesMentioning(const std::string& needle) {
   return pids;
 }
 
+// An earlier run that was killed (its test process is gone) leaves its processes, mounts and
+// state dir behind: stop and remove them, by this suite's own prefix only.
+void reapStaleRuns(const std::string& prefixBase) {
+  std::error_code ec;
+  for (const char* root : {"/var/lib", "/var/tmp"}) {
+    for (const auto& e : fs::directory_iterator(root, ec)) {
+      const std::string n = e.path().filename().string();
+      if (n.rfind(prefixBase, 0) != 0) continue;
+      const std::string pidText = n.substr(prefixBase.size());
+      if (pidText.empty() || pidText.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (::kill(std::stoi(pidText), 0) == 0) continue;  // that run is still going
+      for (int pass = 0; pass < 3; ++pass) {
+        // With the trailing slash: run 12 must not match run 123.
+        auto pids = processesMentioning(e.path().string() + "/");
+        for (pid_t p : pids) ::kill(p, SIGKILL);
+        if (pids.empty()) break;
+        std::this_thread::sleep_for(300ms);
+      }
+      unmountUnder(e.path());
+      if (std::string(root) == "/var/lib") fs::remove_all(e.path(), ec);
+    }
+  }
+}
+
 }  // namespace
 
 HostState HostState::capture(const std::vector<fs::path>& extraDirs) {
@@ -255,6 +279,7 @@ Result<std::unique_ptr<Node>> Node::start(const NodeOptions& opts) {
                        " (scripts/build-kube.sh)");
     }
   }
+  reapStaleRuns(opts.runPrefix.substr(0, opts.runPrefix.rfind('-') + 1));
   std::unique_ptr<Node> node(new Node(opts));
   node->name_ = opts.runPrefix;
   SLUICE_ASSIGN_OR_RETURN(node->ipv4_, hostAddress(AF_INET));
