@@ -886,8 +886,9 @@ TEST_F(RealNodeTest, CniAddDelAndSandboxTimesSluiceVersusPtp) {
   };
 
   auto sluice = measure("perf-sluice");
-  // The reference plugins, same node, same pods: ptp's conflist sorts first, so containerd (one
-  // network config) uses it while it is there. ptp turns on global forwarding; put it back.
+  // The reference plugins, same node, same pods, the same chained portmap and bandwidth as
+  // Sluice's conflist: ptp's conflist sorts first, so containerd (one network config) uses it
+  // while it is there. ptp turns on global forwarding; put it back.
   const std::string fwd4 = "/proc/sys/net/ipv4/ip_forward";
   const std::string fwd6 = "/proc/sys/net/ipv6/conf/all/forwarding";
   auto f4 = readFile(fwd4), f6 = readFile(fwd6);
@@ -898,7 +899,9 @@ TEST_F(RealNodeTest, CniAddDelAndSandboxTimesSluiceVersusPtp) {
     f << R"({"cniVersion": "0.4.0", "name": "e2e-ptp", "plugins": [{"type": "ptp", "mtu": 1500,
   "ipam": {"type": "host-local", "dataDir": "/var/lib/cni/networks",
            "ranges": [[{"subnet": "10.245.0.0/24"}], [{"subnet": "fd00:10:245::/64"}]],
-           "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}}]})";
+           "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}},
+  {"type": "bandwidth", "capabilities": {"bandwidth": true}}]})";
   }
   std::this_thread::sleep_for(2s);  // containerd reloads the conf dir on change
   auto ptp = measure("perf-ptp");
