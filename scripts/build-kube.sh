@@ -4,7 +4,11 @@
 #   /var/cache/sluice/kubernetes-<source version>/bin/<component>
 # A later run (CI on the same machine) finds them there and builds nothing. Prints the bin dir.
 #
-#   scripts/build-kube.sh [kube-apiserver kube-controller-manager kube-scheduler kubelet ...]
+#   scripts/build-kube.sh [kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl
+#                          pause ...]
+#
+# `pause` is the sandbox binary of the tree's build/pause, linked statically with gcc (no Go), so a
+# one-file image holds it (scripts/build-images.sh).
 #
 # Facts this relies on (Debian 12): the source package is the full upstream 1.20.2 tree with
 # vendor/; it builds in GOPATH mode through its own `make WHAT=cmd/...` (which generates a required
@@ -45,7 +49,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
 fi
 
-apt-get install -y -q --no-install-recommends dpkg-dev golang-1.19-go rsync \
+apt-get install -y -q --no-install-recommends dpkg-dev golang-1.19-go rsync gcc libc6-dev \
   golang-github-modern-go-reflect2-dev >&2
 mkdir -p "$dir" "$bin"
 src=$(find "$dir" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -1)
@@ -62,6 +66,13 @@ fi
 export PATH=/usr/lib/go-1.19/bin:$PATH
 export GOFLAGS= GOCACHE="$dir/gocache" KUBE_BUILD_PLATFORMS=linux/amd64
 for c in "${missing[@]}"; do
+  if [[ $c == pause ]]; then
+    tag=$(awk '$1 == "TAG" {print $3; exit}' "$src/build/pause/Makefile")
+    gcc -Os -Wall -Werror -static -DVERSION="v${tag}-debian" -o "$bin/pause.tmp" \
+      "$src/build/pause/linux/pause.c"
+    mv "$bin/pause.tmp" "$bin/pause"
+    continue
+  fi
   echo "build-kube.sh: building $c from kubernetes $version (minutes)" >&2
   make -C "$src" WHAT="cmd/$c" >&2
   install -m 0755 "$src/_output/local/bin/linux/amd64/$c" "$bin/$c"

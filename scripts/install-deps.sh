@@ -16,7 +16,8 @@ apt-get install -y -q --no-install-recommends \
   iproute2 iputils-ping procps util-linux kmod iperf3 \
   containernetworking-plugins python3 \
   etcd-server etcd-client curl \
-  librsvg2-bin libxml2-utils libpng-dev
+  librsvg2-bin libxml2-utils libpng-dev \
+  containerd runc busybox-static iptables
 # bpffs is needed by the daemon's pinned maps; mount it if the host did not.
 if ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf || echo "install-deps.sh: could not mount bpffs (continuing)" >&2

@@ -10,10 +10,13 @@ if [[ "${SLUICE_SKIP_INSTALL:-0}" != 1 ]]; then
 fi
 jobs=$(nproc)
 
-# A real kube-apiserver for the --source kube suites: built once from Debian's kubernetes source
-# package and cached under /var/cache/sluice (minutes the first time on a machine, then instant).
-echo "== kube-apiserver (cached build)"
-SLUICE_KUBE_BIN_DIR=$(scripts/build-kube.sh kube-apiserver)
+# Kubernetes for the --source kube suites (kube-apiserver) and the real-node suite e2e.node (the
+# rest, and the static pause binary of its sandbox image): built once from Debian's kubernetes
+# source package and cached under /var/cache/sluice (minutes the first time on a machine, then
+# instant).
+echo "== Kubernetes components (cached build)"
+SLUICE_KUBE_BIN_DIR=$(scripts/build-kube.sh kube-apiserver kube-controller-manager kube-scheduler \
+  kubelet kubectl pause)
 export SLUICE_KUBE_BIN_DIR
 
 echo "== build (release, -Werror)"

@@ -274,11 +274,28 @@ Status KubeApi::makeCredentials() {
   SLUICE_RETURN_IF_ERROR(openssl({"genrsa", "-out", (d / "sa.key").string(), "2048"}));
   SLUICE_RETURN_IF_ERROR(
       openssl({"rsa", "-in", (d / "sa.key").string(), "-pubout", "-out", (d / "sa.pub").string()}));
+  if (opts_.kubeletClientCert) {
+    SLUICE_RETURN_IF_ERROR(
+        openssl({"req", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                 (d / "kubelet-client.key").string(), "-out", (d / "kubelet-client.csr").string(),
+                 "-subj", "/O=system:masters/CN=kube-apiserver-kubelet-client"}));
+    SLUICE_RETURN_IF_ERROR(
+        openssl({"x509", "-req", "-in", (d / "kubelet-client.csr").string(), "-CA",
+                 (d / "ca.crt").string(), "-CAkey", (d / "ca.key").string(), "-CAcreateserial",
+                 "-out", (d / "kubelet-client.crt").string(), "-days", "2"}));
+  }
   adminToken_ = randomToken();
   nodeToken_ = randomToken();
-  SLUICE_RETURN_IF_ERROR(
-      writeFile(d / "tokens.csv", adminToken_ + ",e2e-admin,e2e-admin,\"system:masters\"\n" +
-                                      nodeToken_ + ",sluice-node,sluice-node\n"));
+  std::string tokens = adminToken_ + ",e2e-admin,e2e-admin,\"system:masters\"\n" + nodeToken_ +
+                       ",sluice-node,sluice-node\n";
+  std::vector<std::pair<std::string, std::string>> userTokens;
+  for (const auto& u : opts_.tokenUsers) {
+    std::string groups;
+    for (const auto& g : u.groups) groups += (groups.empty() ? "" : ",") + g;
+    userTokens.emplace_back(u.name, randomToken());
+    tokens += userTokens.back().second + "," + u.name + "," + u.name + ",\"" + groups + "\"\n";
+  }
+  SLUICE_RETURN_IF_ERROR(writeFile(d / "tokens.csv", tokens));
   SLUICE_ASSIGN_OR_RETURN(std::string ca, readFile((d / "ca.crt").string()));
   auto kubeconfig = [&](const std::string& user, const std::string& token) {
     json cfg = {
@@ -298,7 +315,14 @@ Status KubeApi::makeCredentials() {
   nodeKubeconfig_ = d / "node.kubeconfig";
   SLUICE_RETURN_IF_ERROR(writeFile(adminKubeconfig_, kubeconfig("e2e-admin", adminToken_)));
   SLUICE_RETURN_IF_ERROR(writeFile(nodeKubeconfig_, kubeconfig("sluice-node", nodeToken_)));
+  for (const auto& [user, token] : userTokens) {
+    SLUICE_RETURN_IF_ERROR(writeFile(kubeconfigOf(user), kubeconfig(user, token)));
+  }
   return Status::Ok();
+}
+
+fs::path KubeApi::kubeconfigOf(const std::string& user) const {
+  return opts_.runDir / (user + ".kubeconfig");
 }
 
 Status KubeApi::startEtcd() {
@@ -326,26 +350,26 @@ Status KubeApi::startEtcd() {
 Status KubeApi::startApiServer() {
   const fs::path& d = opts_.runDir;
   fs::create_directories(d / "apiserver-certs");
-  Command cmd{{(opts_.binDir / "kube-apiserver").string(),
-               "--etcd-servers=http://127.0.0.1:2379",
-               "--bind-address=" + opts_.address,
-               "--advertise-address=" + opts_.address,
-               "--secure-port=" + std::to_string(kApiPort),
-               "--insecure-port=0",
+  Command cmd{{(opts_.binDir / "kube-apiserver").string(), "--etcd-servers=http://127.0.0.1:2379",
+               "--bind-address=" + opts_.address, "--advertise-address=" + opts_.address,
+               "--secure-port=" + std::to_string(kApiPort), "--insecure-port=0",
                "--cert-dir=" + (d / "apiserver-certs").string(),
                "--tls-cert-file=" + (d / "server.crt").string(),
                "--tls-private-key-file=" + (d / "server.key").string(),
                "--client-ca-file=" + (d / "ca.crt").string(),
-               "--token-auth-file=" + (d / "tokens.csv").string(),
-               "--authorization-mode=RBAC",
+               "--token-auth-file=" + (d / "tokens.csv").string(), "--authorization-mode=RBAC",
                "--service-account-key-file=" + (d / "sa.pub").string(),
                "--service-account-signing-key-file=" + (d / "sa.key").string(),
                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                "--service-cluster-ip-range=10.96.0.0/16",
-               "--disable-admission-plugins=ServiceAccount",
-               "--kubelet-preferred-address-types=InternalIP,Hostname",
-               "--profiling=false",
+               "--kubelet-preferred-address-types=InternalIP,Hostname", "--profiling=false",
                "--v=1"}};
+  if (!opts_.serviceAccounts) cmd.argv.push_back("--disable-admission-plugins=ServiceAccount");
+  if (opts_.kubeletClientCert) {
+    cmd.argv.push_back("--kubelet-client-certificate=" + (d / "kubelet-client.crt").string());
+    cmd.argv.push_back("--kubelet-client-key=" + (d / "kubelet-client.key").string());
+  }
+  cmd.argv.insert(cmd.argv.end(), opts_.extraFlags.begin(), opts_.extraFlags.end());
   cmd.netns = opts_.netns;
   // Appends across restarts, so one log shows the whole run.
   cmd.outputFile = apiLog_.string();

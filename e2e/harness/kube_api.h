@@ -32,6 +32,17 @@ struct KubeApiOptions {
   std::string netns;                          // path of the namespace both run in
   std::string address;                        // IPv4 the API server binds in that namespace
   std::filesystem::path clusterRoleManifest;  // manifests/sluice.yaml
+
+  // For a real node (e2e/node), where a controller-manager issues service-account tokens and a
+  // kubelet serves exec/logs. All off by default (the simulated clusters need none of them).
+  struct TokenUser {
+    std::string name;
+    std::vector<std::string> groups;
+  };
+  bool serviceAccounts = false;         // keep the ServiceAccount admission plugin on
+  bool kubeletClientCert = false;       // a CA-signed client cert the server presents to kubelets
+  std::vector<TokenUser> tokenUsers;    // more token users, each with kubeconfigOf(name)
+  std::vector<std::string> extraFlags;  // appended to kube-apiserver's command line
 };
 
 // One Kubernetes object as the harness names it.
@@ -54,6 +65,10 @@ class KubeApi {
   // A kubeconfig for the least-privilege node user (written once, under runDir).
   const std::filesystem::path& nodeKubeconfig() const { return nodeKubeconfig_; }
   const std::filesystem::path& adminKubeconfig() const { return adminKubeconfig_; }
+  // The kubeconfig of one of KubeApiOptions::tokenUsers.
+  std::filesystem::path kubeconfigOf(const std::string& user) const;
+  // The CA that signed the server's certificate (and kubeletClientCert).
+  std::filesystem::path caFile() const { return opts_.runDir / "ca.crt"; }
 
   // Server-side applies every object in `text` (JSON object or List, or multi-document YAML).
   // Returns the objects written with their new resourceVersions.
