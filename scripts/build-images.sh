@@ -13,7 +13,7 @@
 # users with a registry build the same image with `buildah bud -f Containerfile OUT_DIR` (or
 # `docker build`) and push it. --import loads all three with `ctr -n k8s.io images import`.
 #
-# Image names: localhost/sluice:$SLUICE_IMAGE_TAG (default 0.1.0, what manifests/kustomization.yaml
+# Image names: localhost/sluice:$SLUICE_IMAGE_TAG (default 0.1.0, what kustomization.yaml
 # references), localhost/busybox:1.35, localhost/pause:3.4 (containerd's sandbox_image).
 set -euo pipefail
 if [[ $# -lt 3 ]]; then

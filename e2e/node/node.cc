@@ -560,7 +560,7 @@ Result<std::chrono::milliseconds> Node::installSluice(std::chrono::milliseconds 
                       "--from-literal=KUBERNETES_SERVICE_HOST=" + ipv4_,
                       "--from-literal=KUBERNETES_SERVICE_PORT=6443"}));
   auto start = Clock::now();
-  SLUICE_RETURN_IF_ERROR(kubectlChecked({"apply", "-k", (opts_.sourceDir / "manifests").string()}));
+  SLUICE_RETURN_IF_ERROR(kubectlChecked({"apply", "-f", (opts_.sourceDir / "manifests").string()}));
   SLUICE_RETURN_IF_ERROR(waitNodeReady(true, timeout));
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
 }
@@ -628,7 +628,7 @@ Status Node::deleteWorkloads(std::vector<std::string>& problems) {
     if (left == 0) break;
     std::this_thread::sleep_for(500ms);
   }
-  st = kubectlChecked({"delete", "-k", (opts_.sourceDir / "manifests").string(), "--wait=true"}, "",
+  st = kubectlChecked({"delete", "-f", (opts_.sourceDir / "manifests").string(), "--wait=true"}, "",
                       120s);
   if (!st.ok()) problems.push_back(st.error().message);
   deadline = Clock::now() + 60s;

@@ -1,7 +1,7 @@
 // A real Kubernetes node on this machine, for the e2e.node suite: etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler (scripts/build-kube.sh), containerd + runc (Debian) and
 // kubelet, all started by hand (PID 1 is not systemd). Sluice is installed the way users install
-// it: images imported with `ctr`, then `kubectl apply -k manifests/`.
+// it: images imported with `ctr`, then `kubectl apply -f manifests/`.
 //
 // This is DESIGN.md §8's one exception to "only namespaces you made": kubelet and containerd run
 // in the root network namespace like on a real node. Everything the node changes on the host is
@@ -75,7 +75,7 @@ class Node {
                         std::chrono::milliseconds timeout = std::chrono::seconds(60));
   Result<nlohmann::json> kubectlJson(const std::vector<std::string>& args);
 
-  // The install: the API server ConfigMap, then `kubectl apply -k manifests/`; waits for the
+  // The install: the API server ConfigMap, then `kubectl apply -f manifests/`; waits for the
   // Node's Ready condition and returns how long that took after the apply.
   Result<std::chrono::milliseconds> installSluice(std::chrono::milliseconds timeout);
   Status waitNodeReady(bool ready, std::chrono::milliseconds timeout);

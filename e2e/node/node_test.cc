@@ -1,6 +1,6 @@
 // e2e.node: Sluice on a real Kubernetes node (issue 8). etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler, containerd and kubelet run on this machine; Sluice is
-// installed with `kubectl apply -k manifests/` from an image built here; everything after that is
+// installed with `kubectl apply -f manifests/` from an image built here; everything after that is
 // done with kubectl, as an operator would: busybox pods, NetworkPolicies, probes by
 // `kubectl exec`, verdicts compared with `sluicectl matrix --kubeconfig` on the live objects.
 //
@@ -133,7 +133,7 @@ class RealNodeTest : public ::testing::Test {
       return;
     }
     readyAfterApply_ = *took;
-    std::printf("[ node ] Ready %lld ms after kubectl apply -k manifests/\n",
+    std::printf("[ node ] Ready %lld ms after kubectl apply -f manifests/\n",
                 static_cast<long long>(readyAfterApply_.count()));
   }
 

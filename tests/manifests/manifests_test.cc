@@ -1,4 +1,4 @@
-// What `kubectl apply -k manifests/` installs, checked without a cluster: least-privilege RBAC,
+// What `kubectl apply -f manifests/` (or `-k .` with an image override) installs, checked without a cluster: least-privilege RBAC,
 // an unprivileged DaemonSet with the mounts, probes and tolerations a node agent needs, the
 // conflist the install step writes, and daemon flags that the built binary really accepts.
 #include <gtest/gtest.h>
@@ -24,6 +24,8 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 const fs::path kManifests = fs::path(SLUICE_SOURCE_DIR) / "manifests";
+// The image override (`kubectl apply -k .`); `kubectl apply -f manifests/` applies the same files.
+const fs::path kKustomization = fs::path(SLUICE_SOURCE_DIR) / "kustomization.yaml";
 
 std::string read(const fs::path& p) {
   auto r = readFile(p.string());
@@ -34,9 +36,9 @@ std::string read(const fs::path& p) {
 // Every object of the install, by kind (documents of every resource the kustomization lists).
 std::multimap<std::string, YAML::Node> installObjects() {
   std::multimap<std::string, YAML::Node> out;
-  YAML::Node k = YAML::LoadFile((kManifests / "kustomization.yaml").string());
+  YAML::Node k = YAML::LoadFile(kKustomization.string());
   for (const auto& r : k["resources"]) {
-    for (const auto& doc : YAML::LoadAllFromFile((kManifests / r.as<std::string>()).string())) {
+    for (const auto& doc : YAML::LoadAllFromFile((kKustomization.parent_path() / r.as<std::string>()).string())) {
       if (doc.IsMap()) out.emplace(doc["kind"].as<std::string>(), doc);
     }
   }
@@ -70,10 +72,11 @@ std::map<std::string, std::string> flagsOf(const YAML::Node& c) {
 }
 
 TEST(ManifestsTest, KustomizationInstallsEveryManifestAndSetsTheDaemonSetImage) {
-  YAML::Node k = YAML::LoadFile((kManifests / "kustomization.yaml").string());
+  YAML::Node k = YAML::LoadFile(kKustomization.string());
   ASSERT_TRUE(k["resources"].IsSequence());
   for (const auto& r : k["resources"]) {
-    EXPECT_TRUE(fs::is_regular_file(kManifests / r.as<std::string>())) << r.as<std::string>();
+    EXPECT_TRUE(fs::is_regular_file(kKustomization.parent_path() / r.as<std::string>()))
+        << r.as<std::string>();
   }
   auto objs = installObjects();
   YAML::Node ds = only(objs, "DaemonSet");
