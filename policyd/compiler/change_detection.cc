@@ -6,48 +6,14 @@
 
 #include "policyd/compiler/compiler_impl.h"
 #include "policyd/engine/selection.h"
+#include "policyd/model/equality.h"
 
 namespace sluice::compiler {
 
 namespace {
 
-// ---- model comparisons (by content; Origin is ignored) ----
-
-bool samePortSpec(const model::PortSpec& a, const model::PortSpec& b) {
-  return a.protocol == b.protocol && a.port == b.port && a.endPort == b.endPort;
-}
-
-bool samePeer(const model::Peer& a, const model::Peer& b) {
-  if (a.podSelector != b.podSelector || a.namespaceSelector != b.namespaceSelector) return false;
-  if (a.ipBlock.has_value() != b.ipBlock.has_value()) return false;
-  return !a.ipBlock ||
-         (a.ipBlock->cidr == b.ipBlock->cidr && a.ipBlock->except == b.ipBlock->except);
-}
-
-bool sameRule(const model::Rule& a, const model::Rule& b) {
-  return std::equal(a.peers.begin(), a.peers.end(), b.peers.begin(), b.peers.end(), samePeer) &&
-         std::equal(a.ports.begin(), a.ports.end(), b.ports.begin(), b.ports.end(), samePortSpec);
-}
-
-bool samePolicy(const NetworkPolicy& a, const NetworkPolicy& b) {
-  return a.podSelector == b.podSelector && a.affectsIngress == b.affectsIngress &&
-         a.affectsEgress == b.affectsEgress &&
-         std::equal(a.ingress.begin(), a.ingress.end(), b.ingress.begin(), b.ingress.end(),
-                    sameRule) &&
-         std::equal(a.egress.begin(), a.egress.end(), b.egress.begin(), b.egress.end(), sameRule);
-}
-
-bool samePorts(const std::vector<model::ContainerPort>& a,
-               const std::vector<model::ContainerPort>& b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
-    return x.name == y.name && x.port == y.port && x.protocol == y.protocol;
-  });
-}
-
-bool samePod(const Pod& a, const Pod& b) {
-  return a.labels == b.labels && a.ips == b.ips && a.hostNetwork == b.hostNetwork &&
-         samePorts(a.ports, b.ports);
-}
+using model::samePod;
+using model::samePolicy;
 
 }  // namespace
 

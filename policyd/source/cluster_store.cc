@@ -2,35 +2,11 @@
 
 #include <algorithm>
 
+#include "policyd/model/equality.h"
+
 namespace sluice::source {
 
 namespace {
-
-bool samePorts(const std::vector<model::ContainerPort>& a,
-               const std::vector<model::ContainerPort>& b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
-    return x.name == y.name && x.port == y.port && x.protocol == y.protocol;
-  });
-}
-
-bool samePortSpec(const model::PortSpec& a, const model::PortSpec& b) {
-  return a.protocol == b.protocol && a.port == b.port && a.endPort == b.endPort;
-}
-
-bool sameIpBlock(const model::IPBlock& a, const model::IPBlock& b) {
-  return a.cidr == b.cidr && a.except == b.except && a.hostBitsSet == b.hostBitsSet;
-}
-
-bool samePeer(const model::Peer& a, const model::Peer& b) {
-  if (a.podSelector != b.podSelector || a.namespaceSelector != b.namespaceSelector) return false;
-  if (a.ipBlock.has_value() != b.ipBlock.has_value()) return false;
-  return !a.ipBlock || sameIpBlock(*a.ipBlock, *b.ipBlock);
-}
-
-bool sameRule(const model::Rule& a, const model::Rule& b) {
-  return std::equal(a.peers.begin(), a.peers.end(), b.peers.begin(), b.peers.end(), samePeer) &&
-         std::equal(a.ports.begin(), a.ports.end(), b.ports.begin(), b.ports.end(), samePortSpec);
-}
 
 const std::string& keyOf(const model::Namespace& n) { return n.name; }
 std::string keyOf(const model::Pod& p) { return p.key(); }
@@ -165,25 +141,6 @@ void ClusterStore::clear() {
   policyIndex_.clear();
   cluster_ = model::Cluster();
   discardChanges();
-}
-
-bool sameNamespace(const model::Namespace& a, const model::Namespace& b) {
-  return a.name == b.name && a.labels == b.labels;
-}
-
-bool samePod(const model::Pod& a, const model::Pod& b) {
-  return a.namespace_ == b.namespace_ && a.name == b.name && a.labels == b.labels &&
-         a.ips == b.ips && a.hostNetwork == b.hostNetwork && a.nodeName == b.nodeName &&
-         samePorts(a.ports, b.ports);
-}
-
-bool samePolicy(const model::NetworkPolicy& a, const model::NetworkPolicy& b) {
-  return a.namespace_ == b.namespace_ && a.name == b.name && a.podSelector == b.podSelector &&
-         a.affectsIngress == b.affectsIngress && a.affectsEgress == b.affectsEgress &&
-         std::equal(a.ingress.begin(), a.ingress.end(), b.ingress.begin(), b.ingress.end(),
-                    sameRule) &&
-         std::equal(a.egress.begin(), a.egress.end(), b.egress.begin(), b.egress.end(), sameRule) &&
-         a.duplicateKeys == b.duplicateKeys;
 }
 
 size_t ClusterStore::apply(Changes c) {

@@ -18,15 +18,15 @@
 #include <unordered_set>
 #include <vector>
 
+#include "policyd/model/equality.h"
 #include "policyd/model/types.h"
 #include "policyd/source/source.h"
 
 namespace sluice::source {
 
-// Content equality as the engine and its readers see it (Origin ignored).
-bool sameNamespace(const model::Namespace& a, const model::Namespace& b);
-bool samePod(const model::Pod& a, const model::Pod& b);
-bool samePolicy(const model::NetworkPolicy& a, const model::NetworkPolicy& b);
+using model::sameNamespace;  // content equality (model/equality.h), for the sources' diffs
+using model::samePod;
+using model::samePolicy;
 
 class ClusterStore {
  public:

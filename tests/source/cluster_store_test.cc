@@ -142,5 +142,30 @@ TEST(ClusterStoreTest, PolicyAndNamespaceContentComparison) {
   EXPECT_EQ(s.findNamespace("ns")->labels.at("team"), "b");
 }
 
+// Switching a policy between audit and enforce changes nothing in its spec, only the annotation:
+// it is a change (dropping it as a no-op left an audited policy unenforced after the annotation
+// was removed).
+TEST(ClusterStoreTest, EnforcementAnnotationIsContent) {
+  ClusterStore s;
+  model::NetworkPolicy p;
+  p.namespace_ = "ns";
+  p.name = "lockdown";
+  p.affectsIngress = true;
+  p.enforcement = model::Enforcement::Audit;
+  p.enforcementText = "audit";
+  Changes c;
+  c.policyUpserts = {p};
+  EXPECT_EQ(s.apply(std::move(c)), 1u);
+  s.discardChanges();
+  p.enforcement = model::Enforcement::Enforce;
+  p.enforcementText = "enforce";
+  Changes enforced;
+  enforced.policyUpserts = {p};
+  EXPECT_EQ(s.apply(std::move(enforced)), 1u);
+  Changes net = s.takeChanges();
+  ASSERT_EQ(net.policyUpserts.size(), 1u);
+  EXPECT_FALSE(net.policyUpserts[0].audited());
+}
+
 }  // namespace
 }  // namespace sluice::source
