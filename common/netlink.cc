@@ -105,6 +105,7 @@ void parseRoute(const void* p, void* data) {
   if (table != RT_TABLE_MAIN || rtm->rtm_type != RTN_UNICAST) return;
   RouteInfo r;
   r.table = static_cast<uint8_t>(table);
+  r.protocol = rtm->rtm_protocol;
   IpAddr zero = rtm->rtm_family == AF_INET ? IpAddr::v4(0) : IpAddr::v6({});
   IpAddr dst = t.tb[RTA_DST] ? addrFrom(rtm->rtm_family, mnl_attr_get_payload(t.tb[RTA_DST])) : zero;
   r.dst = Prefix(dst, rtm->rtm_dst_len);
@@ -377,7 +378,7 @@ void putRoute(nlmsghdr* nlh, const RouteSpec& r) {
   rtm->rtm_family = static_cast<uint8_t>(familyOf(r.dst.family()));
   rtm->rtm_dst_len = static_cast<uint8_t>(r.dst.len());
   rtm->rtm_table = RT_TABLE_MAIN;
-  rtm->rtm_protocol = RTPROT_STATIC;
+  rtm->rtm_protocol = r.protocol != 0 ? r.protocol : RTPROT_STATIC;
   rtm->rtm_scope = r.scopeLink ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
   rtm->rtm_type = RTN_UNICAST;
   if (r.onlink) rtm->rtm_flags |= RTNH_F_ONLINK;

@@ -43,6 +43,7 @@ struct RouteInfo {
   std::optional<IpAddr> gateway;
   int oif = 0;
   uint8_t table = 0;
+  uint8_t protocol = 0;  // RTPROT_*: who installed it
 };
 
 struct NeighInfo {
@@ -67,6 +68,9 @@ struct RouteSpec {
   int oif = 0;
   bool onlink = false;  // gateway is reachable on `oif` without a covering route
   bool scopeLink = false;
+  // RTPROT_*; 0 means RTPROT_STATIC. A daemon tags its routes with a protocol of its own so it can
+  // tell them from an administrator's after a restart.
+  uint8_t protocol = 0;
 };
 
 class Socket {

@@ -15,15 +15,28 @@ class NetlinkRouteTable final : public RouteTable {
     netlink::RouteSpec r;
     r.dst = dst;
     r.gateway = via;
+    r.protocol = kSluiceRouteProtocol;
     return sock_.addRoute(r);
   }
   Status remove(const Prefix& dst, const IpAddr& via) override {
     netlink::RouteSpec r;
     r.dst = dst;
     r.gateway = via;
+    r.protocol = kSluiceRouteProtocol;
     auto st = sock_.deleteRoute(r);
     if (!st.ok() && st.error().code == ESRCH) return Status::Ok();  // already gone
     return st;
+  }
+  Result<std::map<Prefix, IpAddr>> owned() override {
+    std::map<Prefix, IpAddr> out;
+    for (Family f : {Family::V4, Family::V6}) {
+      auto rs = sock_.routes(f);
+      if (!rs.ok()) return rs.error().wrap("list routes");
+      for (const auto& r : *rs) {
+        if (r.protocol == kSluiceRouteProtocol && r.gateway) out.emplace(r.dst, *r.gateway);
+      }
+    }
+    return out;
   }
 
  private:
@@ -40,6 +53,16 @@ Result<std::unique_ptr<RouteTable>> makeNetlinkRouteTable() {
 
 std::vector<Error> NodeRouter::sync(const std::map<std::string, Node>& nodes) {
   std::vector<Error> errors;
+  if (!adopted_) {
+    // What an earlier daemon installed counts as installed: the diff below keeps what is still
+    // wanted and removes the routes of Nodes that went away while no daemon ran.
+    if (auto owned = routes_->owned(); owned.ok()) {
+      for (const auto& [dst, via] : *owned) installed_.emplace(dst, via);
+      adopted_ = true;
+    } else {
+      errors.push_back(owned.error().wrap("routes of an earlier daemon"));
+    }
+  }
   std::map<Prefix, IpAddr> want;
   std::map<Prefix, std::string> owner;
   for (const auto& [name, node] : nodes) {

@@ -15,12 +15,19 @@
 
 namespace sluice::source::kube {
 
+// The routing protocol number the daemon tags its routes with (`ip route show proto 172`), so a
+// restarted daemon finds the routes an earlier one installed, including those of Nodes deleted
+// while it was down, and never touches anyone else's.
+inline constexpr uint8_t kSluiceRouteProtocol = 172;
+
 // Where routes go. The real one is netlink in the daemon's network namespace; tests use a fake.
 class RouteTable {
  public:
   virtual ~RouteTable() = default;
   virtual Status replace(const Prefix& dst, const IpAddr& via) = 0;
   virtual Status remove(const Prefix& dst, const IpAddr& via) = 0;
+  // The routes this table's owner installed (an earlier daemon's included): dst -> via.
+  virtual Result<std::map<Prefix, IpAddr>> owned() = 0;
 };
 
 // Netlink (libmnl) on a socket opened in the calling thread's network namespace.
@@ -35,8 +42,10 @@ class NodeRouter {
         routes_(routes),
         onLocalPodCidrs_(std::move(onLocalPodCidrs)) {}
 
-  // Brings routes and the local pod CIDRs in line with `nodes`. Errors are returned (each names
-  // the node and route) and retried on the next sync.
+  // Brings routes and the local pod CIDRs in line with `nodes` (every Node: call it only once the
+  // Nodes are listed). The first sync adopts the routes an earlier daemon left (RouteTable::owned)
+  // and removes those no Node wants any more. Errors are returned (each names the node and route)
+  // and retried on the next sync.
   std::vector<Error> sync(const std::map<std::string, Node>& nodes);
 
   // dst -> via, as installed.
@@ -48,6 +57,7 @@ class NodeRouter {
   PodCidrsSink onLocalPodCidrs_;
   std::map<Prefix, IpAddr> installed_;
   std::optional<std::vector<std::string>> localCidrs_;
+  bool adopted_ = false;
 };
 
 }  // namespace sluice::source::kube

@@ -56,6 +56,10 @@ class FakeRoutes : public RouteTable {
     ++writes;
     return Status::Ok();
   }
+  Result<std::map<Prefix, IpAddr>> owned() override {
+    std::lock_guard lock(mu);
+    return table;
+  }
   std::map<Prefix, IpAddr> get() {
     std::lock_guard lock(mu);
     return table;

@@ -98,6 +98,27 @@ TEST(NodeRoutesNetnsTest, RoutesFollowNodesInARealRoutingTable) {
     EXPECT_NE(errors[0].message.find("10.244.3.0/24 via 198.51.100.9"), std::string::npos)
         << errors[0].message;
     EXPECT_EQ(routesOf(*sock).size(), 1u);
+
+    // A restart: Node b was deleted while no daemon ran. An administrator's static route in the
+    // same range stays; the new daemon removes b's route and keeps what is still wanted.
+    netlink::RouteSpec admin;
+    admin.dst = *Prefix::parse("10.244.9.0/24");
+    admin.gateway = *IpAddr::parse("192.0.2.9");
+    ASSERT_TRUE(sock->addRoute(admin).ok());
+    nodes.erase("b");
+    nodes.erase("d");
+    nodes["e"] = node("e", "192.0.2.5", "10.244.5.0/24");
+    ASSERT_TRUE(router
+                    .sync({{"self", nodes["self"]},
+                           {"b", node("b", "192.0.2.22", "10.244.1.0/24")},
+                           {"e", nodes["e"]}})
+                    .empty());
+    NodeRouter restarted("self", table->get(),
+                         [](const std::vector<std::string>&) { return Status::Ok(); });
+    EXPECT_TRUE(restarted.sync({{"self", nodes["self"]}, {"e", nodes["e"]}}).empty());
+    EXPECT_EQ(routesOf(*sock),
+              (std::map<std::string, std::string>{{"10.244.5.0/24", "192.0.2.5"},
+                                                  {"10.244.9.0/24", "192.0.2.9"}}));
   });
 }
 
