@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <functional>
+#include <nlohmann/json.hpp>
 
 #include "e2e/harness/cluster.h"
+#include "e2e/harness/process.h"
 
 namespace sluice::e2e {
 namespace {
@@ -108,6 +110,59 @@ class ConformanceTest : public ::testing::Test {
                         << "measured (! = allowed but predicted denied, x = the reverse):\n"
                         << measured->render(&*predicted);
     }
+    expectNodeAgreement(probes.front());
+  }
+
+  // `sluicectl explain --node` on node 0: for every pair with an end on that node, the verdict
+  // read back from its realized bpf maps equals the engine's on the same manifests (explain
+  // --node reads bpf maps; the manifests are the dir source's files).
+  void expectNodeAgreement(const Probe& p) {
+    const char* dp = std::getenv("SLUICE_E2E_DATAPATH");
+    const char* src = std::getenv("SLUICE_E2E_SOURCE");
+    if ((dp && std::string(dp) != "bpf") || (src && std::string(src) != "dir")) return;
+    const std::string admin = (cluster_->socketPath(0).parent_path() / "admin.sock").string();
+    int compared = 0;
+    for (const auto& fromNs : kNamespaces) {
+      for (const auto& from : kPods) {
+        for (const auto& toNs : kNamespaces) {
+          for (const auto& to : kPods) {
+            const PodInfo* a = cluster_->pod(fromNs + "/" + from);
+            const PodInfo* b = cluster_->pod(toNs + "/" + to);
+            ASSERT_TRUE(a && b);
+            if (a == b || (a->spec.node != 0 && b->spec.node != 0)) continue;
+            Command cmd;
+            cmd.argv = {cluster_->binary("policyd/ctl/sluicectl").string(),
+                        "explain",
+                        "--node",
+                        "-f",
+                        cluster_->manifestsDir().string(),
+                        "--from",
+                        fromNs + "/" + from,
+                        "--to",
+                        toNs + "/" + to,
+                        "--port",
+                        p.port,
+                        "--protocol",
+                        p.protocol,
+                        "-o",
+                        "json",
+                        "--bpf-pin-dir",
+                        cluster_->bpfPinDir(0),
+                        "--admin-socket",
+                        admin};
+            auto r = run(cmd, 30s);
+            ASSERT_TRUE(r.ok()) << r.error().message;
+            EXPECT_EQ(r->exitCode, 0) << fromNs << "/" << from << " -> " << toNs << "/" << to
+                                      << ": " << r->err << r->out;
+            auto j = nlohmann::json::parse(r->out, nullptr, false);
+            ASSERT_FALSE(j.is_discarded()) << r->out;
+            EXPECT_EQ(j["node"]["agree"], true) << r->out;
+            ++compared;
+          }
+        }
+      }
+    }
+    EXPECT_GT(compared, 0);
   }
 
   // Convenience for policies: "x" namespace default deny etc.
