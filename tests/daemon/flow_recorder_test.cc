@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "policyd/daemon/flow_log.h"
+#include "tests/daemon/fake_model.h"
 #include "policyd/model/decode.h"
 
 namespace sluice::daemon {
@@ -50,28 +51,7 @@ spec:
   podSelector: {}
 )";
 
-class FakeModel final : public ModelView {
- public:
-  explicit FakeModel(std::string_view yaml) { set(yaml); }
-  void set(std::string_view yaml) {
-    auto d = model::decodeText(yaml, "test.yaml");
-    EXPECT_TRUE(d.errors.empty());
-    std::unique_lock lock(mu_);
-    cluster_ = std::move(d.cluster);
-    ++generation_;
-  }
-  void readModel(const Reader& fn) const override {
-    std::shared_lock lock(mu_);
-    ++reads;
-    fn(cluster_, generation_);
-  }
-  mutable int reads = 0;
-
- private:
-  mutable std::shared_mutex mu_;
-  model::Cluster cluster_;
-  uint64_t generation_ = 0;
-};
+using testing::FakeModel;
 
 datapath::FlowEvent event(const char* src, const char* dst, uint16_t port, compiler::Direction dir,
                           const char* reason) {

@@ -8,6 +8,7 @@
 
 #include "policyd/model/decode.h"
 #include "tests/daemon/fake_backend.h"
+#include "tests/daemon/fake_model.h"
 
 namespace sluice::daemon {
 namespace {
@@ -37,21 +38,8 @@ spec:
   policyTypes: [Ingress, Egress]
 )";
 
-class Model final : public ModelView {
- public:
-  Model() {
-    auto d = model::decodeText(kCluster, "t.yaml");
-    EXPECT_TRUE(d.errors.empty());
-    cluster_ = std::move(d.cluster);
-  }
-  void readModel(const Reader& fn) const override { fn(cluster_, 1); }
-
- private:
-  model::Cluster cluster_;
-};
-
 TEST(PolicyMetricsTest, CreditsEachDropToEveryIsolatingPolicyOnce) {
-  Model m;
+  testing::FakeModel m(kCluster);
   testing::FakeBackend backend;
   PolicyMetrics::Sources src;
   src.endpointName = [](compiler::EndpointId id) {
@@ -83,7 +71,7 @@ TEST(PolicyMetricsTest, CreditsEachDropToEveryIsolatingPolicyOnce) {
 }
 
 TEST(PolicyMetricsTest, WritesPrometheusFamilies) {
-  Model m;
+  testing::FakeModel m(kCluster);
   testing::FakeBackend backend;
   PolicyMetrics::Sources src;
   src.ruleOrigins = [] {
